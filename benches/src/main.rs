@@ -1,0 +1,2 @@
+//! `lockbox-bench`: load generator (filled in below).
+fn main() {}

@@ -1,0 +1,75 @@
+//! `lockbox`: the command-line tool for lockbox-kms (and, later, lockboxd).
+
+mod io;
+mod kms;
+mod render;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Command-line tool for lockbox: secrets with versions, backed by lockbox-kms.
+///
+/// Errors print one line, "lockbox: CODE: message", and exit with status 1.
+#[derive(Parser)]
+#[command(version, propagate_version = true)]
+struct Cli {
+    /// Socket of lockbox-kms.
+    #[arg(long, global = true, env = "LOCKBOX_KMS_SOCKET", default_value = lockbox_client::DEFAULT_KMS_SOCKET)]
+    kms_socket: PathBuf,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// How results are printed.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Format {
+    /// Aligned `field: value` lines, like `yc` prints.
+    Text,
+    /// One JSON document.
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Manage lockbox-kms: keys, crypto operations and KMS access bindings.
+    Kms {
+        #[command(subcommand)]
+        command: kms::KmsCommand,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("lockbox: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Kms { command } => kms::run(&cli.kms_socket, cli.format, command).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            match e.downcast_ref::<lockbox_client::CallError>() {
+                Some(lockbox_client::CallError::Server(err)) => {
+                    eprintln!("lockbox: {}: {}", err.code, err.message)
+                }
+                Some(other) => eprintln!("lockbox: {}: {other}", lockbox_client::error_code(other)),
+                None => eprintln!("lockbox: {e:#}"),
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! Async client for lockbox's servers.
+//!
+//! [`KmsClient`] speaks to `lockbox-kms`. A client holds one pipelined connection: clone it
+//! freely and issue calls concurrently from many tasks; responses are matched by request id.
+#![forbid(unsafe_code)]
+
+pub mod kms;
+
+pub use kms::KmsClient;
+pub use lockbox_proto as proto;
+pub use lockbox_rpc::CallError;
+
+/// Default socket of `lockbox-kms`.
+pub const DEFAULT_KMS_SOCKET: &str = "/run/lockbox-kms/kms.sock";
+
+/// Error code of a failed call, for callers that branch on it: the server's code, or
+/// `Unavailable` when the server could not be reached.
+pub fn error_code(e: &CallError) -> proto::ErrorCode {
+    match e {
+        CallError::Server(e) => e.code,
+        CallError::Connect { .. } | CallError::Disconnected(_) => proto::ErrorCode::Unavailable,
+        _ => proto::ErrorCode::Internal,
+    }
+}

@@ -1,0 +1,73 @@
+//! Time, injectable so tests move it instead of sleeping.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A source of the current time in Unix seconds.
+pub trait Clock: Send + Sync + 'static {
+    /// Now, in Unix seconds.
+    fn now(&self) -> i64;
+}
+
+/// The system's wall clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> i64 {
+        // A clock set before 1970 reads as 1970 rather than failing requests.
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    }
+}
+
+/// A clock that only moves when told to. Used by tests through the server's danger-only
+/// `DangerAdvanceClock` request.
+#[derive(Debug)]
+pub struct ManualClock {
+    /// Current time in Unix seconds.
+    now: AtomicI64,
+}
+
+impl ManualClock {
+    /// A manual clock reading `start`.
+    pub fn starting_at(start: i64) -> Self {
+        Self {
+            now: AtomicI64::new(start),
+        }
+    }
+
+    /// Moves the clock forward by `seconds` and returns the new time.
+    pub fn advance(&self, seconds: u64) -> i64 {
+        let step = i64::try_from(seconds).unwrap_or(i64::MAX);
+        let previous = self
+            .now
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |t| {
+                Some(t.saturating_add(step))
+            })
+            // The closure always returns `Some`, so the update cannot fail.
+            .unwrap_or_else(|t| t);
+        previous.saturating_add(step)
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> i64 {
+        self.now.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manual_clock_moves_only_when_advanced() {
+        let c = ManualClock::starting_at(100);
+        assert_eq!(c.now(), 100);
+        assert_eq!(c.advance(50), 150);
+        assert_eq!(c.now(), 150);
+        assert_eq!(c.advance(u64::MAX), i64::MAX);
+    }
+}

@@ -1,0 +1,86 @@
+//! Configuration of `lockbox-kms serve`: a TOML file, overridden by command-line flags.
+
+use crate::service::Quotas;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// Default directory of the keystore.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/lockbox-kms";
+/// Default socket path.
+pub const DEFAULT_SOCKET: &str = "/run/lockbox-kms/kms.sock";
+/// Name of the sealed keystore inside the state directory.
+pub const KEYSTORE_FILE: &str = "keystore.sealed";
+/// Name of the unseal material: inside `$CREDENTIALS_DIRECTORY` under systemd, else inside the
+/// state directory.
+pub const UNSEAL_FILE: &str = "unseal.key";
+
+/// Settings read from the configuration file. Every field is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Directory holding the sealed keystore.
+    pub state_dir: Option<PathBuf>,
+    /// File holding the 32 bytes of unseal material.
+    pub unseal_file: Option<PathBuf>,
+    /// Unix socket to listen on.
+    pub socket: Option<PathBuf>,
+    /// Permission bits of the socket, as an octal string ("0660").
+    pub socket_mode: Option<String>,
+    /// Connections served at once.
+    pub max_connections: Option<usize>,
+    /// Largest frame body, bytes.
+    pub max_frame: Option<u32>,
+    /// Quotas.
+    #[serde(default)]
+    pub quotas: Quotas,
+}
+
+impl FileConfig {
+    /// Reads and parses `path`.
+    pub fn read(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
+/// The unseal material path when none is configured: the systemd credential if running under
+/// a unit with `LoadCredential`, otherwise next to the keystore.
+pub fn default_unseal_file(state_dir: &Path) -> PathBuf {
+    match std::env::var_os("CREDENTIALS_DIRECTORY") {
+        Some(dir) => PathBuf::from(dir).join(UNSEAL_FILE),
+        None => state_dir.join(UNSEAL_FILE),
+    }
+}
+
+/// Parses an octal mode such as "0660"; refuses modes that give others any access.
+pub fn parse_socket_mode(text: &str) -> Result<u32, String> {
+    let mode = u32::from_str_radix(text.trim_start_matches("0o"), 8)
+        .map_err(|_| format!("socket_mode: {text:?} is not an octal mode like \"0660\""))?;
+    if mode & !0o770 != 0 {
+        return Err(format!(
+            "socket_mode: {text} gives other users access; use 0660 or tighter"
+        ));
+    }
+    Ok(mode)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_modes() {
+        assert_eq!(parse_socket_mode("0660"), Ok(0o660));
+        assert_eq!(parse_socket_mode("600"), Ok(0o600));
+        assert!(parse_socket_mode("0666").is_err());
+        assert!(parse_socket_mode("rw").is_err());
+    }
+
+    #[test]
+    fn config_file_rejects_unknown_fields() {
+        assert!(toml::from_str::<FileConfig>("sokcet = \"/x\"").is_err());
+        let c: FileConfig = toml::from_str("[quotas]\nkeys_per_folder = 5").unwrap();
+        assert_eq!(c.quotas.keys_per_folder, 5);
+        assert_eq!(c.quotas.versions_per_key, 100);
+    }
+}

@@ -1,0 +1,66 @@
+//! The KMS's error type, and its one conversion to the wire.
+
+use lockbox_proto::{Error, ErrorCode};
+
+/// Why a KMS operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KmsError {
+    /// A field failed validation; the message names it.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The resource does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The resource already exists.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// The caller lacks a permission.
+    #[error("permission {permission} denied on {resource} for {subject}")]
+    PermissionDenied {
+        /// The missing permission, e.g. `kms.keys.decrypt`.
+        permission: &'static str,
+        /// The resource it was needed on.
+        resource: String,
+        /// The subject that lacked it.
+        subject: String,
+    },
+    /// A relayed request came from a caller that is not an enrolled relay.
+    #[error("{0} is not an enrolled relay and may not act on behalf of other subjects")]
+    NotARelay(String),
+    /// The resource's state does not allow the operation.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// A quota or limit was reached; the message names it.
+    #[error("{0}")]
+    ResourceExhausted(String),
+    /// Decryption failed. Deliberately opaque: wrong key, wrong context and tampering all look
+    /// the same to the caller.
+    #[error("decryption failed: the ciphertext, key or aad_context do not match")]
+    DecryptionFailed,
+    /// Something failed inside the KMS (e.g. the keystore could not be written).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<&KmsError> for ErrorCode {
+    fn from(e: &KmsError) -> Self {
+        match e {
+            KmsError::InvalidArgument(_) | KmsError::DecryptionFailed => ErrorCode::InvalidArgument,
+            KmsError::NotFound(_) => ErrorCode::NotFound,
+            KmsError::AlreadyExists(_) => ErrorCode::AlreadyExists,
+            KmsError::PermissionDenied { .. } | KmsError::NotARelay(_) => {
+                ErrorCode::PermissionDenied
+            }
+            KmsError::FailedPrecondition(_) => ErrorCode::FailedPrecondition,
+            KmsError::ResourceExhausted(_) => ErrorCode::ResourceExhausted,
+            KmsError::Internal(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+impl From<&KmsError> for Error {
+    fn from(e: &KmsError) -> Self {
+        Error::new(ErrorCode::from(e), e.to_string())
+    }
+}

@@ -1,0 +1,274 @@
+//! The `lockbox-kms` binary: `init` creates unseal material and an empty sealed keystore;
+//! `serve` unseals it and serves the KMS on a Unix socket.
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use lockbox_kms::clock::{Clock, ManualClock, SystemClock};
+use lockbox_kms::config::{self, FileConfig};
+use lockbox_kms::keystore::Keystore;
+use lockbox_kms::model::State;
+use lockbox_kms::seal::UnsealMaterial;
+use lockbox_kms::server::KmsHandler;
+use lockbox_kms::service::{Kms, TimeSource};
+use lockbox_rpc::server::{ServerConfig, serve};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// lockbox-kms holds lockbox's root keys, sealed at rest, and offers key management,
+/// encryption, decryption and signing over a Unix socket. Access is controlled by its own
+/// kms.* role bindings; callers are identified by their Unix user.
+#[derive(Parser)]
+#[command(version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create fresh unseal material and an empty sealed keystore.
+    ///
+    /// The user running init (or each --admin) becomes kms.admin of the whole KMS. Keep the
+    /// unseal material safe: without it the keystore, and every key in it, is unrecoverable.
+    Init(InitArgs),
+    /// Unseal the keystore and serve the KMS on its socket until SIGTERM or SIGINT.
+    Serve(ServeArgs),
+}
+
+#[derive(Args)]
+struct InitArgs {
+    /// Directory for the sealed keystore (created with mode 0700 if missing).
+    #[arg(long, env = "LOCKBOX_KMS_STATE_DIR", default_value = config::DEFAULT_STATE_DIR)]
+    state_dir: PathBuf,
+    /// Where to write the 32 bytes of unseal material (mode 0600). Defaults to
+    /// $CREDENTIALS_DIRECTORY/unseal.key under systemd, else unseal.key in the state directory.
+    #[arg(long, env = "LOCKBOX_KMS_UNSEAL_FILE")]
+    unseal_file: Option<PathBuf>,
+    /// Subject to make kms.admin, e.g. user:alice (repeatable). Default: the user running init.
+    #[arg(long = "admin", value_name = "SUBJECT")]
+    admins: Vec<String>,
+    /// Subject allowed to send requests on behalf of others, e.g. user:lockbox for the
+    /// secrets daemon (repeatable).
+    #[arg(long = "relay", value_name = "SUBJECT")]
+    relays: Vec<String>,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// TOML configuration file; flags override it.
+    #[arg(long, env = "LOCKBOX_KMS_CONFIG")]
+    config: Option<PathBuf>,
+    /// Directory holding the sealed keystore [default: /var/lib/lockbox-kms].
+    #[arg(long, env = "LOCKBOX_KMS_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    /// Unseal material file [default: $CREDENTIALS_DIRECTORY/unseal.key, else
+    /// <state-dir>/unseal.key].
+    #[arg(long, env = "LOCKBOX_KMS_UNSEAL_FILE")]
+    unseal_file: Option<PathBuf>,
+    /// Unix socket to listen on [default: /run/lockbox-kms/kms.sock].
+    #[arg(long, env = "LOCKBOX_KMS_SOCKET")]
+    socket: Option<PathBuf>,
+    /// DANGER, tests only: run on a manual clock that admins can move forward over the socket.
+    #[arg(long, hide = true)]
+    danger_test_clock: bool,
+}
+
+fn main() -> std::process::ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LOCKBOX_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Init(args) => init(args),
+        Command::Serve(args) => run_serve(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lockbox-kms: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init(args: InitArgs) -> Result<()> {
+    let admins = if args.admins.is_empty() {
+        vec![lockbox_rpc::peer::user_subject(
+            rustix::process::getuid().as_raw(),
+        )]
+    } else {
+        args.admins
+    };
+    for subject in admins.iter().chain(&args.relays) {
+        if !subject.starts_with("user:")
+            && !subject.starts_with("group:")
+            && !subject.starts_with("serviceAccount:")
+        {
+            bail!(
+                "{subject:?} is not a subject; write user:<name>, group:<name> or serviceAccount:<id>"
+            );
+        }
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&args.state_dir)
+        .with_context(|| format!("creating {}", args.state_dir.display()))?;
+    let keystore_path = args.state_dir.join(config::KEYSTORE_FILE);
+    if keystore_path.exists() {
+        bail!(
+            "{} already exists; refusing to overwrite a keystore (its keys would be lost)",
+            keystore_path.display()
+        );
+    }
+    let unseal_path = args
+        .unseal_file
+        .unwrap_or_else(|| config::default_unseal_file(&args.state_dir));
+    let material = UnsealMaterial::generate();
+    write_new_private_file(&unseal_path, material.expose())?;
+    let keystore = Keystore::new(keystore_path.clone(), material);
+    keystore
+        .create(&State::new(&admins, &args.relays))
+        .context("writing the new keystore")?;
+    println!("created unseal material {}", unseal_path.display());
+    println!("created keystore {}", keystore_path.display());
+    println!("kms.admin: {}", admins.join(", "));
+    if !args.relays.is_empty() {
+        println!("relays: {}", args.relays.join(", "));
+    }
+    Ok(())
+}
+
+fn write_new_private_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| {
+            format!(
+                "creating {} (remove it first if it is stale)",
+                path.display()
+            )
+        })?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    Ok(())
+}
+
+fn run_serve(args: ServeArgs) -> Result<()> {
+    lockbox_kms::hardening::forbid_core_dumps().context("disabling core dumps")?;
+    let file = match &args.config {
+        Some(path) => FileConfig::read(path).map_err(anyhow::Error::msg)?,
+        None => FileConfig::default(),
+    };
+    let state_dir = args
+        .state_dir
+        .or(file.state_dir)
+        .unwrap_or_else(|| config::DEFAULT_STATE_DIR.into());
+    let unseal_path = args
+        .unseal_file
+        .or(file.unseal_file)
+        .unwrap_or_else(|| config::default_unseal_file(&state_dir));
+    let socket = args
+        .socket
+        .or(file.socket)
+        .unwrap_or_else(|| config::DEFAULT_SOCKET.into());
+    let socket_mode = config::parse_socket_mode(file.socket_mode.as_deref().unwrap_or("0660"))
+        .map_err(anyhow::Error::msg)?;
+    let server_config = ServerConfig {
+        max_frame: file
+            .max_frame
+            .unwrap_or(lockbox_proto::frame::DEFAULT_MAX_FRAME),
+        max_connections: file.max_connections.unwrap_or(1024),
+        ..ServerConfig::default()
+    };
+
+    let material = UnsealMaterial::read(&unseal_path)?;
+    let keystore = Keystore::new(state_dir.join(config::KEYSTORE_FILE), material);
+    let state = keystore.load().with_context(|| {
+        format!(
+            "cannot unseal the keystore (is {} the material `lockbox-kms init` wrote for it?)",
+            unseal_path.display()
+        )
+    })?;
+    let time = if args.danger_test_clock {
+        tracing::warn!("DANGER: running on a manual test clock");
+        TimeSource::Manual(Arc::new(ManualClock::starting_at(SystemClock.now())))
+    } else {
+        TimeSource::System
+    };
+    let kms = Arc::new(Kms::new(state, keystore, time, file.quotas)?);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = bind(&socket, socket_mode)?;
+        tracing::info!(socket = %socket.display(), "lockbox-kms serving");
+        let maintenance = tokio::spawn(maintenance_loop(kms.clone()));
+        let handler = Arc::new(KmsHandler::new(kms, server_config.max_frame));
+        serve(listener, handler, server_config, shutdown_signal()).await;
+        maintenance.abort();
+        let _ = std::fs::remove_file(&socket);
+        tracing::info!("lockbox-kms stopped");
+        Ok(())
+    })
+}
+
+/// Binds the socket, replacing a stale socket file but refusing to steal a live one.
+fn bind(path: &Path, mode: u32) -> Result<tokio::net::UnixListener> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            bail!("{} is in use by a running server", path.display());
+        }
+        std::fs::remove_file(path).with_context(|| format!("removing stale {}", path.display()))?;
+    }
+    let listener = tokio::net::UnixListener::bind(path)
+        .with_context(|| format!("binding {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("setting the mode of {}", path.display()))?;
+    Ok(listener)
+}
+
+/// Runs due rotations and destructions, waking at the next due time (at least once a minute).
+async fn maintenance_loop(kms: Arc<Kms>) {
+    loop {
+        if let Err(e) = kms.run_maintenance().await {
+            tracing::error!(error = %e, "maintenance failed; will retry");
+        }
+        let wait = kms
+            .next_due()
+            .map_or(60, |due| due.saturating_sub(kms.now()).clamp(1, 60));
+        tokio::time::sleep(Duration::from_secs(wait.unsigned_abs())).await;
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+}

@@ -1,0 +1,331 @@
+//! The Unix-socket front-end: identifies each connection, decodes requests, calls the service
+//! and encodes its answers. Knows nothing about how keys are stored.
+
+use crate::access::Principal;
+use crate::error::KmsError;
+use crate::service::{BindingUpdate, Caller, KeySpec, Kms, Page, SignatureKeySpec};
+use crate::wire;
+use lockbox_proto::hello::Service;
+use lockbox_proto::kms::{KmsRequest, KmsResponse};
+use lockbox_proto::{Error, SecretBytes};
+use lockbox_rpc::peer::{self, LocalIdentity, PeerCred};
+use lockbox_rpc::server::{Handler, decode_request, respond};
+use std::sync::Arc;
+
+/// Serves a [`Kms`] over the lockbox protocol.
+#[derive(Debug)]
+pub struct KmsHandler {
+    /// The service.
+    kms: Arc<Kms>,
+    /// Largest frame sent.
+    max_frame: u32,
+}
+
+impl KmsHandler {
+    /// A handler for `kms`.
+    pub fn new(kms: Arc<Kms>, max_frame: u32) -> Self {
+        Self { kms, max_frame }
+    }
+}
+
+/// A connected peer.
+#[derive(Debug)]
+pub struct Session {
+    /// Who the kernel says is connected.
+    identity: LocalIdentity,
+    /// Whether that subject was enrolled as a relay when it connected.
+    relay: bool,
+}
+
+impl Handler for KmsHandler {
+    type Session = Session;
+
+    fn service(&self) -> Service {
+        Service::Kms
+    }
+
+    fn open(&self, cred: PeerCred) -> Result<Session, Error> {
+        let identity = peer::resolve(&cred);
+        let relay = self.kms.is_relay(&identity.subject);
+        tracing::debug!(subject = %identity.subject, pid = ?cred.pid, relay, "connection opened");
+        Ok(Session { identity, relay })
+    }
+
+    fn subject(&self, session: &Session) -> String {
+        session.identity.subject.clone()
+    }
+
+    async fn call(&self, session: &Session, body: &[u8], out: &mut Vec<u8>) {
+        let request = match decode_request::<KmsRequest>(body) {
+            Ok(r) => r,
+            Err((id, e)) => return respond::<()>(out, id, Err(e), self.max_frame),
+        };
+        let result = match &request.on_behalf_of {
+            Some(_) if !session.relay => Err(KmsError::NotARelay(session.identity.subject.clone())),
+            Some(p) => {
+                let caller = Caller {
+                    principal: Principal {
+                        subject: &p.subject,
+                        groups: &p.groups,
+                    },
+                    relay: Some(&session.identity.subject),
+                };
+                dispatch(&self.kms, &caller, request.body).await
+            }
+            None => {
+                let caller = Caller {
+                    principal: Principal {
+                        subject: &session.identity.subject,
+                        groups: &session.identity.groups,
+                    },
+                    relay: None,
+                };
+                dispatch(&self.kms, &caller, request.body).await
+            }
+        };
+        respond(
+            out,
+            request.id,
+            result.map_err(|e| Error::from(&e)),
+            self.max_frame,
+        );
+    }
+}
+
+fn keys_page(page: Page<crate::service::SymmetricKeyInfo>) -> KmsResponse {
+    KmsResponse::SymmetricKeys {
+        keys: page.items.into_iter().map(wire::symmetric_key_to).collect(),
+        next_page_token: page.next_page_token,
+    }
+}
+
+async fn dispatch(
+    kms: &Kms,
+    caller: &Caller<'_>,
+    request: KmsRequest,
+) -> Result<KmsResponse, KmsError> {
+    use KmsRequest as R;
+    use KmsResponse as A;
+    Ok(match request {
+        R::Decrypt {
+            key_id,
+            aad_context,
+            ciphertext,
+        } => {
+            let mut d = kms.decrypt(caller, &key_id, &aad_context, &ciphertext)?;
+            A::Decrypted {
+                plaintext: SecretBytes::new(std::mem::take(&mut *d.plaintext)),
+                key_id: d.key_id,
+                version_id: d.version_id,
+            }
+        }
+        R::Encrypt {
+            key_id,
+            version_id,
+            aad_context,
+            plaintext,
+        } => {
+            let e = kms.encrypt(
+                caller,
+                &key_id,
+                version_id.as_deref(),
+                &aad_context,
+                plaintext.expose(),
+            )?;
+            A::Encrypted {
+                key_id: e.key_id,
+                version_id: e.version_id,
+                ciphertext: e.ciphertext,
+            }
+        }
+        R::ReEncrypt {
+            key_id,
+            version_id,
+            aad_context,
+            source_key_id,
+            source_aad_context,
+            ciphertext,
+        } => {
+            let (e, source_version_id) = kms.re_encrypt(
+                caller,
+                &key_id,
+                version_id.as_deref(),
+                &aad_context,
+                &source_key_id,
+                &source_aad_context,
+                &ciphertext,
+            )?;
+            A::ReEncrypted {
+                key_id: e.key_id,
+                version_id: e.version_id,
+                source_key_id,
+                source_version_id,
+                ciphertext: e.ciphertext,
+            }
+        }
+        R::GenerateDataKey {
+            key_id,
+            version_id,
+            aad_context,
+            data_key_spec,
+            skip_plaintext,
+        } => {
+            let spec = wire::algorithm_from(data_key_spec)?;
+            let dk = kms.generate_data_key(
+                caller,
+                &key_id,
+                version_id.as_deref(),
+                &aad_context,
+                spec,
+                skip_plaintext,
+            )?;
+            A::DataKey {
+                key_id: dk.encrypted.key_id,
+                version_id: dk.encrypted.version_id,
+                data_key_plaintext: dk
+                    .plaintext
+                    .map(|mut p| SecretBytes::new(std::mem::take(&mut *p))),
+                data_key_ciphertext: dk.encrypted.ciphertext,
+            }
+        }
+        R::CreateSymmetricKey(c) => {
+            let spec = KeySpec {
+                folder_id: c.folder_id,
+                name: c.name,
+                description: c.description,
+                labels: c.labels,
+                algorithm: wire::algorithm_from(c.default_algorithm)?,
+                rotation_period: c.rotation_period,
+                deletion_protection: c.deletion_protection,
+            };
+            A::SymmetricKey(wire::symmetric_key_to(
+                kms.create_symmetric_key(caller, spec).await?,
+            ))
+        }
+        R::GetSymmetricKey { key_id } => A::SymmetricKey(wire::symmetric_key_to(
+            kms.get_symmetric_key(caller, &key_id)?,
+        )),
+        R::ListSymmetricKeys { folder_id, page } => keys_page(kms.list_symmetric_keys(
+            caller,
+            &folder_id,
+            page.page_size,
+            &page.page_token,
+        )?),
+        R::UpdateSymmetricKey(u) => {
+            let key_id = u.key_id.clone();
+            let update = wire::key_update_from(u)?;
+            A::SymmetricKey(wire::symmetric_key_to(
+                kms.update_symmetric_key(caller, &key_id, update).await?,
+            ))
+        }
+        R::DeleteSymmetricKey { key_id } => {
+            kms.delete_symmetric_key(caller, &key_id).await?;
+            A::Done
+        }
+        R::ListSymmetricKeyVersions { key_id, page } => {
+            let p =
+                kms.list_symmetric_key_versions(caller, &key_id, page.page_size, &page.page_token)?;
+            A::SymmetricKeyVersions {
+                versions: p.items.into_iter().map(wire::version_to).collect(),
+                next_page_token: p.next_page_token,
+            }
+        }
+        R::RotateSymmetricKey { key_id } => A::SymmetricKey(wire::symmetric_key_to(
+            kms.rotate_symmetric_key(caller, &key_id).await?,
+        )),
+        R::SetPrimaryVersion { key_id, version_id } => A::SymmetricKey(wire::symmetric_key_to(
+            kms.set_primary_version(caller, &key_id, &version_id)
+                .await?,
+        )),
+        R::ScheduleVersionDestruction {
+            key_id,
+            version_id,
+            pending_period,
+        } => A::SymmetricKeyVersion(wire::version_to(
+            kms.schedule_version_destruction(caller, &key_id, &version_id, pending_period)
+                .await?,
+        )),
+        R::CancelVersionDestruction { key_id, version_id } => {
+            A::SymmetricKeyVersion(wire::version_to(
+                kms.cancel_version_destruction(caller, &key_id, &version_id)
+                    .await?,
+            ))
+        }
+        R::CreateAsymmetricSignatureKey(c) => {
+            let spec = SignatureKeySpec {
+                folder_id: c.folder_id,
+                name: c.name,
+                description: c.description,
+                labels: c.labels,
+                deletion_protection: c.deletion_protection,
+            };
+            A::AsymmetricSignatureKey(wire::signature_key_to(
+                kms.create_signature_key(caller, spec).await?,
+            ))
+        }
+        R::GetAsymmetricSignatureKey { key_id } => A::AsymmetricSignatureKey(
+            wire::signature_key_to(kms.get_signature_key(caller, &key_id)?),
+        ),
+        R::ListAsymmetricSignatureKeys { folder_id, page } => {
+            let p =
+                kms.list_signature_keys(caller, &folder_id, page.page_size, &page.page_token)?;
+            A::AsymmetricSignatureKeys {
+                keys: p.items.into_iter().map(wire::signature_key_to).collect(),
+                next_page_token: p.next_page_token,
+            }
+        }
+        R::GetPublicKey { key_id } => {
+            let public_key_pem = kms.get_public_key(caller, &key_id)?;
+            A::PublicKey {
+                key_id,
+                public_key_pem,
+            }
+        }
+        R::Sign { key_id, message } => {
+            let signature = kms.sign(caller, &key_id, &message)?;
+            A::Signature { key_id, signature }
+        }
+        R::SignHash { key_id, hash } => {
+            let signature = kms.sign_hash(caller, &key_id, &hash)?;
+            A::Signature { key_id, signature }
+        }
+        R::ListAccessBindings { resource, page } => {
+            let resource = wire::resource_from(resource)?;
+            let p =
+                kms.list_access_bindings(caller, &resource, page.page_size, &page.page_token)?;
+            A::AccessBindings {
+                bindings: p.items.into_iter().map(wire::binding_to).collect(),
+                next_page_token: p.next_page_token,
+            }
+        }
+        R::SetAccessBindings { resource, bindings } => {
+            let resource = wire::resource_from(resource)?;
+            let update = BindingUpdate::Set(bindings.into_iter().map(wire::binding_from).collect());
+            kms.update_access_bindings(caller, &resource, update)
+                .await?;
+            A::Done
+        }
+        R::UpdateAccessBindings { resource, deltas } => {
+            let resource = wire::resource_from(resource)?;
+            let deltas = deltas
+                .into_iter()
+                .map(wire::delta_from)
+                .collect::<Result<Vec<_>, _>>()?;
+            kms.update_access_bindings(caller, &resource, BindingUpdate::Deltas(deltas))
+                .await?;
+            A::Done
+        }
+        R::DangerAdvanceClock { seconds } => {
+            // Only a root administrator may move time, even on a test server.
+            kms.require_root_admin(caller)?;
+            A::ClockAdvanced {
+                now: kms.advance_clock(seconds).await?,
+            }
+        }
+        _ => {
+            return Err(KmsError::InvalidArgument(
+                "request kind not supported by this lockbox-kms".into(),
+            ));
+        }
+    })
+}

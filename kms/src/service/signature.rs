@@ -1,0 +1,208 @@
+//! Asymmetric signature keys: ECDSA over NIST P-256 with SHA-256.
+
+use super::{Caller, Kms, Page, require_active, symmetric::check_key_quota};
+use crate::access::Permission;
+use crate::crypto::{KeyMaterial, fill_random};
+use crate::error::KmsError;
+use crate::ids::{KEY_PREFIX, new_id};
+use crate::model::{KeyMeta, KeyStatus, SignatureKeyRecord, State};
+use crate::validate;
+use p256::ecdsa::signature::Signer;
+use p256::ecdsa::signature::hazmat::PrehashSigner;
+use p256::ecdsa::{Signature, SigningKey};
+use p256::pkcs8::{EncodePublicKey, LineEnding};
+use std::collections::BTreeMap;
+use zeroize::Zeroizing;
+
+/// What `create_signature_key` needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignatureKeySpec {
+    /// Folder to create the key in.
+    pub folder_id: String,
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Whether deletion is refused.
+    pub deletion_protection: bool,
+}
+
+fn signature_key<'s>(state: &'s State, key_id: &str) -> Result<&'s SignatureKeyRecord, KmsError> {
+    validate::id("key_id", key_id)?;
+    state
+        .signature_keys
+        .get(key_id)
+        .ok_or_else(|| KmsError::NotFound(format!("asymmetric signature key {key_id} not found")))
+}
+
+fn random_signing_key() -> SigningKey {
+    loop {
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        fill_random(bytes.as_mut());
+        // Fails only for zero or scalars ≥ the group order, with probability about 2^-32.
+        if let Ok(key) = SigningKey::from_slice(bytes.as_ref()) {
+            return key;
+        }
+    }
+}
+
+impl Kms {
+    /// Creates a P-256 signature key.
+    pub async fn create_signature_key(
+        &self,
+        caller: &Caller<'_>,
+        spec: SignatureKeySpec,
+    ) -> Result<KeyMeta, KmsError> {
+        validate::folder_id(&spec.folder_id)?;
+        validate::name(&spec.name)?;
+        validate::description(&spec.description)?;
+        validate::labels(&spec.labels)?;
+        let limit = self.quotas.keys_per_folder;
+        self.mutate(|snap, state, now| {
+            Self::authorize(snap, caller, None, &spec.folder_id, Permission::Create)?;
+            check_key_quota(state, &spec.folder_id, limit)?;
+            let signer = random_signing_key();
+            let id = new_id(KEY_PREFIX);
+            let meta = KeyMeta {
+                id: id.clone(),
+                folder_id: spec.folder_id,
+                created_at: now,
+                name: spec.name,
+                description: spec.description,
+                labels: spec.labels,
+                status: KeyStatus::Active,
+                deletion_protection: spec.deletion_protection,
+            };
+            state.signature_keys.insert(
+                id,
+                SignatureKeyRecord {
+                    meta: meta.clone(),
+                    private_key: KeyMaterial::from_bytes(Zeroizing::new(
+                        signer.to_bytes().to_vec(),
+                    )),
+                },
+            );
+            Ok(meta)
+        })
+        .await
+    }
+
+    /// Reads a signature key's metadata.
+    pub fn get_signature_key(
+        &self,
+        caller: &Caller<'_>,
+        key_id: &str,
+    ) -> Result<KeyMeta, KmsError> {
+        let snap = self.snapshot();
+        let key = signature_key(&snap.state, key_id)?;
+        Self::authorize(
+            &snap,
+            caller,
+            Some(key_id),
+            &key.meta.folder_id,
+            Permission::Get,
+        )?;
+        Ok(key.meta.clone())
+    }
+
+    /// Lists a folder's signature keys by id.
+    pub fn list_signature_keys(
+        &self,
+        caller: &Caller<'_>,
+        folder_id: &str,
+        page_size: u32,
+        page_token: &str,
+    ) -> Result<Page<KeyMeta>, KmsError> {
+        validate::folder_id(folder_id)?;
+        let snap = self.snapshot();
+        Self::authorize(&snap, caller, None, folder_id, Permission::Get)?;
+        let keys = snap
+            .state
+            .signature_keys
+            .values()
+            .filter(|k| k.meta.folder_id == folder_id)
+            .map(|k| k.meta.clone())
+            .collect();
+        super::page_by_offset(keys, page_size, page_token)
+    }
+
+    /// The public key as PEM SubjectPublicKeyInfo.
+    pub fn get_public_key(&self, caller: &Caller<'_>, key_id: &str) -> Result<String, KmsError> {
+        let snap = self.snapshot();
+        let key = signature_key(&snap.state, key_id)?;
+        Self::authorize(
+            &snap,
+            caller,
+            Some(key_id),
+            &key.meta.folder_id,
+            Permission::GetPublicKey,
+        )?;
+        let signer = snap
+            .signers
+            .get(key_id)
+            .ok_or_else(|| KmsError::Internal(format!("key {key_id} has no signer")))?;
+        signer
+            .verifying_key()
+            .to_public_key_pem(LineEnding::LF)
+            .map_err(|e| KmsError::Internal(format!("public key encoding failed: {e}")))
+    }
+
+    /// Signs `message` (hashed with SHA-256 here); returns a DER signature.
+    pub fn sign(
+        &self,
+        caller: &Caller<'_>,
+        key_id: &str,
+        message: &[u8],
+    ) -> Result<Vec<u8>, KmsError> {
+        self.with_signer(caller, key_id, |signer| {
+            let sig: Signature = signer.sign(message);
+            Ok(sig.to_der().as_bytes().to_vec())
+        })
+    }
+
+    /// Signs a SHA-256 digest; returns a DER signature.
+    pub fn sign_hash(
+        &self,
+        caller: &Caller<'_>,
+        key_id: &str,
+        hash: &[u8],
+    ) -> Result<Vec<u8>, KmsError> {
+        if hash.len() != 32 {
+            return Err(KmsError::InvalidArgument(format!(
+                "hash: a SHA-256 digest is 32 bytes, got {}",
+                hash.len()
+            )));
+        }
+        self.with_signer(caller, key_id, |signer| {
+            let sig: Signature = signer
+                .sign_prehash(hash)
+                .map_err(|_| KmsError::InvalidArgument("hash: cannot be signed".into()))?;
+            Ok(sig.to_der().as_bytes().to_vec())
+        })
+    }
+
+    fn with_signer<T>(
+        &self,
+        caller: &Caller<'_>,
+        key_id: &str,
+        f: impl FnOnce(&SigningKey) -> Result<T, KmsError>,
+    ) -> Result<T, KmsError> {
+        let snap = self.snapshot();
+        let key = signature_key(&snap.state, key_id)?;
+        Self::authorize(
+            &snap,
+            caller,
+            Some(key_id),
+            &key.meta.folder_id,
+            Permission::Sign,
+        )?;
+        require_active(&key.meta)?;
+        let signer = snap
+            .signers
+            .get(key_id)
+            .ok_or_else(|| KmsError::Internal(format!("key {key_id} has no signer")))?;
+        f(signer)
+    }
+}

@@ -1,0 +1,147 @@
+//! Byte strings on the wire: plain ones encoded as one length-prefixed run, and
+//! [`SecretBytes`] for plaintexts, which are zeroized on drop and never printed.
+
+use serde::{Deserializer, Serializer, de};
+use std::fmt;
+use zeroize::Zeroizing;
+
+/// Serde adapter for `Vec<u8>` fields: encode as a byte string rather than a sequence of
+/// integers (the same bytes in postcard, but decoded in one copy instead of byte by byte).
+pub mod vec {
+    use super::*;
+
+    /// Serializes `bytes` as a byte string.
+    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(bytes)
+    }
+
+    /// Deserializes a byte string into an owned vector.
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        deserializer.deserialize_byte_buf(ByteBufVisitor)
+    }
+}
+
+/// Serde adapter for `Zeroizing<Vec<u8>>` fields (key material): the same encoding as
+/// [`vec`], and the decoded bytes go straight into the zeroizing wrapper.
+pub mod zeroizing {
+    use super::*;
+
+    /// Serializes `bytes` as a byte string.
+    pub fn serialize<S: Serializer>(
+        bytes: &Zeroizing<Vec<u8>>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(bytes)
+    }
+
+    /// Deserializes a byte string into a zeroizing vector.
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Zeroizing<Vec<u8>>, D::Error> {
+        deserializer
+            .deserialize_byte_buf(ByteBufVisitor)
+            .map(Zeroizing::new)
+    }
+}
+
+struct ByteBufVisitor;
+
+impl<'de> de::Visitor<'de> for ByteBufVisitor {
+    type Value = Vec<u8>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a byte string")
+    }
+
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+        Ok(v.to_vec())
+    }
+
+    fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+        Ok(v)
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+        while let Some(b) = seq.next_element()? {
+            out.push(b);
+        }
+        Ok(out)
+    }
+}
+
+/// Sensitive bytes (plaintexts, data keys): zeroized when dropped, redacted in `Debug`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct SecretBytes(Zeroizing<Vec<u8>>);
+
+impl SecretBytes {
+    /// Wraps `bytes`; the vector is zeroized when the wrapper is dropped.
+    pub fn new(bytes: Vec<u8>) -> Self {
+        Self(Zeroizing::new(bytes))
+    }
+
+    /// The secret bytes. Callers must not copy them into memory that outlives the wrapper
+    /// without zeroizing it.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Length in bytes (not secret).
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl From<Vec<u8>> for SecretBytes {
+    fn from(bytes: Vec<u8>) -> Self {
+        Self::new(bytes)
+    }
+}
+
+impl fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretBytes([REDACTED; {}])", self.0.len())
+    }
+}
+
+impl serde::Serialize for SecretBytes {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SecretBytes {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_byte_buf(ByteBufVisitor)
+            .map(SecretBytes::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_bytes_debug_is_redacted() {
+        let s = SecretBytes::new(b"hunter2".to_vec());
+        assert_eq!(format!("{s:?}"), "SecretBytes([REDACTED; 7])");
+    }
+
+    #[test]
+    fn secret_bytes_round_trip_matches_plain_vec_encoding() {
+        let s = SecretBytes::new(vec![1, 2, 3, 255]);
+        let encoded = postcard::to_allocvec(&s).unwrap();
+        assert_eq!(
+            encoded,
+            postcard::to_allocvec(&vec![1u8, 2, 3, 255]).unwrap()
+        );
+        let decoded: SecretBytes = postcard::from_bytes(&encoded).unwrap();
+        assert_eq!(decoded.expose(), &[1, 2, 3, 255]);
+    }
+}

@@ -1,0 +1,530 @@
+//! Messages of the `lockbox-kms` service: symmetric keys and their versions, symmetric crypto,
+//! asymmetric signature keys, and access bindings.
+//!
+//! Times are Unix seconds. Ids are opaque strings chosen by the server. Names, limits and
+//! semantics follow Yandex KMS.
+
+use crate::bytes::{self, SecretBytes};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Largest `aad_context` accepted by the crypto operations.
+pub const MAX_AAD_CONTEXT: usize = 8192;
+/// Largest plaintext accepted by `Encrypt`.
+pub const MAX_PLAINTEXT: usize = 32768;
+/// Largest page a `List*` call returns.
+pub const MAX_PAGE_SIZE: u32 = 1000;
+/// Page size when the request leaves it at 0.
+pub const DEFAULT_PAGE_SIZE: u32 = 100;
+
+/// Lifecycle state of a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum KeyStatus {
+    /// Being created; not usable yet.
+    Creating,
+    /// Usable for every operation.
+    Active,
+    /// Refuses crypto operations until reactivated.
+    Inactive,
+}
+
+/// Lifecycle state of a symmetric key version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum VersionStatus {
+    /// Usable.
+    Active,
+    /// Still decrypts until `destroy_at`, then its material is erased.
+    ScheduledForDestruction,
+    /// Material erased; ciphertexts under it are unrecoverable.
+    Destroyed,
+}
+
+/// Symmetric encryption algorithm of a key version (AES in GCM mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum SymmetricAlgorithm {
+    /// AES-128-GCM.
+    Aes128,
+    /// AES-192-GCM.
+    Aes192,
+    /// AES-256-GCM.
+    Aes256,
+}
+
+/// Signature algorithm of an asymmetric signature key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum SignatureAlgorithm {
+    /// ECDSA over NIST P-256 with SHA-256; signatures are DER-encoded.
+    EcdsaNistP256Sha256,
+}
+
+/// A symmetric key's metadata; never its material.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SymmetricKey {
+    /// Server-chosen id.
+    pub id: String,
+    /// Folder the key belongs to; bindings on the folder apply to the key.
+    pub folder_id: String,
+    /// Creation time.
+    pub created_at: i64,
+    /// Optional name, unique only by convention.
+    pub name: String,
+    /// Free-form description.
+    pub description: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Lifecycle state.
+    pub status: KeyStatus,
+    /// Algorithm of versions created by rotation.
+    pub default_algorithm: SymmetricAlgorithm,
+    /// The version used when a request names none.
+    pub primary_version: SymmetricKeyVersion,
+    /// Automatic rotation period in seconds; `None` means no automatic rotation.
+    pub rotation_period: Option<u64>,
+    /// Last rotation time, if ever rotated.
+    pub rotated_at: Option<i64>,
+    /// Whether `Delete` is refused.
+    pub deletion_protection: bool,
+}
+
+/// One version of a symmetric key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SymmetricKeyVersion {
+    /// Server-chosen id, embedded in every ciphertext made with this version.
+    pub id: String,
+    /// The key this version belongs to.
+    pub key_id: String,
+    /// Lifecycle state.
+    pub status: VersionStatus,
+    /// Algorithm of the material.
+    pub algorithm: SymmetricAlgorithm,
+    /// Creation time.
+    pub created_at: i64,
+    /// Whether it is the key's primary version.
+    pub primary: bool,
+    /// When a scheduled destruction happens (or happened).
+    pub destroy_at: Option<i64>,
+}
+
+/// An asymmetric signature key's metadata; the public key is fetched separately.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AsymmetricSignatureKey {
+    /// Server-chosen id.
+    pub id: String,
+    /// Folder the key belongs to.
+    pub folder_id: String,
+    /// Creation time.
+    pub created_at: i64,
+    /// Optional name.
+    pub name: String,
+    /// Free-form description.
+    pub description: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Lifecycle state.
+    pub status: KeyStatus,
+    /// Signature algorithm.
+    pub signature_algorithm: SignatureAlgorithm,
+    /// Whether `Delete` is refused.
+    pub deletion_protection: bool,
+}
+
+/// Where an access binding is attached. Bindings on the root apply to everything; on a folder,
+/// to the keys in it; on a key, to that key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ResourceRef {
+    /// The whole KMS instance.
+    Root,
+    /// A folder, by id.
+    Folder(String),
+    /// A symmetric or asymmetric signature key, by id.
+    Key(String),
+}
+
+/// A role granted to a subject.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct AccessBinding {
+    /// Role id, e.g. `kms.keys.decrypter`.
+    pub role_id: String,
+    /// Subject, e.g. `user:alice`, `group:ops`, `system:allAuthenticatedUsers`.
+    pub subject: String,
+}
+
+/// Whether an access binding delta adds or removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum AccessBindingAction {
+    /// Add the binding (no-op if present).
+    Add,
+    /// Remove the binding (no-op if absent).
+    Remove,
+}
+
+/// One change in `UpdateAccessBindings`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessBindingDelta {
+    /// Add or remove.
+    pub action: AccessBindingAction,
+    /// The binding.
+    pub binding: AccessBinding,
+}
+
+/// Fields of `CreateSymmetricKey`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateSymmetricKey {
+    /// Folder to create the key in.
+    pub folder_id: String,
+    /// Optional name.
+    pub name: String,
+    /// Optional description.
+    pub description: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Algorithm of the first and later versions.
+    pub default_algorithm: SymmetricAlgorithm,
+    /// Automatic rotation period in seconds, if any.
+    pub rotation_period: Option<u64>,
+    /// Whether `Delete` is refused.
+    pub deletion_protection: bool,
+}
+
+/// Fields of `UpdateSymmetricKey`. Only fields named in `update_mask` change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateSymmetricKey {
+    /// Key to update.
+    pub key_id: String,
+    /// Names of the fields to change: `name`, `description`, `labels`, `status`,
+    /// `default_algorithm`, `rotation_period`, `deletion_protection`.
+    pub update_mask: Vec<String>,
+    /// New name.
+    pub name: String,
+    /// New description.
+    pub description: String,
+    /// New labels (replacing all).
+    pub labels: BTreeMap<String, String>,
+    /// New status: `Active` or `Inactive`.
+    pub status: KeyStatus,
+    /// New default algorithm.
+    pub default_algorithm: SymmetricAlgorithm,
+    /// New rotation period; `None` turns automatic rotation off.
+    pub rotation_period: Option<u64>,
+    /// New deletion protection.
+    pub deletion_protection: bool,
+}
+
+/// Fields of `CreateAsymmetricSignatureKey`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateAsymmetricSignatureKey {
+    /// Folder to create the key in.
+    pub folder_id: String,
+    /// Optional name.
+    pub name: String,
+    /// Optional description.
+    pub description: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Signature algorithm.
+    pub signature_algorithm: SignatureAlgorithm,
+    /// Whether `Delete` is refused.
+    pub deletion_protection: bool,
+}
+
+/// A page request.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Page {
+    /// At most this many items; 0 means the default (100), more than 1000 is refused.
+    pub page_size: u32,
+    /// `next_page_token` of the previous page, or empty for the first.
+    pub page_token: String,
+}
+
+/// A request to `lockbox-kms`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum KmsRequest {
+    /// Create a symmetric key with a first, primary version.
+    CreateSymmetricKey(CreateSymmetricKey),
+    /// Get a symmetric key.
+    GetSymmetricKey {
+        /// Key id.
+        key_id: String,
+    },
+    /// List symmetric keys of a folder, ordered by id.
+    ListSymmetricKeys {
+        /// Folder id.
+        folder_id: String,
+        /// Page.
+        page: Page,
+    },
+    /// Change fields of a symmetric key.
+    UpdateSymmetricKey(UpdateSymmetricKey),
+    /// Delete a symmetric key and erase all its versions' material.
+    DeleteSymmetricKey {
+        /// Key id.
+        key_id: String,
+    },
+    /// List a key's versions, newest first.
+    ListSymmetricKeyVersions {
+        /// Key id.
+        key_id: String,
+        /// Page.
+        page: Page,
+    },
+    /// Create a new version and make it primary.
+    RotateSymmetricKey {
+        /// Key id.
+        key_id: String,
+    },
+    /// Make an active version primary.
+    SetPrimaryVersion {
+        /// Key id.
+        key_id: String,
+        /// Version id.
+        version_id: String,
+    },
+    /// Schedule a non-primary version's destruction.
+    ScheduleVersionDestruction {
+        /// Key id.
+        key_id: String,
+        /// Version id.
+        version_id: String,
+        /// Seconds until destruction; `None` means the default of 7 days. At least 1 day.
+        pending_period: Option<u64>,
+    },
+    /// Cancel a scheduled destruction.
+    CancelVersionDestruction {
+        /// Key id.
+        key_id: String,
+        /// Version id.
+        version_id: String,
+    },
+    /// Encrypt a plaintext.
+    Encrypt {
+        /// Key id.
+        key_id: String,
+        /// Version to use; `None` means the primary version.
+        version_id: Option<String>,
+        /// Additional authenticated data; the same bytes must be given to decrypt.
+        #[serde(with = "bytes::vec")]
+        aad_context: Vec<u8>,
+        /// At most [`MAX_PLAINTEXT`] bytes.
+        plaintext: SecretBytes,
+    },
+    /// Decrypt a ciphertext made by `Encrypt` or `GenerateDataKey`.
+    Decrypt {
+        /// Key id the ciphertext was made with.
+        key_id: String,
+        /// The `aad_context` given at encryption.
+        #[serde(with = "bytes::vec")]
+        aad_context: Vec<u8>,
+        /// The ciphertext.
+        #[serde(with = "bytes::vec")]
+        ciphertext: Vec<u8>,
+    },
+    /// Decrypt with one key and encrypt with another without returning the plaintext.
+    ReEncrypt {
+        /// Destination key id.
+        key_id: String,
+        /// Destination version; `None` means its primary version.
+        version_id: Option<String>,
+        /// Destination `aad_context`.
+        #[serde(with = "bytes::vec")]
+        aad_context: Vec<u8>,
+        /// Source key id.
+        source_key_id: String,
+        /// Source `aad_context`.
+        #[serde(with = "bytes::vec")]
+        source_aad_context: Vec<u8>,
+        /// The ciphertext under the source key.
+        #[serde(with = "bytes::vec")]
+        ciphertext: Vec<u8>,
+    },
+    /// Generate a random data key and return it encrypted (and, unless skipped, in plaintext).
+    GenerateDataKey {
+        /// Key id.
+        key_id: String,
+        /// Version to use; `None` means the primary version.
+        version_id: Option<String>,
+        /// Additional authenticated data.
+        #[serde(with = "bytes::vec")]
+        aad_context: Vec<u8>,
+        /// Size of the data key: 16, 24 or 32 bytes for AES-128/192/256.
+        data_key_spec: SymmetricAlgorithm,
+        /// Return only the ciphertext.
+        skip_plaintext: bool,
+    },
+    /// Create an asymmetric signature key.
+    CreateAsymmetricSignatureKey(CreateAsymmetricSignatureKey),
+    /// Get an asymmetric signature key.
+    GetAsymmetricSignatureKey {
+        /// Key id.
+        key_id: String,
+    },
+    /// List asymmetric signature keys of a folder, ordered by id.
+    ListAsymmetricSignatureKeys {
+        /// Folder id.
+        folder_id: String,
+        /// Page.
+        page: Page,
+    },
+    /// Get the public key as PEM (SubjectPublicKeyInfo).
+    GetPublicKey {
+        /// Key id.
+        key_id: String,
+    },
+    /// Sign a message (hashed by the server).
+    Sign {
+        /// Key id.
+        key_id: String,
+        /// The message.
+        #[serde(with = "bytes::vec")]
+        message: Vec<u8>,
+    },
+    /// Sign a precomputed digest.
+    SignHash {
+        /// Key id.
+        key_id: String,
+        /// SHA-256 digest, 32 bytes.
+        #[serde(with = "bytes::vec")]
+        hash: Vec<u8>,
+    },
+    /// List bindings attached directly to a resource.
+    ListAccessBindings {
+        /// The resource.
+        resource: ResourceRef,
+        /// Page.
+        page: Page,
+    },
+    /// Replace all bindings attached to a resource.
+    SetAccessBindings {
+        /// The resource.
+        resource: ResourceRef,
+        /// The new bindings.
+        bindings: Vec<AccessBinding>,
+    },
+    /// Add and remove bindings on a resource (at most 1000 deltas).
+    UpdateAccessBindings {
+        /// The resource.
+        resource: ResourceRef,
+        /// The changes, applied in order.
+        deltas: Vec<AccessBindingDelta>,
+    },
+    /// Test-only: move the server's clock forward and run due maintenance (rotation and
+    /// destruction) before answering. Refused unless the server was started with its manual
+    /// test clock.
+    DangerAdvanceClock {
+        /// Seconds to move forward.
+        seconds: u64,
+    },
+}
+
+/// A successful answer from `lockbox-kms`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum KmsResponse {
+    /// One symmetric key.
+    SymmetricKey(SymmetricKey),
+    /// A page of symmetric keys.
+    SymmetricKeys {
+        /// The keys.
+        keys: Vec<SymmetricKey>,
+        /// Token for the next page; empty on the last.
+        next_page_token: String,
+    },
+    /// One key version.
+    SymmetricKeyVersion(SymmetricKeyVersion),
+    /// A page of key versions.
+    SymmetricKeyVersions {
+        /// The versions.
+        versions: Vec<SymmetricKeyVersion>,
+        /// Token for the next page; empty on the last.
+        next_page_token: String,
+    },
+    /// Result of `Encrypt`.
+    Encrypted {
+        /// Key used.
+        key_id: String,
+        /// Version used.
+        version_id: String,
+        /// The ciphertext, embedding the version id.
+        #[serde(with = "bytes::vec")]
+        ciphertext: Vec<u8>,
+    },
+    /// Result of `Decrypt`.
+    Decrypted {
+        /// Key used.
+        key_id: String,
+        /// Version used.
+        version_id: String,
+        /// The plaintext.
+        plaintext: SecretBytes,
+    },
+    /// Result of `ReEncrypt`.
+    ReEncrypted {
+        /// Destination key.
+        key_id: String,
+        /// Destination version.
+        version_id: String,
+        /// Source key.
+        source_key_id: String,
+        /// Source version.
+        source_version_id: String,
+        /// The new ciphertext.
+        #[serde(with = "bytes::vec")]
+        ciphertext: Vec<u8>,
+    },
+    /// Result of `GenerateDataKey`.
+    DataKey {
+        /// Key used.
+        key_id: String,
+        /// Version used.
+        version_id: String,
+        /// The data key in plaintext, unless skipped.
+        data_key_plaintext: Option<SecretBytes>,
+        /// The data key encrypted under the key version.
+        #[serde(with = "bytes::vec")]
+        data_key_ciphertext: Vec<u8>,
+    },
+    /// One asymmetric signature key.
+    AsymmetricSignatureKey(AsymmetricSignatureKey),
+    /// A page of asymmetric signature keys.
+    AsymmetricSignatureKeys {
+        /// The keys.
+        keys: Vec<AsymmetricSignatureKey>,
+        /// Token for the next page; empty on the last.
+        next_page_token: String,
+    },
+    /// A public key.
+    PublicKey {
+        /// Key id.
+        key_id: String,
+        /// PEM-encoded SubjectPublicKeyInfo.
+        public_key_pem: String,
+    },
+    /// A signature.
+    Signature {
+        /// Key id.
+        key_id: String,
+        /// DER-encoded ECDSA signature.
+        #[serde(with = "bytes::vec")]
+        signature: Vec<u8>,
+    },
+    /// A page of access bindings.
+    AccessBindings {
+        /// The bindings.
+        bindings: Vec<AccessBinding>,
+        /// Token for the next page; empty on the last.
+        next_page_token: String,
+    },
+    /// The operation succeeded and has nothing to return.
+    Done,
+    /// The test clock's new time.
+    ClockAdvanced {
+        /// Unix seconds.
+        now: i64,
+    },
+}

@@ -1,0 +1,21 @@
+//! The lockbox wire protocol: everything that crosses a process boundary, and nothing else.
+//!
+//! A connection carries length-prefixed postcard frames ([`frame`]). It opens with a
+//! [`hello::Hello`] naming the protocol version and the service the client expects; after that
+//! every frame is a [`envelope::Request`] or [`envelope::Response`] matched by a `u64` id, so a
+//! client may pipeline many requests on one connection. Failures carry a stable
+//! [`error::ErrorCode`] and a human message.
+//!
+//! This crate has no I/O: the transports live in `lockbox-rpc`.
+#![forbid(unsafe_code)]
+
+pub mod bytes;
+pub mod envelope;
+pub mod error;
+pub mod frame;
+pub mod hello;
+pub mod kms;
+
+pub use bytes::SecretBytes;
+pub use envelope::{Principal, Request, Response};
+pub use error::{Error, ErrorCode};

@@ -1,0 +1,268 @@
+//! The client side of a connection: many requests in flight, responses matched by id.
+//!
+//! [`Channel::call`] encodes a request, hands it to a writer task that batches whatever is
+//! queued into one write, and waits for the reader task to route the matching response back.
+//! When the connection fails every waiting call gets [`CallError::Disconnected`].
+
+use crate::connection::FrameReader;
+use lockbox_proto::frame;
+use lockbox_proto::hello::{Hello, HelloReply, ServerInfo, Service};
+use lockbox_proto::{Error, Principal, Response};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::io::AsyncWriteExt;
+use tokio::net::UnixStream;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{mpsc, oneshot};
+
+/// Why a call failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallError {
+    /// The server answered with an error.
+    #[error("{0}")]
+    Server(Error),
+    /// The socket could not be reached.
+    #[error("cannot connect to {service} at {path}: {reason}")]
+    Connect {
+        /// The process expected there.
+        service: &'static str,
+        /// Socket path.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The connection broke before the answer arrived.
+    #[error("connection to {0} lost")]
+    Disconnected(&'static str),
+    /// The server sent something this client does not understand.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+}
+
+/// Encodes exactly like [`lockbox_proto::Request`] without taking ownership of the body.
+#[derive(Serialize)]
+struct RequestRef<'a, B> {
+    id: u64,
+    on_behalf_of: Option<&'a Principal>,
+    body: &'a B,
+}
+
+type Pending = Mutex<HashMap<u64, oneshot::Sender<Vec<u8>>>>;
+
+/// A pipelined connection to a lockbox server. Cheap to clone; clones share the connection.
+#[derive(Debug, Clone)]
+pub struct Channel {
+    /// State shared with the reader and writer tasks.
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// Encoded request frames for the writer task.
+    outgoing: mpsc::UnboundedSender<Vec<u8>>,
+    /// Calls waiting for their response, by request id. `None` once the connection is gone.
+    pending: Pending,
+    /// Next request id; starts at 1 because id 0 answers unreadable frames.
+    next_id: AtomicU64,
+    /// What the server said about itself.
+    info: ServerInfo,
+    /// The process on the other end, for error messages.
+    service: &'static str,
+    /// Set once the reader or writer task has stopped.
+    closed: std::sync::atomic::AtomicBool,
+}
+
+impl Channel {
+    /// Connects to the socket at `path`, expecting `service` there.
+    pub async fn connect(path: &Path, service: Service, client: &str) -> Result<Self, CallError> {
+        let name = service.process_name();
+        let connect_error = |reason: String| CallError::Connect {
+            service: name,
+            path: path.to_owned(),
+            reason,
+        };
+        let stream = UnixStream::connect(path)
+            .await
+            .map_err(|e| connect_error(e.to_string()))?;
+        let (read, mut write) = stream.into_split();
+        let mut hello = Vec::new();
+        frame::encode(
+            &Hello::new(service, client),
+            &mut hello,
+            frame::DEFAULT_MAX_FRAME,
+        )
+        .map_err(|e| CallError::Protocol(e.to_string()))?;
+        write
+            .write_all(&hello)
+            .await
+            .map_err(|e| connect_error(e.to_string()))?;
+        let mut reader = FrameReader::new(read, frame::DEFAULT_MAX_FRAME);
+        let body = match reader.next().await {
+            Ok(Some(body)) => body,
+            Ok(None) => return Err(connect_error("the server closed the connection".into())),
+            Err(e) => return Err(connect_error(e.to_string())),
+        };
+        let reply: HelloReply = frame::decode(body).map_err(|e| {
+            connect_error(format!(
+                "not a {name} socket or an incompatible version ({e})"
+            ))
+        })?;
+        let info = reply.map_err(CallError::Server)?;
+        reader.set_max_frame(info.max_frame);
+
+        let (outgoing, queue) = mpsc::unbounded_channel();
+        let inner = Arc::new(Inner {
+            outgoing,
+            pending: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            info,
+            service: name,
+            closed: false.into(),
+        });
+        tokio::spawn(write_loop(write, queue, inner.clone()));
+        tokio::spawn(read_loop(reader, inner.clone()));
+        Ok(Self { inner })
+    }
+
+    /// What the server reported in its hello reply (including who it thinks we are).
+    pub fn server_info(&self) -> &ServerInfo {
+        &self.inner.info
+    }
+
+    /// Sends `body` and waits for its response.
+    pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        on_behalf_of: Option<&Principal>,
+        body: &Req,
+    ) -> Result<Resp, CallError> {
+        let inner = &self.inner;
+        let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut frame_bytes = Vec::new();
+        frame::encode(
+            &RequestRef {
+                id,
+                on_behalf_of,
+                body,
+            },
+            &mut frame_bytes,
+            inner.info.max_frame,
+        )
+        .map_err(|e| {
+            CallError::Server(Error::new(
+                lockbox_proto::ErrorCode::InvalidArgument,
+                format!("request too large to send: {e}"),
+            ))
+        })?;
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut pending = lock(&inner.pending);
+            if inner.closed.load(Ordering::Acquire) {
+                return Err(CallError::Disconnected(inner.service));
+            }
+            pending.insert(id, tx);
+        }
+        if inner.outgoing.send(frame_bytes).is_err() {
+            lock(&inner.pending).remove(&id);
+            return Err(CallError::Disconnected(inner.service));
+        }
+        let body = rx
+            .await
+            .map_err(|_| CallError::Disconnected(inner.service))?;
+        let response: Response<Resp> =
+            frame::decode(&body).map_err(|e| CallError::Protocol(e.to_string()))?;
+        response.result.map_err(CallError::Server)
+    }
+
+    /// Whether the connection has failed or been closed.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Acquire)
+    }
+}
+
+fn lock(pending: &Pending) -> MutexGuard<'_, HashMap<u64, oneshot::Sender<Vec<u8>>>> {
+    // A panic while holding this lock cannot leave the map inconsistent (single inserts and
+    // removes), so a poisoned lock is still usable.
+    pending.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Inner {
+    /// Marks the connection closed and fails every waiting call.
+    fn close(&self) {
+        let mut pending = lock(&self.pending);
+        self.closed.store(true, Ordering::Release);
+        // Dropping the senders wakes the callers with `Disconnected`.
+        pending.clear();
+    }
+}
+
+async fn write_loop(
+    mut write: OwnedWriteHalf,
+    mut queue: mpsc::UnboundedReceiver<Vec<u8>>,
+    inner: Arc<Inner>,
+) {
+    let mut batch = Vec::with_capacity(64 * 1024);
+    while let Some(first) = queue.recv().await {
+        batch.extend_from_slice(&first);
+        while batch.len() < 256 * 1024 {
+            match queue.try_recv() {
+                Ok(more) => batch.extend_from_slice(&more),
+                Err(_) => break,
+            }
+        }
+        if write.write_all(&batch).await.is_err() {
+            break;
+        }
+        batch.clear();
+    }
+    inner.close();
+}
+
+async fn read_loop(mut reader: FrameReader<OwnedReadHalf>, inner: Arc<Inner>) {
+    loop {
+        match reader.next().await {
+            Ok(Some(body)) => {
+                let Ok((id, _)) = postcard::take_from_bytes::<u64>(body) else {
+                    break;
+                };
+                if let Some(tx) = lock(&inner.pending).remove(&id) {
+                    // The caller may have given up waiting; that is fine.
+                    let _ = tx.send(body.to_vec());
+                }
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    inner.close();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lockbox_proto::Request;
+
+    #[test]
+    fn request_ref_encodes_like_request() {
+        let principal = Principal {
+            subject: "user:alice".into(),
+            groups: vec!["group:ops".into()],
+        };
+        let borrowed = postcard::to_allocvec(&RequestRef {
+            id: 42,
+            on_behalf_of: Some(&principal),
+            body: &("x".to_string(), 7u32),
+        })
+        .unwrap();
+        let owned = postcard::to_allocvec(&Request {
+            id: 42,
+            on_behalf_of: Some(principal),
+            body: ("x".to_string(), 7u32),
+        })
+        .unwrap();
+        assert_eq!(borrowed, owned);
+    }
+}

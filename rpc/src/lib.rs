@@ -1,0 +1,18 @@
+//! Tokio transport for lockbox protocol frames, shared by the servers and the client.
+//!
+//! - [`connection`]: buffered frame reading over any `AsyncRead`.
+//! - [`server`]: the accept loop (hello, connection cap, graceful shutdown) around a
+//!   [`server::Handler`] that turns one request frame into one response frame.
+//! - [`channel`]: the client side, pipelining many requests over one connection and matching
+//!   responses by id.
+//! - [`peer`]: who is on the other end of a Unix socket, from `SO_PEERCRED`.
+#![forbid(unsafe_code)]
+
+pub mod channel;
+pub mod connection;
+pub mod peer;
+pub mod server;
+
+pub use channel::{CallError, Channel};
+pub use peer::{LocalIdentity, PeerCred};
+pub use server::{Handler, ServerConfig, serve};
