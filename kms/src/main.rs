@@ -213,6 +213,7 @@ fn run_serve(args: ServeArgs) -> Result<()> {
     runtime.block_on(async move {
         let listener = bind(&socket, socket_mode)?;
         tracing::info!(socket = %socket.display(), "lockbox-kms serving");
+        lockbox_rpc::notify::ready();
         let maintenance = tokio::spawn(maintenance_loop(kms.clone()));
         let handler = Arc::new(KmsHandler::new(kms, server_config.max_frame));
         serve(listener, handler, server_config, shutdown_signal()).await;

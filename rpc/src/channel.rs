@@ -223,18 +223,13 @@ async fn write_loop(
 }
 
 async fn read_loop(mut reader: FrameReader<OwnedReadHalf>, inner: Arc<Inner>) {
-    loop {
-        match reader.next().await {
-            Ok(Some(body)) => {
-                let Ok((id, _)) = postcard::take_from_bytes::<u64>(body) else {
-                    break;
-                };
-                if let Some(tx) = lock(&inner.pending).remove(&id) {
-                    // The caller may have given up waiting; that is fine.
-                    let _ = tx.send(body.to_vec());
-                }
-            }
-            Ok(None) | Err(_) => break,
+    while let Ok(Some(body)) = reader.next().await {
+        let Ok((id, _)) = postcard::take_from_bytes::<u64>(body) else {
+            break;
+        };
+        if let Some(tx) = lock(&inner.pending).remove(&id) {
+            // The caller may have given up waiting; that is fine.
+            let _ = tx.send(body.to_vec());
         }
     }
     inner.close();

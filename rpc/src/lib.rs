@@ -10,6 +10,7 @@
 
 pub mod channel;
 pub mod connection;
+pub mod notify;
 pub mod peer;
 pub mod server;
 

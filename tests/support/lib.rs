@@ -1,1 +1,284 @@
-//! Support for the end-to-end tests (filled in below).
+//! Support for the end-to-end tests: start the real binaries in a temp dir, wait for them to
+//! report readiness, talk to them through the client library and the CLI, and stop them.
+//!
+//! The binaries must be built first (`cargo build --workspace --bins`; `scripts/test` does).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test support: a failure should abort the test
+
+use lockbox_client::KmsClient;
+use std::ffi::OsStr;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+/// How long a server may take to report readiness before the test fails.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Path of a workspace binary next to the test executable.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target directory");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the binaries first with `cargo build --workspace --bins` \
+         (scripts/test does this)",
+        path.display()
+    );
+    path
+}
+
+/// Whether the tests run as root (needed to run clients as other users).
+pub fn is_root() -> bool {
+    rustix_uid() == 0
+}
+
+fn rustix_uid() -> u32 {
+    // /proc/self/status avoids a libc dependency just for getuid.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|uid| uid.parse().ok())
+        .unwrap_or(u32::MAX)
+}
+
+/// Options for a KMS under test.
+#[derive(Debug, Clone, Default)]
+pub struct KmsOptions {
+    /// `--relay` subjects given to `init`.
+    pub relays: Vec<String>,
+    /// `--admin` subjects given to `init` (default: the test's user).
+    pub admins: Vec<String>,
+    /// Extra TOML for the configuration file (e.g. quotas).
+    pub config: String,
+    /// Extra environment for `serve`.
+    pub env: Vec<(String, String)>,
+}
+
+/// A `lockbox-kms` in a temp dir: initialised on creation, started with [`Kms::start`].
+#[derive(Debug)]
+pub struct Kms {
+    /// Holds every file of this instance; removed on drop.
+    dir: tempfile::TempDir,
+    /// The running server, if started.
+    child: Option<Child>,
+    /// Options it was created with.
+    options: KmsOptions,
+}
+
+impl Kms {
+    /// Runs `lockbox-kms init` in a fresh temp dir.
+    pub fn init(options: KmsOptions) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        // Other local users (the tests' second identity) must reach the socket inside.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+        let mut cmd = Command::new(binary("lockbox-kms"));
+        cmd.arg("init")
+            .arg("--state-dir")
+            .arg(dir.path().join("state"));
+        for r in &options.relays {
+            cmd.arg("--relay").arg(r);
+        }
+        for a in &options.admins {
+            cmd.arg("--admin").arg(a);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "init failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::write(dir.path().join("kms.toml"), &options.config).unwrap();
+        Self {
+            dir,
+            child: None,
+            options,
+        }
+    }
+
+    /// The temp dir.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The state directory (keystore and unseal material).
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// The socket path.
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("kms.sock")
+    }
+
+    fn serve_command(&self) -> Command {
+        let mut cmd = Command::new(binary("lockbox-kms"));
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(self.dir.path().join("kms.toml"))
+            .arg("--state-dir")
+            .arg(self.state_dir())
+            .arg("--socket")
+            .arg(self.socket())
+            .arg("--danger-test-clock")
+            .env("LOCKBOX_LOG", "info");
+        for (k, v) in &self.options.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Starts `serve` and waits for it to notify readiness.
+    pub fn start(&mut self) {
+        self.start_with(&[]);
+    }
+
+    /// Starts `serve` with extra environment and waits for readiness.
+    pub fn start_with(&mut self, env: &[(&str, &str)]) {
+        assert!(self.child.is_none(), "already running");
+        let notify = self.dir.path().join("notify.sock");
+        let _ = std::fs::remove_file(&notify);
+        let listener = UnixDatagram::bind(&notify).unwrap();
+        listener.set_read_timeout(Some(READY_TIMEOUT)).unwrap();
+        let mut cmd = self.serve_command();
+        cmd.env("NOTIFY_SOCKET", &notify)
+            .stderr(std::fs::File::create(self.log_path()).unwrap());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let mut buf = [0u8; 64];
+        match listener.recv(&mut buf) {
+            Ok(n) => assert_eq!(&buf[..n], b"READY=1"),
+            Err(e) => {
+                let _ = child.kill();
+                let status = child.wait().ok();
+                panic!(
+                    "lockbox-kms did not become ready ({e}; exit {status:?}): {}",
+                    self.log()
+                );
+            }
+        }
+        self.child = Some(child);
+    }
+
+    /// Runs `serve` expecting it to fail at start-up; returns its stderr.
+    pub fn start_expecting_failure(&self) -> String {
+        let out = self.serve_command().output().unwrap();
+        assert!(!out.status.success(), "serve unexpectedly succeeded");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("kms.log")
+    }
+
+    /// What the server logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Stops the server with SIGTERM and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let status = child.wait().unwrap();
+            assert!(
+                status.success(),
+                "lockbox-kms exited with {status}: {}",
+                self.log()
+            );
+        }
+    }
+
+    /// Waits for the server to exit on its own (e.g. after an injected crash).
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        self.child.take().expect("not running").wait().unwrap()
+    }
+
+    /// A client connected as the test's own user.
+    pub async fn client(&self) -> KmsClient {
+        KmsClient::connect(&self.socket()).await.unwrap()
+    }
+
+    /// The `lockbox` CLI pointed at this KMS.
+    pub fn cli(&self) -> Command {
+        let mut cmd = Command::new(binary("lockbox"));
+        cmd.env("LOCKBOX_KMS_SOCKET", self.socket())
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs the CLI with `args`.
+    pub fn run<I, S>(&self, args: I) -> Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.cli().args(args).output().unwrap()
+    }
+
+    /// Lets the unprivileged `nobody` user connect: socket group `nogroup`.
+    pub fn open_socket_to_nobody(&self) {
+        let status = Command::new("chgrp")
+            .arg("65534")
+            .arg(self.socket())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Kms {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Uid and gid of `nobody` on Debian.
+pub const NOBODY: u32 = 65534;
+
+/// Stdout of a successful command, or a panic showing its stderr.
+pub fn success(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "command failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Stderr of a failed command, asserting it printed `lockbox: <code>: …`.
+pub fn failure(out: &Output, code: &str) -> String {
+    assert!(!out.status.success(), "command unexpectedly succeeded");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        stderr.starts_with(&format!("lockbox: {code}: ")),
+        "expected a {code} error, got: {stderr}"
+    );
+    assert_eq!(
+        stderr.trim_end().lines().count(),
+        1,
+        "errors print one line: {stderr}"
+    );
+    stderr
+}
+
+/// Parses CLI JSON output.
+pub fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_str(&success(out)).unwrap()
+}

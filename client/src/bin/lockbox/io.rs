@@ -1,9 +1,18 @@
 //! Reading inputs from files or stdin and writing binary outputs.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::Path;
+
+/// An argument the CLI itself rejects, reported like the server's `INVALID_ARGUMENT`.
+pub(crate) fn invalid(message: impl Into<String>) -> anyhow::Error {
+    lockbox_client::CallError::Server(lockbox_client::proto::Error::new(
+        lockbox_client::proto::ErrorCode::InvalidArgument,
+        message,
+    ))
+    .into()
+}
 
 /// Reads a whole file, or stdin for `-`.
 pub(crate) fn read_input(path: &Path) -> Result<Vec<u8>> {
@@ -43,7 +52,7 @@ pub(crate) fn parse_labels(text: &str) -> Result<BTreeMap<String, String>> {
     let mut labels = BTreeMap::new();
     for pair in text.split(',').filter(|p| !p.is_empty()) {
         let Some((k, v)) = pair.split_once('=') else {
-            bail!("--labels: {pair:?} is not key=value");
+            return Err(invalid(format!("--labels: {pair:?} is not key=value")));
         };
         labels.insert(k.to_owned(), v.to_owned());
     }
@@ -60,14 +69,11 @@ pub(crate) fn parse_duration(text: &str) -> Result<u64, String> {
 /// Decodes hex (for `--hash`).
 pub(crate) fn parse_hex(text: &str) -> Result<Vec<u8>> {
     let text = text.trim();
-    if text.len() % 2 != 0 {
-        bail!("hex string has an odd number of digits");
+    if text.len() % 2 != 0 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(invalid(format!("--hash: {text:?} is not a hex string")));
     }
     (0..text.len())
         .step_by(2)
-        .map(|i| {
-            u8::from_str_radix(&text[i..i + 2], 16)
-                .with_context(|| format!("{:?} is not hex", &text[i..i + 2]))
-        })
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).map_err(|e| invalid(e.to_string())))
         .collect()
 }

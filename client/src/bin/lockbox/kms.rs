@@ -1,9 +1,9 @@
 //! `lockbox kms …`: symmetric keys, symmetric crypto, signature keys and access bindings.
 
 use crate::Format;
-use crate::io::{parse_duration, parse_hex, parse_labels, read_input, write_output};
+use crate::io::{invalid, parse_duration, parse_hex, parse_labels, read_input, write_output};
 use crate::render::{self, b64, print};
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use clap::{Args, Subcommand, ValueEnum};
 use lockbox_client::KmsClient;
 use lockbox_client::proto::kms::{
@@ -493,9 +493,11 @@ async fn symmetric_key(
             set("rotation_period", rotation_period.is_some() || no_rotation);
             set("deletion_protection", deletion_protection.is_some());
             if mask.is_empty() {
-                bail!(
-                    "nothing to update: give at least one of --name, --description, --labels, --status, --default-algorithm, --rotation-period, --no-rotation, --deletion-protection"
-                );
+                return Err(invalid(
+                    "nothing to update: give at least one of --name, --description, --labels, \
+                     --status, --default-algorithm, --rotation-period, --no-rotation, \
+                     --deletion-protection",
+                ));
             }
             client
                 .update_symmetric_key(UpdateSymmetricKey {
@@ -757,7 +759,7 @@ async fn signature_crypto(
             id,
             signature_file,
         } => {
-            let digest = parse_hex(&hash).context("--hash")?;
+            let digest = parse_hex(&hash)?;
             let sig = client.sign_hash(&id, &digest).await?;
             (id, sig, signature_file)
         }

@@ -1,0 +1,339 @@
+//! KMS access control through real processes: a second local user identified by
+//! SO_PEERCRED, role bindings at each level, and relayed (on-behalf-of) requests.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers abort the test on failure
+
+use lockbox_client::proto::kms::{
+    AccessBinding, AccessBindingAction, AccessBindingDelta, CreateSymmetricKey, Page, ResourceRef,
+    SymmetricAlgorithm,
+};
+use lockbox_client::proto::{ErrorCode, Principal};
+use lockbox_client::{KmsClient, error_code};
+use lockbox_tests::{Kms, KmsOptions, NOBODY, failure, is_root, success};
+use std::collections::BTreeMap;
+use std::os::unix::process::CommandExt;
+
+fn spec(folder: &str) -> CreateSymmetricKey {
+    CreateSymmetricKey {
+        folder_id: folder.into(),
+        name: String::new(),
+        description: String::new(),
+        labels: BTreeMap::new(),
+        default_algorithm: SymmetricAlgorithm::Aes256,
+        rotation_period: None,
+        deletion_protection: false,
+    }
+}
+
+async fn grant(c: &KmsClient, resource: ResourceRef, role: &str, subject: &str) {
+    c.update_access_bindings(
+        resource,
+        vec![AccessBindingDelta {
+            action: AccessBindingAction::Add,
+            binding: AccessBinding {
+                role_id: role.into(),
+                subject: subject.into(),
+            },
+        }],
+    )
+    .await
+    .unwrap();
+}
+
+/// Runs the `lockbox` CLI as the unprivileged `nobody` user.
+fn as_nobody(kms: &Kms, args: &[&str]) -> std::process::Output {
+    assert!(
+        is_root(),
+        "this test runs a client as another Unix user and must run as root (CI does)"
+    );
+    kms.cli()
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_second_local_user_is_identified_and_needs_its_own_roles() {
+    let mut kms = Kms::init(KmsOptions::default());
+    kms.start();
+    kms.open_socket_to_nobody();
+    let admin = kms.client().await;
+    let me = admin.subject().to_owned();
+    let key = admin.create_symmetric_key(spec("f")).await.unwrap();
+    grant(
+        &admin,
+        ResourceRef::Key(key.id.clone()),
+        "kms.keys.encrypter",
+        &me,
+    )
+    .await;
+    let ct = admin
+        .encrypt(&key.id, None, b"", b"for nobody")
+        .await
+        .unwrap()
+        .ciphertext;
+    let ct_file = kms.dir().join("ct");
+    std::fs::write(&ct_file, &ct).unwrap();
+    std::fs::set_permissions(
+        &ct_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    let ct_path = ct_file.to_str().unwrap();
+    let decrypt = [
+        "kms",
+        "symmetric-crypto",
+        "decrypt",
+        "--id",
+        &key.id,
+        "--ciphertext-file",
+        ct_path,
+    ];
+
+    // No binding at all: refused, and the message names the permission and the subject.
+    let err = failure(&as_nobody(&kms, &decrypt), "PERMISSION_DENIED");
+    assert!(err.contains("kms.keys.decrypt"), "{err}");
+    assert!(err.contains("user:nobody"), "{err}");
+    // The admin cannot decrypt either: management roles do not include crypto.
+    assert_eq!(
+        error_code(&admin.decrypt(&key.id, b"", &ct).await.unwrap_err()),
+        ErrorCode::PermissionDenied
+    );
+
+    // An encrypter-only grant is not enough to decrypt.
+    grant(
+        &admin,
+        ResourceRef::Key(key.id.clone()),
+        "kms.keys.encrypter",
+        "user:nobody",
+    )
+    .await;
+    failure(&as_nobody(&kms, &decrypt), "PERMISSION_DENIED");
+
+    // A decrypter grant through nobody's group, on the folder, is.
+    grant(
+        &admin,
+        ResourceRef::Folder("f".into()),
+        "kms.keys.decrypter",
+        "group:nogroup",
+    )
+    .await;
+    let out = success(&as_nobody(&kms, &decrypt));
+    assert_eq!(out, "for nobody");
+
+    // A grant on another folder does not leak across.
+    let other = admin.create_symmetric_key(spec("g")).await.unwrap();
+    let err = failure(
+        &as_nobody(&kms, &["kms", "symmetric-key", "get", &other.id]),
+        "PERMISSION_DENIED",
+    );
+    assert!(err.contains("kms.keys.get"), "{err}");
+
+    // nobody may not manage bindings, and may not relay.
+    let err = failure(
+        &as_nobody(
+            &kms,
+            &[
+                "kms",
+                "access-binding",
+                "add",
+                "--root",
+                "--role",
+                "kms.admin",
+                "--subject",
+                "user:nobody",
+            ],
+        ),
+        "PERMISSION_DENIED",
+    );
+    assert!(err.contains("kms.keys.updateAccessBindings"), "{err}");
+}
+
+#[tokio::test]
+async fn system_groups_match_every_caller() {
+    let mut kms = Kms::init(KmsOptions::default());
+    kms.start();
+    kms.open_socket_to_nobody();
+    let admin = kms.client().await;
+    let key = admin.create_symmetric_key(spec("f")).await.unwrap();
+    failure(
+        &as_nobody(&kms, &["kms", "symmetric-key", "get", &key.id]),
+        "PERMISSION_DENIED",
+    );
+    grant(
+        &admin,
+        ResourceRef::Root,
+        "kms.viewer",
+        "system:allAuthenticatedUsers",
+    )
+    .await;
+    let out = success(&as_nobody(
+        &kms,
+        &["kms", "symmetric-key", "get", &key.id, "--format", "json"],
+    ));
+    assert!(out.contains(&key.id));
+}
+
+#[tokio::test]
+async fn relayed_subjects_are_authorized_as_themselves() {
+    // The test's own user is both the administrator and the enrolled relay.
+    let me = {
+        let mut probe = Kms::init(KmsOptions::default());
+        probe.start();
+        probe.client().await.subject().to_owned()
+    };
+    let mut kms = Kms::init(KmsOptions {
+        relays: vec![me.clone()],
+        ..KmsOptions::default()
+    });
+    kms.start();
+    let admin = kms.client().await;
+    let key = admin.create_symmetric_key(spec("f")).await.unwrap();
+    grant(
+        &admin,
+        ResourceRef::Key(key.id.clone()),
+        "kms.keys.encrypterDecrypter",
+        &me,
+    )
+    .await;
+    let ct = admin
+        .encrypt(&key.id, None, b"", b"relayed")
+        .await
+        .unwrap()
+        .ciphertext;
+
+    let alice = admin.on_behalf_of(Principal {
+        subject: "user:alice".into(),
+        groups: vec!["group:finance".into()],
+    });
+    // The relay's own rights do not carry over to the subject it acts for.
+    let err = alice.decrypt(&key.id, b"", &ct).await.unwrap_err();
+    assert_eq!(error_code(&err), ErrorCode::PermissionDenied);
+    assert!(err.to_string().contains("user:alice"), "{err}");
+
+    grant(
+        &admin,
+        ResourceRef::Key(key.id.clone()),
+        "kms.keys.decrypter",
+        "group:finance",
+    )
+    .await;
+    let plain = alice.decrypt(&key.id, b"", &ct).await.unwrap();
+    assert_eq!(plain.plaintext.expose(), b"relayed");
+    // Still only decrypt: encrypt needs its own role.
+    assert_eq!(
+        error_code(&alice.encrypt(&key.id, None, b"", b"x").await.unwrap_err()),
+        ErrorCode::PermissionDenied
+    );
+
+    let log = kms.log();
+    assert!(
+        log.contains("relayed request") && log.contains("user:alice") && log.contains(&me),
+        "both relay and subject are logged: {log}"
+    );
+}
+
+#[tokio::test]
+async fn on_behalf_of_is_refused_from_callers_that_are_not_relays() {
+    let mut kms = Kms::init(KmsOptions::default());
+    kms.start();
+    let admin = kms.client().await;
+    let key = admin.create_symmetric_key(spec("f")).await.unwrap();
+    let forged = admin.on_behalf_of(Principal {
+        subject: admin.subject().to_owned(),
+        groups: Vec::new(),
+    });
+    let err = forged.get_symmetric_key(&key.id).await.unwrap_err();
+    assert_eq!(error_code(&err), ErrorCode::PermissionDenied);
+    assert!(err.to_string().contains("not an enrolled relay"), "{err}");
+}
+
+#[tokio::test]
+async fn bindings_are_validated_listed_and_replaced() {
+    let mut kms = Kms::init(KmsOptions::default());
+    kms.start();
+    let c = kms.client().await;
+    let me = c.subject().to_owned();
+    let bad = |role: &str, subject: &str| AccessBindingDelta {
+        action: AccessBindingAction::Add,
+        binding: AccessBinding {
+            role_id: role.into(),
+            subject: subject.into(),
+        },
+    };
+    for (role, subject) in [
+        ("kms.owner", "user:a"),
+        ("kms.admin", "alice"),
+        ("kms.admin", "system:x"),
+    ] {
+        let err = c
+            .update_access_bindings(ResourceRef::Folder("f".into()), vec![bad(role, subject)])
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error_code(&err),
+            ErrorCode::InvalidArgument,
+            "{role} {subject}: {err}"
+        );
+    }
+    let too_many: Vec<_> = (0..1001)
+        .map(|i| bad("kms.viewer", &format!("user:u{i}")))
+        .collect();
+    assert_eq!(
+        error_code(
+            &c.update_access_bindings(ResourceRef::Folder("f".into()), too_many)
+                .await
+                .unwrap_err()
+        ),
+        ErrorCode::InvalidArgument
+    );
+    let (root, _) = c
+        .list_access_bindings(ResourceRef::Root, Page::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        root,
+        vec![AccessBinding {
+            role_id: "kms.admin".into(),
+            subject: me
+        }]
+    );
+    let (folder, _) = c
+        .list_access_bindings(ResourceRef::Folder("f".into()), Page::default())
+        .await
+        .unwrap();
+    assert!(folder.is_empty(), "rejected updates changed nothing");
+
+    c.set_access_bindings(
+        ResourceRef::Folder("f".into()),
+        vec![
+            AccessBinding {
+                role_id: "kms.viewer".into(),
+                subject: "user:a".into(),
+            },
+            AccessBinding {
+                role_id: "kms.editor".into(),
+                subject: "user:b".into(),
+            },
+        ],
+    )
+    .await
+    .unwrap();
+    let (folder, _) = c
+        .list_access_bindings(ResourceRef::Folder("f".into()), Page::default())
+        .await
+        .unwrap();
+    assert_eq!(folder.len(), 2);
+    assert_eq!(
+        error_code(
+            &c.list_access_bindings(
+                ResourceRef::Key("abj00000000000000000".into()),
+                Page::default()
+            )
+            .await
+            .unwrap_err()
+        ),
+        ErrorCode::NotFound
+    );
+}

@@ -1,0 +1,239 @@
+//! Bad input on the wire: garbage, oversized and truncated frames, unknown request tags and
+//! wrong protocol versions. The server answers or closes, never panics, and keeps serving
+//! other clients.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers abort the test on failure
+
+use lockbox_client::proto::frame;
+use lockbox_client::proto::hello::{Hello, HelloPrefix, HelloReply, Service};
+use lockbox_client::proto::{ErrorCode, Response};
+use lockbox_tests::{Kms, KmsOptions};
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+/// Reads one frame body from a blocking stream; `None` when the server closed.
+fn read_frame(stream: &mut UnixStream) -> Option<Vec<u8>> {
+    let mut prefix = [0u8; 4];
+    stream.read_exact(&mut prefix).ok()?;
+    let mut body = vec![0u8; u32::from_be_bytes(prefix) as usize];
+    stream.read_exact(&mut body).ok()?;
+    Some(body)
+}
+
+fn raw(socket: &Path) -> UnixStream {
+    let s = UnixStream::connect(socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
+/// A connection that has completed the hello.
+fn connected(socket: &Path) -> UnixStream {
+    let mut s = raw(socket);
+    let mut buf = Vec::new();
+    frame::encode(
+        &Hello::new(Service::Kms, "test"),
+        &mut buf,
+        frame::DEFAULT_MAX_FRAME,
+    )
+    .unwrap();
+    s.write_all(&buf).unwrap();
+    let reply: HelloReply = frame::decode(&read_frame(&mut s).unwrap()).unwrap();
+    reply.unwrap();
+    s
+}
+
+fn closed(stream: &mut UnixStream) -> bool {
+    let mut b = [0u8; 1];
+    matches!(stream.read(&mut b), Ok(0) | Err(_))
+}
+
+async fn still_serves(kms: &Kms) {
+    let c = kms.client().await;
+    c.list_access_bindings(
+        lockbox_client::proto::kms::ResourceRef::Root,
+        Default::default(),
+    )
+    .await
+    .unwrap();
+}
+
+fn hello_error(stream: &mut UnixStream) -> lockbox_client::proto::Error {
+    let reply: HelloReply = frame::decode(&read_frame(stream).unwrap()).unwrap();
+    reply.unwrap_err()
+}
+
+#[tokio::test]
+async fn garbage_instead_of_a_hello_gets_an_error_and_a_close() {
+    let mut kms = Kms::init(KmsOptions::default());
+    kms.start();
+    let mut s = raw(&kms.socket());
+    s.write_all(&[0, 0, 0, 5, 0xde, 0xad, 0xbe, 0xef, 0x00])
+        .unwrap();
+    let err = hello_error(&mut s);
+    assert_eq!(err.code, ErrorCode::InvalidArgument);
+    assert!(
+        err.message.contains("not a lockbox protocol hello"),
+        "{}",
+        err.message
+    );
+    assert!(closed(&mut s));
+    still_serves(&kms).await;
+}
+
+#[tokio::test]
+async fn a_wrong_protocol_version_is_named_in_the_error() {
+    let mut kms = Kms::init(KmsOptions::default());
+    kms.start();
+    let mut s = raw(&kms.socket());
+    let mut hello = Hello::new(Service::Kms, "future-client");
+    hello.prefix = HelloPrefix {
+        magic: hello.prefix.magic,
+        version: 99,
+    };
+    let mut buf = Vec::new();
+    frame::encode(&hello, &mut buf, frame::DEFAULT_MAX_FRAME).unwrap();
+    s.write_all(&buf).unwrap();
+    let err = hello_error(&mut s);
+    assert_eq!(err.code, ErrorCode::InvalidArgument);
+    assert!(
+        err.message.contains("protocol version 99 is not supported"),
+        "{}",
+        err.message
+    );
+    assert!(closed(&mut s));
+
+    let mut s = raw(&kms.socket());
+    buf.clear();
+    frame::encode(
+        &Hello::new(Service::Lockbox, "lost"),
+        &mut buf,
+        frame::DEFAULT_MAX_FRAME,
+    )
+    .unwrap();
+    s.write_all(&buf).unwrap();
+    let err = hello_error(&mut s);
+    assert_eq!(err.code, ErrorCode::FailedPrecondition);
+    assert!(
+        err.message.contains("served by lockbox-kms"),
+        "{}",
+        err.message
+    );
+    still_serves(&kms).await;
+}
+
+#[tokio::test]
+async fn a_frame_announcing_4_gib_is_refused_before_allocation() {
+    let mut kms = Kms::init(KmsOptions::default());
+    kms.start();
+    // Before the hello…
+    let mut s = raw(&kms.socket());
+    s.write_all(&u32::MAX.to_be_bytes()).unwrap();
+    let err = hello_error(&mut s);
+    assert!(err.message.contains("exceeds the limit"), "{}", err.message);
+    assert!(closed(&mut s));
+    // …and after it.
+    let mut s = connected(&kms.socket());
+    s.write_all(&u32::MAX.to_be_bytes()).unwrap();
+    let response: Response<()> = frame::decode(&read_frame(&mut s).unwrap()).unwrap();
+    assert_eq!(response.id, 0);
+    assert_eq!(
+        response.result.unwrap_err().code,
+        ErrorCode::ResourceExhausted
+    );
+    assert!(closed(&mut s));
+    still_serves(&kms).await;
+}
+
+#[tokio::test]
+async fn a_truncated_frame_does_not_stall_other_clients() {
+    let mut kms = Kms::init(KmsOptions::default());
+    kms.start();
+    let mut stalled = connected(&kms.socket());
+    // Announce 100 bytes, send 3, and keep the connection open.
+    stalled.write_all(&[0, 0, 0, 100, 1, 2, 3]).unwrap();
+    still_serves(&kms).await;
+    // Then hang up mid-frame.
+    drop(stalled);
+    still_serves(&kms).await;
+}
+
+#[tokio::test]
+async fn an_unknown_request_tag_gets_invalid_argument_and_the_connection_lives_on() {
+    let mut kms = Kms::init(KmsOptions::default());
+    kms.start();
+    let mut s = connected(&kms.socket());
+    // id 77, no on_behalf_of, then request variant 200 (no such tag).
+    let mut body = postcard::to_allocvec(&77u64).unwrap();
+    body.push(0); // None
+    body.extend_from_slice(&postcard::to_allocvec(&200u32).unwrap());
+    let mut buf = (body.len() as u32).to_be_bytes().to_vec();
+    buf.extend_from_slice(&body);
+    // And a frame whose id cannot even be read (a lone continuation byte).
+    buf.extend_from_slice(&[0, 0, 0, 1, 0x80]);
+    s.write_all(&buf).unwrap();
+
+    let response: Response<()> = frame::decode(&read_frame(&mut s).unwrap()).unwrap();
+    assert_eq!(response.id, 77);
+    let err = response.result.unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidArgument);
+    assert!(
+        err.message.contains("unreadable request"),
+        "{}",
+        err.message
+    );
+    let response: Response<()> = frame::decode(&read_frame(&mut s).unwrap()).unwrap();
+    assert_eq!(response.id, 0);
+    assert_eq!(
+        response.result.unwrap_err().code,
+        ErrorCode::InvalidArgument
+    );
+
+    // The same connection still answers a well-formed request.
+    let request = lockbox_client::proto::Request {
+        id: 78,
+        on_behalf_of: None,
+        body: lockbox_client::proto::kms::KmsRequest::ListAccessBindings {
+            resource: lockbox_client::proto::kms::ResourceRef::Root,
+            page: Default::default(),
+        },
+    };
+    buf.clear();
+    frame::encode(&request, &mut buf, frame::DEFAULT_MAX_FRAME).unwrap();
+    s.write_all(&buf).unwrap();
+    let response: Response<lockbox_client::proto::kms::KmsResponse> =
+        frame::decode(&read_frame(&mut s).unwrap()).unwrap();
+    assert_eq!(response.id, 78);
+    response.result.unwrap();
+}
+
+#[tokio::test]
+async fn random_garbage_never_takes_the_server_down() {
+    let mut kms = Kms::init(KmsOptions::default());
+    kms.start();
+    // A fixed-seed xorshift keeps this deterministic.
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for round in 0..50 {
+        let mut s = if round % 2 == 0 {
+            raw(&kms.socket())
+        } else {
+            connected(&kms.socket())
+        };
+        let len = (next() % 64) as usize;
+        let mut body: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        let mut frame_bytes = (body.len() as u32).to_be_bytes().to_vec();
+        frame_bytes.append(&mut body);
+        let _ = s.write_all(&frame_bytes);
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        // Drain whatever the server answers until it closes.
+        let mut sink = Vec::new();
+        let _ = s.read_to_end(&mut sink);
+    }
+    still_serves(&kms).await;
+}
