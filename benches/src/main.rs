@@ -137,6 +137,13 @@ async fn kms_decrypt(args: &LoadArgs) -> Result<Report> {
         .encrypt(&key.id, None, b"lockbox-bench", &[42u8; 32])
         .await?
         .ciphertext;
+    let check = admin
+        .decrypt(&key.id, b"lockbox-bench", &ciphertext)
+        .await?;
+    anyhow::ensure!(
+        check.plaintext.expose() == [42u8; 32],
+        "the KMS decrypted the data key to something else"
+    );
 
     let mut clients = Vec::with_capacity(args.connections);
     for _ in 0..args.connections {

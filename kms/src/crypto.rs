@@ -193,6 +193,9 @@ pub fn decrypt(
     aad_context: &[u8],
     ciphertext: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, KmsError> {
+    if version_of(ciphertext) != Some(version_id) {
+        return Err(KmsError::DecryptionFailed);
+    }
     let header = 2 + version_id.len();
     let body = ciphertext
         .get(header..)
