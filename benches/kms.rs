@@ -10,7 +10,7 @@ use lockbox_kms::crypto::{self, Algorithm, KeyMaterial, VersionCipher};
 use lockbox_kms::keystore::Keystore;
 use lockbox_kms::model::{Binding, Resource, State};
 use lockbox_kms::seal::UnsealMaterial;
-use lockbox_kms::service::{Caller, KeySpec, Kms, Quotas, TimeSource};
+use lockbox_kms::service::{Caller, KeyMetaSpec, KeySpec, Kms, Quotas, TimeSource};
 use std::collections::BTreeMap;
 
 const SUBJECT: &str = "user:bench";
@@ -35,13 +35,15 @@ fn service(dir: &std::path::Path) -> (Kms, String) {
         .block_on(kms.create_symmetric_key(
             &caller(),
             KeySpec {
-                folder_id: "bench".into(),
-                name: String::new(),
-                description: String::new(),
-                labels: BTreeMap::new(),
+                meta: KeyMetaSpec {
+                    folder_id: "bench".into(),
+                    name: String::new(),
+                    description: String::new(),
+                    labels: BTreeMap::new(),
+                    deletion_protection: false,
+                },
                 algorithm: Algorithm::Aes256,
                 rotation_period: None,
-                deletion_protection: false,
             },
         ))
         .unwrap();

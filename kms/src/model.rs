@@ -1,6 +1,7 @@
 //! The KMS's records: keys, versions, bindings. This is what the sealed keystore holds.
 
 use crate::crypto::{Algorithm, KeyMaterial};
+use crate::error::KmsError;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -73,9 +74,19 @@ impl SymmetricKeyRecord {
         self.versions.iter().find(|v| v.id == id)
     }
 
-    /// The version with `id`, mutably.
-    pub fn version_mut(&mut self, id: &str) -> Option<&mut KeyVersionRecord> {
-        self.versions.iter_mut().find(|v| v.id == id)
+    /// The version with `id`, or `NotFound` naming it.
+    pub fn existing_version(&self, id: &str) -> Result<&KeyVersionRecord, KmsError> {
+        self.version(id).ok_or_else(|| self.version_not_found(id))
+    }
+
+    /// The version with `id` mutably, or `NotFound` naming it.
+    pub fn existing_version_mut(&mut self, id: &str) -> Result<&mut KeyVersionRecord, KmsError> {
+        let err = self.version_not_found(id);
+        self.versions.iter_mut().find(|v| v.id == id).ok_or(err)
+    }
+
+    fn version_not_found(&self, id: &str) -> KmsError {
+        KmsError::NotFound(format!("version {id} of key {} not found", self.meta.id))
     }
 
     /// The primary version. Every key has one; a missing one means a corrupt keystore.

@@ -3,7 +3,7 @@
 
 use crate::access::Principal;
 use crate::error::KmsError;
-use crate::service::{BindingUpdate, Caller, KeySpec, Kms, Page, SignatureKeySpec};
+use crate::service::{BindingUpdate, Caller, KeyMetaSpec, KeySpec, Kms, Page};
 use crate::wire;
 use lockbox_proto::hello::Service;
 use lockbox_proto::kms::{KmsRequest, KmsResponse};
@@ -190,13 +190,15 @@ async fn dispatch(
         }
         R::CreateSymmetricKey(c) => {
             let spec = KeySpec {
-                folder_id: c.folder_id,
-                name: c.name,
-                description: c.description,
-                labels: c.labels,
+                meta: KeyMetaSpec {
+                    folder_id: c.folder_id,
+                    name: c.name,
+                    description: c.description,
+                    labels: c.labels,
+                    deletion_protection: c.deletion_protection,
+                },
                 algorithm: wire::algorithm_from(c.default_algorithm)?,
                 rotation_period: c.rotation_period,
-                deletion_protection: c.deletion_protection,
             };
             A::SymmetricKey(wire::symmetric_key_to(
                 kms.create_symmetric_key(caller, spec).await?,
@@ -252,7 +254,7 @@ async fn dispatch(
             ))
         }
         R::CreateAsymmetricSignatureKey(c) => {
-            let spec = SignatureKeySpec {
+            let spec = KeyMetaSpec {
                 folder_id: c.folder_id,
                 name: c.name,
                 description: c.description,

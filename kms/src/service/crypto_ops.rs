@@ -57,7 +57,7 @@ fn usable_key<'s>(
     permission: Permission,
 ) -> Result<&'s SymmetricKeyRecord, KmsError> {
     let key = symmetric_key(&snap.state, key_id)?;
-    Kms::authorize(snap, caller, Some(key_id), &key.meta.folder_id, permission)?;
+    Kms::authorize_key(snap, caller, &key.meta, permission)?;
     require_active(&key.meta)?;
     Ok(key)
 }
@@ -71,9 +71,7 @@ fn encrypt_with(
 ) -> Result<Encrypted, KmsError> {
     let key_id = key.meta.id.as_str();
     let version_id = version_id.unwrap_or(&key.primary_version_id);
-    let version = key.version(version_id).ok_or_else(|| {
-        KmsError::NotFound(format!("version {version_id} of key {key_id} not found"))
-    })?;
+    let version = key.existing_version(version_id)?;
     if version.status != VersionStatus::Active {
         return Err(KmsError::FailedPrecondition(format!(
             "version {version_id} is not active and cannot encrypt"

@@ -15,8 +15,7 @@ mod symmetric;
 
 pub use bindings::{BindingUpdate, MAX_DELTAS};
 pub use crypto_ops::{DataKey, Decrypted, Encrypted};
-pub use signature::SignatureKeySpec;
-pub use symmetric::{KeySpec, KeyUpdate};
+pub use symmetric::{KeyMetaSpec, KeySpec, KeyUpdate};
 
 use crate::access::{BindingIndex, Permission, Principal};
 use crate::clock::{Clock, ManualClock};
@@ -285,6 +284,33 @@ impl Kms {
                 subject: caller.principal.subject.to_owned(),
             })
         }
+    }
+
+    /// Checks that `caller` holds `permission` on the key described by `meta`.
+    fn authorize_key(
+        snap: &Snapshot,
+        caller: &Caller<'_>,
+        meta: &KeyMeta,
+        permission: Permission,
+    ) -> Result<(), KmsError> {
+        Self::authorize(snap, caller, Some(&meta.id), &meta.folder_id, permission)
+    }
+
+    /// A mutation of one symmetric key: finds it, checks `permission` on it, then applies
+    /// `change` to its record in the next state.
+    async fn mutate_symmetric_key<T>(
+        &self,
+        caller: &Caller<'_>,
+        key_id: &str,
+        permission: Permission,
+        change: impl FnOnce(&mut SymmetricKeyRecord, i64) -> Result<T, KmsError>,
+    ) -> Result<T, KmsError> {
+        self.mutate(|snap, state, now| {
+            let key = symmetric_key(&snap.state, key_id)?;
+            Self::authorize_key(snap, caller, &key.meta, permission)?;
+            change(symmetric_key_mut(state, key_id)?, now)
+        })
+        .await
     }
 
     /// Test-only: moves the manual clock forward and runs due maintenance.

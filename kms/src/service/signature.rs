@@ -1,33 +1,16 @@
 //! Asymmetric signature keys: ECDSA over NIST P-256 with SHA-256.
 
-use super::{Caller, Kms, Page, require_active, symmetric::check_key_quota};
+use super::{Caller, KeyMetaSpec, Kms, Page, require_active, symmetric::check_key_quota};
 use crate::access::Permission;
 use crate::crypto::{KeyMaterial, fill_random};
 use crate::error::KmsError;
-use crate::ids::{KEY_PREFIX, new_id};
-use crate::model::{KeyMeta, KeyStatus, SignatureKeyRecord, State};
+use crate::model::{KeyMeta, SignatureKeyRecord, State};
 use crate::validate;
 use p256::ecdsa::signature::Signer;
 use p256::ecdsa::signature::hazmat::PrehashSigner;
 use p256::ecdsa::{Signature, SigningKey};
 use p256::pkcs8::{EncodePublicKey, LineEnding};
-use std::collections::BTreeMap;
 use zeroize::Zeroizing;
-
-/// What `create_signature_key` needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SignatureKeySpec {
-    /// Folder to create the key in.
-    pub folder_id: String,
-    /// Name.
-    pub name: String,
-    /// Description.
-    pub description: String,
-    /// Labels.
-    pub labels: BTreeMap<String, String>,
-    /// Whether deletion is refused.
-    pub deletion_protection: bool,
-}
 
 fn signature_key<'s>(state: &'s State, key_id: &str) -> Result<&'s SignatureKeyRecord, KmsError> {
     validate::id("key_id", key_id)?;
@@ -53,28 +36,16 @@ impl Kms {
     pub async fn create_signature_key(
         &self,
         caller: &Caller<'_>,
-        spec: SignatureKeySpec,
+        spec: KeyMetaSpec,
     ) -> Result<KeyMeta, KmsError> {
-        validate::folder_id(&spec.folder_id)?;
-        validate::name(&spec.name)?;
-        validate::description(&spec.description)?;
-        validate::labels(&spec.labels)?;
+        spec.validate()?;
         let limit = self.quotas.keys_per_folder;
         self.mutate(|snap, state, now| {
             Self::authorize(snap, caller, None, &spec.folder_id, Permission::Create)?;
             check_key_quota(state, &spec.folder_id, limit)?;
             let signer = random_signing_key();
-            let id = new_id(KEY_PREFIX);
-            let meta = KeyMeta {
-                id: id.clone(),
-                folder_id: spec.folder_id,
-                created_at: now,
-                name: spec.name,
-                description: spec.description,
-                labels: spec.labels,
-                status: KeyStatus::Active,
-                deletion_protection: spec.deletion_protection,
-            };
+            let meta = spec.into_meta(now);
+            let id = meta.id.clone();
             state.signature_keys.insert(
                 id,
                 SignatureKeyRecord {
@@ -97,13 +68,7 @@ impl Kms {
     ) -> Result<KeyMeta, KmsError> {
         let snap = self.snapshot();
         let key = signature_key(&snap.state, key_id)?;
-        Self::authorize(
-            &snap,
-            caller,
-            Some(key_id),
-            &key.meta.folder_id,
-            Permission::Get,
-        )?;
+        Self::authorize_key(&snap, caller, &key.meta, Permission::Get)?;
         Ok(key.meta.clone())
     }
 
@@ -132,13 +97,7 @@ impl Kms {
     pub fn get_public_key(&self, caller: &Caller<'_>, key_id: &str) -> Result<String, KmsError> {
         let snap = self.snapshot();
         let key = signature_key(&snap.state, key_id)?;
-        Self::authorize(
-            &snap,
-            caller,
-            Some(key_id),
-            &key.meta.folder_id,
-            Permission::GetPublicKey,
-        )?;
+        Self::authorize_key(&snap, caller, &key.meta, Permission::GetPublicKey)?;
         let signer = snap
             .signers
             .get(key_id)
@@ -191,13 +150,7 @@ impl Kms {
     ) -> Result<T, KmsError> {
         let snap = self.snapshot();
         let key = signature_key(&snap.state, key_id)?;
-        Self::authorize(
-            &snap,
-            caller,
-            Some(key_id),
-            &key.meta.folder_id,
-            Permission::Sign,
-        )?;
+        Self::authorize_key(&snap, caller, &key.meta, Permission::Sign)?;
         require_active(&key.meta)?;
         let signer = snap
             .signers

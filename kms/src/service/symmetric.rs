@@ -1,23 +1,20 @@
 //! Symmetric key management: create, read, list, update, delete, rotate, versions.
 
-use super::{
-    Caller, Kms, Page, SymmetricKeyInfo, VersionInfo, page_by_offset, symmetric_key,
-    symmetric_key_mut,
-};
+use super::{Caller, Kms, Page, SymmetricKeyInfo, VersionInfo, page_by_offset, symmetric_key};
 use crate::access::Permission;
 use crate::crypto::{Algorithm, KeyMaterial};
 use crate::error::KmsError;
 use crate::ids::{KEY_PREFIX, new_id};
 use crate::model::{
-    KeyMeta, KeyStatus, KeyVersionRecord, State, SymmetricKeyRecord, VersionStatus,
+    KeyMeta, KeyStatus, KeyVersionRecord, Resource, State, SymmetricKeyRecord, VersionStatus,
 };
 use crate::validate;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
-/// What `create_symmetric_key` needs.
+/// What every new key needs, whatever its kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeySpec {
+pub struct KeyMetaSpec {
     /// Folder to create the key in.
     pub folder_id: String,
     /// Name.
@@ -26,12 +23,43 @@ pub struct KeySpec {
     pub description: String,
     /// Labels.
     pub labels: BTreeMap<String, String>,
+    /// Whether deletion is refused.
+    pub deletion_protection: bool,
+}
+
+impl KeyMetaSpec {
+    /// Checks every field, naming the first that fails.
+    pub(super) fn validate(&self) -> Result<(), KmsError> {
+        validate::folder_id(&self.folder_id)?;
+        validate::name(&self.name)?;
+        validate::description(&self.description)?;
+        validate::labels(&self.labels)
+    }
+
+    /// The metadata of a new, active key with a fresh id.
+    pub(super) fn into_meta(self, now: i64) -> KeyMeta {
+        KeyMeta {
+            id: new_id(KEY_PREFIX),
+            folder_id: self.folder_id,
+            created_at: now,
+            name: self.name,
+            description: self.description,
+            labels: self.labels,
+            status: KeyStatus::Active,
+            deletion_protection: self.deletion_protection,
+        }
+    }
+}
+
+/// What `create_symmetric_key` needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySpec {
+    /// Folder, name, description, labels, deletion protection.
+    pub meta: KeyMetaSpec,
     /// Algorithm of versions.
     pub algorithm: Algorithm,
     /// Automatic rotation period.
     pub rotation_period: Option<u64>,
-    /// Whether deletion is refused.
-    pub deletion_protection: bool,
 }
 
 /// Changes for `update_symmetric_key`; `None` leaves a field as it is.
@@ -111,16 +139,6 @@ pub(super) fn rotate_in_place(
     v.ok_or_else(|| KmsError::Internal("rotation lost its version".into()))
 }
 
-fn validate_meta(
-    name: &str,
-    description: &str,
-    labels: &BTreeMap<String, String>,
-) -> Result<(), KmsError> {
-    validate::name(name)?;
-    validate::description(description)?;
-    validate::labels(labels)
-}
-
 /// Refuses a new key in `folder_id` beyond the quota.
 pub(super) fn check_key_quota(
     state: &State,
@@ -143,26 +161,17 @@ impl Kms {
         caller: &Caller<'_>,
         spec: KeySpec,
     ) -> Result<SymmetricKeyInfo, KmsError> {
-        validate::folder_id(&spec.folder_id)?;
-        validate_meta(&spec.name, &spec.description, &spec.labels)?;
+        spec.meta.validate()?;
         validate::rotation_period(spec.rotation_period)?;
         let limit = self.quotas.keys_per_folder;
         self.mutate(|snap, state, now| {
-            Self::authorize(snap, caller, None, &spec.folder_id, Permission::Create)?;
-            check_key_quota(state, &spec.folder_id, limit)?;
+            Self::authorize(snap, caller, None, &spec.meta.folder_id, Permission::Create)?;
+            check_key_quota(state, &spec.meta.folder_id, limit)?;
             let version = new_version(spec.algorithm, now);
-            let id = new_id(KEY_PREFIX);
+            let meta = spec.meta.into_meta(now);
+            let id = meta.id.clone();
             let key = SymmetricKeyRecord {
-                meta: KeyMeta {
-                    id: id.clone(),
-                    folder_id: spec.folder_id,
-                    created_at: now,
-                    name: spec.name,
-                    description: spec.description,
-                    labels: spec.labels,
-                    status: KeyStatus::Active,
-                    deletion_protection: spec.deletion_protection,
-                },
+                meta,
                 default_algorithm: spec.algorithm,
                 primary_version_id: version.id.clone(),
                 rotation_period: spec.rotation_period,
@@ -185,13 +194,7 @@ impl Kms {
     ) -> Result<SymmetricKeyInfo, KmsError> {
         let snap = self.snapshot();
         let key = symmetric_key(&snap.state, key_id)?;
-        Self::authorize(
-            &snap,
-            caller,
-            Some(key_id),
-            &key.meta.folder_id,
-            Permission::Get,
-        )?;
+        Self::authorize_key(&snap, caller, &key.meta, Permission::Get)?;
         info(key)
     }
 
@@ -260,10 +263,7 @@ impl Kms {
                 "status: may only be set to ACTIVE or INACTIVE".into(),
             ));
         }
-        self.mutate(|snap, state, _| {
-            let folder = symmetric_key(&snap.state, key_id)?.meta.folder_id.clone();
-            Self::authorize(snap, caller, Some(key_id), &folder, Permission::Update)?;
-            let key = symmetric_key_mut(state, key_id)?;
+        self.mutate_symmetric_key(caller, key_id, Permission::Update, |key, _| {
             let KeyUpdate {
                 name,
                 description,
@@ -307,22 +307,14 @@ impl Kms {
     ) -> Result<(), KmsError> {
         self.mutate(|snap, state, _| {
             let key = symmetric_key(&snap.state, key_id)?;
-            Self::authorize(
-                snap,
-                caller,
-                Some(key_id),
-                &key.meta.folder_id,
-                Permission::Delete,
-            )?;
+            Self::authorize_key(snap, caller, &key.meta, Permission::Delete)?;
             if key.meta.deletion_protection {
                 return Err(KmsError::FailedPrecondition(format!(
                     "key {key_id} has deletion protection; turn it off first"
                 )));
             }
             state.symmetric_keys.remove(key_id);
-            state
-                .bindings
-                .remove(&crate::model::Resource::Key(key_id.to_owned()));
+            state.bindings.remove(&Resource::Key(key_id.to_owned()));
             tracing::info!(
                 key_id,
                 subject = caller.principal.subject,
@@ -343,13 +335,7 @@ impl Kms {
     ) -> Result<Page<VersionInfo>, KmsError> {
         let snap = self.snapshot();
         let key = symmetric_key(&snap.state, key_id)?;
-        Self::authorize(
-            &snap,
-            caller,
-            Some(key_id),
-            &key.meta.folder_id,
-            Permission::Get,
-        )?;
+        Self::authorize_key(&snap, caller, &key.meta, Permission::Get)?;
         let versions = key
             .versions
             .iter()
@@ -366,10 +352,7 @@ impl Kms {
         key_id: &str,
     ) -> Result<SymmetricKeyInfo, KmsError> {
         let limit = self.quotas.versions_per_key;
-        self.mutate(|snap, state, now| {
-            let key = symmetric_key(&snap.state, key_id)?;
-            Self::authorize(snap, caller, Some(key_id), &key.meta.folder_id, Permission::Rotate)?;
-            let key = symmetric_key_mut(state, key_id)?;
+        self.mutate_symmetric_key(caller, key_id, Permission::Rotate, |key, now| {
             let v = rotate_in_place(key, now, limit)?;
             tracing::info!(key_id, version_id = %v.id, subject = caller.principal.subject, "key rotated");
             info(key)
@@ -385,20 +368,8 @@ impl Kms {
         version_id: &str,
     ) -> Result<SymmetricKeyInfo, KmsError> {
         validate::id("version_id", version_id)?;
-        self.mutate(|snap, state, _| {
-            let key = symmetric_key(&snap.state, key_id)?;
-            Self::authorize(
-                snap,
-                caller,
-                Some(key_id),
-                &key.meta.folder_id,
-                Permission::SetPrimaryVersion,
-            )?;
-            let key = symmetric_key_mut(state, key_id)?;
-            let version = key.version(version_id).ok_or_else(|| {
-                KmsError::NotFound(format!("version {version_id} of key {key_id} not found"))
-            })?;
-            if version.status != VersionStatus::Active {
+        self.mutate_symmetric_key(caller, key_id, Permission::SetPrimaryVersion, |key, _| {
+            if key.existing_version(version_id)?.status != VersionStatus::Active {
                 return Err(KmsError::FailedPrecondition(format!(
                     "version {version_id} is not active and cannot be primary"
                 )));
@@ -425,34 +396,31 @@ impl Kms {
                 validate::MIN_PENDING_PERIOD
             )));
         }
-        self.mutate(|snap, state, now| {
-            let key = symmetric_key(&snap.state, key_id)?;
-            Self::authorize(
-                snap,
-                caller,
-                Some(key_id),
-                &key.meta.folder_id,
-                Permission::ScheduleVersionDestruction,
-            )?;
-            let key = symmetric_key_mut(state, key_id)?;
+        let permission = Permission::ScheduleVersionDestruction;
+        self.mutate_symmetric_key(caller, key_id, permission, |key, now| {
             if key.primary_version_id == version_id {
                 return Err(KmsError::FailedPrecondition(format!(
-                    "version {version_id} is the primary version of key {key_id}; make another version primary first"
+                    "version {version_id} is the primary version of key {key_id}; \
+                     make another version primary first"
                 )));
             }
-            let version = key.version_mut(version_id).ok_or_else(|| {
-                KmsError::NotFound(format!("version {version_id} of key {key_id} not found"))
-            })?;
+            let version = key.existing_version_mut(version_id)?;
             if version.status != VersionStatus::Active {
                 return Err(KmsError::FailedPrecondition(format!(
                     "version {version_id} is not active"
                 )));
             }
             version.status = VersionStatus::ScheduledForDestruction;
-            version.destroy_at = Some(now.saturating_add(i64::try_from(period).unwrap_or(i64::MAX)));
-            let version = version.clone();
-            tracing::info!(key_id, version_id, destroy_at = ?version.destroy_at, subject = caller.principal.subject, "version destruction scheduled");
-            Ok(version_info(key, &version))
+            version.destroy_at =
+                Some(now.saturating_add(i64::try_from(period).unwrap_or(i64::MAX)));
+            tracing::info!(
+                key_id,
+                version_id,
+                destroy_at = ?version.destroy_at,
+                subject = caller.principal.subject,
+                "version destruction scheduled"
+            );
+            Ok(version_info(key, key.existing_version(version_id)?))
         })
         .await
     }
@@ -465,19 +433,9 @@ impl Kms {
         version_id: &str,
     ) -> Result<VersionInfo, KmsError> {
         validate::id("version_id", version_id)?;
-        self.mutate(|snap, state, now| {
-            let key = symmetric_key(&snap.state, key_id)?;
-            Self::authorize(
-                snap,
-                caller,
-                Some(key_id),
-                &key.meta.folder_id,
-                Permission::CancelVersionDestruction,
-            )?;
-            let key = symmetric_key_mut(state, key_id)?;
-            let version = key.version_mut(version_id).ok_or_else(|| {
-                KmsError::NotFound(format!("version {version_id} of key {key_id} not found"))
-            })?;
+        let permission = Permission::CancelVersionDestruction;
+        self.mutate_symmetric_key(caller, key_id, permission, |key, now| {
+            let version = key.existing_version_mut(version_id)?;
             if version.status != VersionStatus::ScheduledForDestruction
                 || version.is_destroyed_at(now)
             {
@@ -487,8 +445,7 @@ impl Kms {
             }
             version.status = VersionStatus::Active;
             version.destroy_at = None;
-            let version = version.clone();
-            Ok(version_info(key, &version))
+            Ok(version_info(key, key.existing_version(version_id)?))
         })
         .await
     }
