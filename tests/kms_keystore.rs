@@ -149,3 +149,37 @@ fn the_keystore_file_never_holds_key_material_in_the_clear() {
     );
     assert!(sealed.starts_with(b"LBKMSKS\0"));
 }
+
+#[tokio::test]
+async fn the_test_clock_is_refused_on_a_normal_server() {
+    let mut kms = Kms::init(KmsOptions {
+        system_clock: true,
+        ..KmsOptions::default()
+    });
+    kms.start();
+    let err = kms
+        .client()
+        .await
+        .danger_advance_clock(1)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        lockbox_client::error_code(&err),
+        lockbox_client::proto::ErrorCode::FailedPrecondition
+    );
+    assert!(err.to_string().contains("--danger-test-clock"), "{err}");
+}
+
+#[tokio::test]
+async fn a_second_server_does_not_steal_a_live_socket() {
+    let mut kms = Kms::init(KmsOptions::default());
+    kms.start();
+    let stderr = kms.start_expecting_failure();
+    assert!(stderr.contains("in use by a running server"), "{stderr}");
+    // The first server still answers.
+    kms.client()
+        .await
+        .list_symmetric_keys("f", Page::default())
+        .await
+        .unwrap();
+}

@@ -2,6 +2,7 @@
 //! report readiness, talk to them through the client library and the CLI, and stop them.
 //!
 //! The binaries must be built first (`cargo build --workspace --bins`; `scripts/test` does).
+#![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test support: a failure should abort the test
 
 use lockbox_client::KmsClient;
@@ -60,6 +61,8 @@ pub struct KmsOptions {
     pub config: String,
     /// Extra environment for `serve`.
     pub env: Vec<(String, String)>,
+    /// Run on the real clock, without the test clock's danger request.
+    pub system_clock: bool,
 }
 
 /// A `lockbox-kms` in a temp dir: initialised on creation, started with [`Kms::start`].
@@ -127,8 +130,10 @@ impl Kms {
             .arg(self.state_dir())
             .arg("--socket")
             .arg(self.socket())
-            .arg("--danger-test-clock")
             .env("LOCKBOX_LOG", "info");
+        if !self.options.system_clock {
+            cmd.arg("--danger-test-clock");
+        }
         for (k, v) in &self.options.env {
             cmd.env(k, v);
         }
