@@ -174,6 +174,11 @@ async fn the_test_clock_is_refused_on_a_normal_server() {
 async fn a_second_server_does_not_steal_a_live_socket() {
     let mut kms = Kms::init(KmsOptions::default());
     kms.start();
+    let mode = std::fs::metadata(kms.socket())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o660, "socket mode");
     let stderr = kms.start_expecting_failure();
     assert!(stderr.contains("in use by a running server"), "{stderr}");
     // The first server still answers.
