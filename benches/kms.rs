@@ -10,7 +10,8 @@ use lockbox_kms::crypto::{self, Algorithm, KeyMaterial, VersionCipher};
 use lockbox_kms::keystore::Keystore;
 use lockbox_kms::model::{Binding, Resource, State};
 use lockbox_kms::seal::UnsealMaterial;
-use lockbox_kms::service::{Caller, KeyMetaSpec, KeySpec, Kms, Quotas, TimeSource};
+use lockbox_kms::service::{Caller, KeyMetaSpec, KeySpec, Kms, Quotas};
+use lockbox_rpc::clock::TimeSource;
 use std::collections::BTreeMap;
 
 const SUBJECT: &str = "user:bench";

@@ -104,6 +104,11 @@ impl KmsClient {
         }
     }
 
+    /// Whether the connection has failed or closed (a new `connect` is needed).
+    pub fn is_closed(&self) -> bool {
+        self.channel.is_closed()
+    }
+
     /// The subject the server identified this connection as.
     pub fn subject(&self) -> &str {
         &self.channel.server_info().subject

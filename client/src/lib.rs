@@ -1,14 +1,19 @@
 //! Async client for lockbox's servers.
 //!
-//! [`KmsClient`] speaks to `lockbox-kms`. A client holds one pipelined connection: clone it
+//! [`KmsClient`] speaks to `lockbox-kms`, [`LockboxClient`] to `lockboxd`. A client holds one pipelined connection: clone it
 //! freely and issue calls concurrently from many tasks; responses are matched by request id.
 #![forbid(unsafe_code)]
 
 pub mod kms;
+pub mod lockbox;
 
 pub use kms::KmsClient;
+pub use lockbox::LockboxClient;
 pub use lockbox_proto as proto;
 pub use lockbox_rpc::CallError;
+
+/// Default socket of `lockboxd`.
+pub const DEFAULT_LOCKBOX_SOCKET: &str = "/run/lockboxd/lockbox.sock";
 
 /// Default socket of `lockbox-kms`.
 pub const DEFAULT_KMS_SOCKET: &str = "/run/lockbox-kms/kms.sock";

@@ -52,29 +52,9 @@ pub fn default_unseal_file(state_dir: &Path) -> PathBuf {
     }
 }
 
-/// Parses an octal mode such as "0660"; refuses modes that give others any access.
-pub fn parse_socket_mode(text: &str) -> Result<u32, String> {
-    let mode = u32::from_str_radix(text.trim_start_matches("0o"), 8)
-        .map_err(|_| format!("socket_mode: {text:?} is not an octal mode like \"0660\""))?;
-    if mode & !0o770 != 0 {
-        return Err(format!(
-            "socket_mode: {text} gives other users access; use 0660 or tighter"
-        ));
-    }
-    Ok(mode)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn socket_modes() {
-        assert_eq!(parse_socket_mode("0660"), Ok(0o660));
-        assert_eq!(parse_socket_mode("600"), Ok(0o600));
-        assert!(parse_socket_mode("0666").is_err());
-        assert!(parse_socket_mode("rw").is_err());
-    }
 
     #[test]
     fn config_file_rejects_unknown_fields() {

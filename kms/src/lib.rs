@@ -9,7 +9,6 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
-pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod error;

@@ -3,16 +3,16 @@
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
-use lockbox_kms::clock::{Clock, ManualClock, SystemClock};
 use lockbox_kms::config::{self, FileConfig};
 use lockbox_kms::keystore::Keystore;
 use lockbox_kms::model::State;
 use lockbox_kms::seal::UnsealMaterial;
 use lockbox_kms::server::KmsHandler;
-use lockbox_kms::service::{Kms, TimeSource};
+use lockbox_kms::service::Kms;
+use lockbox_rpc::clock::TimeSource;
 use lockbox_rpc::server::{ServerConfig, serve};
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,10 +50,13 @@ struct InitArgs {
     /// Subject to make kms.admin, e.g. user:alice (repeatable). Default: the user running init.
     #[arg(long = "admin", value_name = "SUBJECT")]
     admins: Vec<String>,
-    /// Subject allowed to send requests on behalf of others, e.g. user:lockbox for the
-    /// secrets daemon (repeatable).
+    /// Subject allowed to send requests on behalf of others (repeatable).
     #[arg(long = "relay", value_name = "SUBJECT")]
     relays: Vec<String>,
+    /// The secrets daemon's subject, e.g. user:lockbox: a relay that may also create and use
+    /// keys in the reserved folder "lockboxd" for its service keyring.
+    #[arg(long, value_name = "SUBJECT")]
+    daemon: Option<String>,
 }
 
 #[derive(Args)]
@@ -77,13 +80,7 @@ struct ServeArgs {
 }
 
 fn main() -> std::process::ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("LOCKBOX_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    lockbox_rpc::listen::init_logging();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Init(args) => init(args),
@@ -106,7 +103,7 @@ fn init(args: InitArgs) -> Result<()> {
     } else {
         args.admins
     };
-    for subject in admins.iter().chain(&args.relays) {
+    for subject in admins.iter().chain(&args.relays).chain(&args.daemon) {
         if !subject.starts_with("user:")
             && !subject.starts_with("group:")
             && !subject.starts_with("serviceAccount:")
@@ -134,14 +131,21 @@ fn init(args: InitArgs) -> Result<()> {
     let material = UnsealMaterial::generate();
     write_new_private_file(&unseal_path, material.expose())?;
     let keystore = Keystore::new(keystore_path.clone(), material);
+    let mut state = State::new(&admins, &args.relays);
+    if let Some(daemon) = &args.daemon {
+        state.enrol_daemon(daemon);
+    }
     keystore
-        .create(&State::new(&admins, &args.relays))
+        .create(&state)
         .context("writing the new keystore")?;
     println!("created unseal material {}", unseal_path.display());
     println!("created keystore {}", keystore_path.display());
     println!("kms.admin: {}", admins.join(", "));
     if !args.relays.is_empty() {
         println!("relays: {}", args.relays.join(", "));
+    }
+    if let Some(daemon) = &args.daemon {
+        println!("secrets daemon: {daemon}");
     }
     Ok(())
 }
@@ -181,8 +185,9 @@ fn run_serve(args: ServeArgs) -> Result<()> {
         .socket
         .or(file.socket)
         .unwrap_or_else(|| config::DEFAULT_SOCKET.into());
-    let socket_mode = config::parse_socket_mode(file.socket_mode.as_deref().unwrap_or("0660"))
-        .map_err(anyhow::Error::msg)?;
+    let socket_mode =
+        lockbox_rpc::listen::parse_socket_mode(file.socket_mode.as_deref().unwrap_or("0660"))
+            .map_err(anyhow::Error::msg)?;
     let server_config = ServerConfig {
         max_frame: file
             .max_frame
@@ -199,51 +204,33 @@ fn run_serve(args: ServeArgs) -> Result<()> {
             unseal_path.display()
         )
     })?;
-    let time = if args.danger_test_clock {
+    if args.danger_test_clock {
         tracing::warn!("DANGER: running on a manual test clock");
-        TimeSource::Manual(Arc::new(ManualClock::starting_at(SystemClock.now())))
-    } else {
-        TimeSource::System
-    };
+    }
+    let time = TimeSource::for_tests_if(args.danger_test_clock);
     let kms = Arc::new(Kms::new(state, keystore, time, file.quotas)?);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let listener = bind(&socket, socket_mode)?;
+        let listener = lockbox_rpc::listen::bind(&socket, socket_mode)?;
         tracing::info!(socket = %socket.display(), "lockbox-kms serving");
         lockbox_rpc::notify::ready();
         let maintenance = tokio::spawn(maintenance_loop(kms.clone()));
         let handler = Arc::new(KmsHandler::new(kms, server_config.max_frame));
-        serve(listener, handler, server_config, shutdown_signal()).await;
+        serve(
+            listener,
+            handler,
+            server_config,
+            lockbox_rpc::listen::shutdown_signal(),
+        )
+        .await;
         maintenance.abort();
         let _ = std::fs::remove_file(&socket);
         tracing::info!("lockbox-kms stopped");
         Ok(())
     })
-}
-
-/// Binds the socket, replacing a stale socket file but refusing to steal a live one.
-fn bind(path: &Path, mode: u32) -> Result<tokio::net::UnixListener> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(dir)
-            .with_context(|| format!("creating {}", dir.display()))?;
-    }
-    if path.exists() {
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            bail!("{} is in use by a running server", path.display());
-        }
-        std::fs::remove_file(path).with_context(|| format!("removing stale {}", path.display()))?;
-    }
-    let listener = tokio::net::UnixListener::bind(path)
-        .with_context(|| format!("binding {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .with_context(|| format!("setting the mode of {}", path.display()))?;
-    Ok(listener)
 }
 
 /// Runs due rotations and destructions, waking at the next due time (at least once a minute).
@@ -256,20 +243,5 @@ async fn maintenance_loop(kms: Arc<Kms>) {
             .next_due()
             .map_or(60, |due| due.saturating_sub(kms.now()).clamp(1, 60));
         tokio::time::sleep(Duration::from_secs(wait.unsigned_abs())).await;
-    }
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
     }
 }

@@ -5,6 +5,10 @@ use crate::error::KmsError;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
+/// Folder reserved for the secrets daemon's own keys; `init --daemon` grants the daemon
+/// `kms.editor` and `kms.keys.encrypterDecrypter` on it.
+pub const DAEMON_FOLDER: &str = "lockboxd";
+
 /// Schema of [`State`]; a keystore with a newer one is refused.
 pub const SCHEMA: u32 = 1;
 
@@ -208,6 +212,22 @@ impl State {
             signature_keys: BTreeMap::new(),
             bindings,
             relays: relays.iter().cloned().collect(),
+        }
+    }
+
+    /// Enrols the secrets daemon: it may relay requests for its callers and manage and use
+    /// keys in [`DAEMON_FOLDER`], where it keeps the key that wraps its service keyring.
+    pub fn enrol_daemon(&mut self, subject: &str) {
+        self.relays.insert(subject.to_owned());
+        let folder = self
+            .bindings
+            .entry(Resource::Folder(DAEMON_FOLDER.to_owned()))
+            .or_default();
+        for role in ["kms.editor", "kms.keys.encrypterDecrypter"] {
+            folder.insert(Binding {
+                role: role.into(),
+                subject: subject.to_owned(),
+            });
         }
     }
 

@@ -15,6 +15,7 @@ pub mod error;
 pub mod frame;
 pub mod hello;
 pub mod kms;
+pub mod lockbox;
 
 pub use bytes::SecretBytes;
 pub use envelope::{Principal, Request, Response};

@@ -6,10 +6,15 @@
 //! - [`channel`]: the client side, pipelining many requests over one connection and matching
 //!   responses by id.
 //! - [`peer`]: who is on the other end of a Unix socket, from `SO_PEERCRED`.
+//! - [`clock`]: injectable time, so tests move it instead of sleeping.
+//! - [`notify`]: systemd readiness notification.
+//! - [`listen`]: socket binding, shutdown signal and logging set-up.
 #![forbid(unsafe_code)]
 
 pub mod channel;
+pub mod clock;
 pub mod connection;
+pub mod listen;
 pub mod notify;
 pub mod peer;
 pub mod server;

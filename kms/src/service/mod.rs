@@ -18,11 +18,11 @@ pub use crypto_ops::{DataKey, Decrypted, Encrypted};
 pub use symmetric::{KeyMetaSpec, KeySpec, KeyUpdate};
 
 use crate::access::{BindingIndex, Permission, Principal};
-use crate::clock::{Clock, ManualClock};
 use crate::crypto::{Algorithm, VersionCipher};
 use crate::error::KmsError;
 use crate::keystore::Keystore;
 use crate::model::{KeyMeta, KeyStatus, State, SymmetricKeyRecord, VersionStatus};
+use lockbox_rpc::clock::{Clock, ManualClock, TimeSource};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
@@ -161,15 +161,6 @@ impl std::fmt::Debug for Kms {
     }
 }
 
-/// How the KMS tells time.
-#[derive(Clone)]
-pub enum TimeSource {
-    /// The wall clock.
-    System,
-    /// A manual clock for tests, moved only by `advance_clock`.
-    Manual(Arc<ManualClock>),
-}
-
 impl Kms {
     /// A KMS over the loaded `state`, saving to `keystore`.
     pub fn new(
@@ -178,10 +169,7 @@ impl Kms {
         time: TimeSource,
         quotas: Quotas,
     ) -> Result<Self, KmsError> {
-        let (clock, manual_clock): (Arc<dyn Clock>, _) = match time {
-            TimeSource::System => (Arc::new(crate::clock::SystemClock), None),
-            TimeSource::Manual(c) => (c.clone(), Some(c)),
-        };
+        let (clock, manual_clock) = (time.clock(), time.manual());
         Ok(Self {
             current: RwLock::new(Arc::new(Snapshot::build(state)?)),
             writer: tokio::sync::Mutex::new(()),

@@ -413,7 +413,7 @@ pub(crate) async fn run(socket: &Path, format: Format, command: KmsCommand) -> R
 }
 
 /// Fetches one page when a size is given, else every page.
-async fn collect_pages<T, F, Fut>(page: PageArgs, mut fetch: F) -> Result<Vec<T>>
+pub(crate) async fn collect_pages<T, F, Fut>(page: PageArgs, mut fetch: F) -> Result<Vec<T>>
 where
     F: FnMut(Page) -> Fut,
     Fut: std::future::Future<Output = Result<(Vec<T>, String), lockbox_client::CallError>>,

@@ -1,8 +1,10 @@
-//! `lockbox`: the command-line tool for lockbox-kms (and, later, lockboxd).
+//! `lockbox`: the command-line tool for lockboxd and lockbox-kms.
 
 mod io;
 mod kms;
 mod render;
+mod resource;
+mod secret;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -14,6 +16,9 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(version, propagate_version = true)]
 struct Cli {
+    /// Socket of lockboxd.
+    #[arg(long, global = true, env = "LOCKBOX_SOCKET", default_value = lockbox_client::DEFAULT_LOCKBOX_SOCKET)]
+    socket: PathBuf,
     /// Socket of lockbox-kms.
     #[arg(long, global = true, env = "LOCKBOX_KMS_SOCKET", default_value = lockbox_client::DEFAULT_KMS_SOCKET)]
     kms_socket: PathBuf,
@@ -35,6 +40,15 @@ pub(crate) enum Format {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Manage secrets and their versions.
+    #[command(subcommand)]
+    Secret(secret::SecretCommand),
+    /// Read secret payloads.
+    #[command(subcommand)]
+    Payload(secret::PayloadCommand),
+    /// Manage clouds and folders.
+    #[command(subcommand)]
+    ResourceManager(resource::ResourceCommand),
     /// Manage lockbox-kms: keys, crypto operations and KMS access bindings.
     Kms {
         #[command(subcommand)]
@@ -57,6 +71,18 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Kms { command } => kms::run(&cli.kms_socket, cli.format, command).await,
+            Command::Secret(command) => {
+                let client = lockbox_client::LockboxClient::connect(&cli.socket).await?;
+                secret::run(&client, cli.format, command).await
+            }
+            Command::Payload(command) => {
+                let client = lockbox_client::LockboxClient::connect(&cli.socket).await?;
+                secret::payload(&client, cli.format, command).await
+            }
+            Command::ResourceManager(command) => {
+                let client = lockbox_client::LockboxClient::connect(&cli.socket).await?;
+                resource::run(&client, cli.format, command).await
+            }
         }
     });
     match result {

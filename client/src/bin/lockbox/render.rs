@@ -182,3 +182,132 @@ pub(crate) fn binding(b: &AccessBinding) -> Value {
 pub(crate) fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
+
+use lockbox_client::proto::lockbox::{
+    self as lb, Operation, OperationResult, PayloadEntry, PayloadValue,
+};
+
+fn secret_status(s: lb::SecretStatus) -> &'static str {
+    match s {
+        lb::SecretStatus::Creating => "CREATING",
+        lb::SecretStatus::Active => "ACTIVE",
+        lb::SecretStatus::Inactive => "INACTIVE",
+        _ => "UNKNOWN",
+    }
+}
+
+fn secret_version_status(s: lb::VersionStatus) -> &'static str {
+    match s {
+        lb::VersionStatus::Active => "ACTIVE",
+        lb::VersionStatus::ScheduledForDestruction => "SCHEDULED_FOR_DESTRUCTION",
+        lb::VersionStatus::Destroyed => "DESTROYED",
+        _ => "UNKNOWN",
+    }
+}
+
+/// A secret version as JSON.
+pub(crate) fn secret_version(v: &lb::Version) -> Value {
+    let mut value = json!({
+        "id": v.id,
+        "secret_id": v.secret_id,
+        "created_at": time(v.created_at),
+        "description": v.description,
+        "status": secret_version_status(v.status),
+        "payload_entry_keys": v.payload_entry_keys,
+    });
+    if let Some(t) = v.destroy_at {
+        value["destroy_at"] = json!(time(t));
+    }
+    value
+}
+
+/// A secret as JSON.
+pub(crate) fn secret(s: &lb::Secret) -> Value {
+    let mut value = json!({
+        "id": s.id,
+        "folder_id": s.folder_id,
+        "created_at": time(s.created_at),
+        "name": s.name,
+        "description": s.description,
+        "labels": s.labels,
+        "kms_key_id": s.kms_key_id,
+        "status": secret_status(s.status),
+        "deletion_protection": s.deletion_protection,
+    });
+    if let Some(v) = &s.current_version {
+        value["current_version"] = secret_version(v);
+    }
+    if let Some(p) = &s.password_payload_specification {
+        value["password_payload_specification"] = json!({
+            "password_key": p.password_key,
+            "length": p.length,
+            "include_uppercase": p.include_uppercase,
+            "include_lowercase": p.include_lowercase,
+            "include_digits": p.include_digits,
+            "include_punctuation": p.include_punctuation,
+            "included_punctuation": p.included_punctuation,
+            "excluded_punctuation": p.excluded_punctuation,
+        });
+    }
+    value
+}
+
+/// A cloud as JSON.
+pub(crate) fn cloud(c: &lb::Cloud) -> Value {
+    json!({
+        "id": c.id,
+        "organization_id": c.organization_id,
+        "created_at": time(c.created_at),
+        "name": c.name,
+        "description": c.description,
+    })
+}
+
+/// A folder as JSON.
+pub(crate) fn folder(f: &lb::Folder) -> Value {
+    json!({
+        "id": f.id,
+        "cloud_id": f.cloud_id,
+        "created_at": time(f.created_at),
+        "name": f.name,
+        "description": f.description,
+    })
+}
+
+/// An operation as JSON, with its result.
+pub(crate) fn operation(op: &Operation) -> Value {
+    let mut value = json!({
+        "id": op.id,
+        "description": op.description,
+        "created_at": time(op.created_at),
+        "created_by": op.created_by,
+        "modified_at": time(op.modified_at),
+        "done": op.done,
+        "resource_id": op.resource_id,
+    });
+    match &op.result {
+        Some(Ok(OperationResult::Secret(s))) => value["response"] = secret(s),
+        Some(Ok(OperationResult::Version(v))) => value["response"] = secret_version(v),
+        Some(Ok(OperationResult::Cloud(c))) => value["response"] = cloud(c),
+        Some(Ok(OperationResult::Folder(f))) => value["response"] = folder(f),
+        Some(Err(e)) => value["error"] = json!({ "code": e.code.as_str(), "message": e.message }),
+        _ => {}
+    }
+    value
+}
+
+/// Payload entries as JSON: text values as text, binary values in base64.
+pub(crate) fn entries(entries: &[PayloadEntry]) -> Value {
+    Value::Array(
+        entries
+            .iter()
+            .map(|e| match &e.value {
+                PayloadValue::Text(t) => {
+                    json!({ "key": e.key, "text_value": String::from_utf8_lossy(t.expose()) })
+                }
+                PayloadValue::Binary(b) => json!({ "key": e.key, "binary_value": b64(b.expose()) }),
+                _ => json!({ "key": e.key }),
+            })
+            .collect(),
+    )
+}

@@ -1,5 +1,6 @@
 //! Time, injectable so tests move it instead of sleeping.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -55,6 +56,42 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> i64 {
         self.now.load(Ordering::SeqCst)
+    }
+}
+
+/// How a server tells time.
+#[derive(Debug, Clone)]
+pub enum TimeSource {
+    /// The wall clock.
+    System,
+    /// A manual clock for tests, moved only through the server's danger-only request.
+    Manual(Arc<ManualClock>),
+}
+
+impl TimeSource {
+    /// The clock to read.
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        match self {
+            TimeSource::System => Arc::new(SystemClock),
+            TimeSource::Manual(c) => c.clone(),
+        }
+    }
+
+    /// The manual clock, if this is one.
+    pub fn manual(&self) -> Option<Arc<ManualClock>> {
+        match self {
+            TimeSource::System => None,
+            TimeSource::Manual(c) => Some(c.clone()),
+        }
+    }
+
+    /// A manual clock starting now if `manual`, else the wall clock.
+    pub fn for_tests_if(manual: bool) -> Self {
+        if manual {
+            TimeSource::Manual(Arc::new(ManualClock::starting_at(SystemClock.now())))
+        } else {
+            TimeSource::System
+        }
     }
 }
 

@@ -1,0 +1,335 @@
+//! Typed calls to `lockboxd`.
+
+use lockbox_proto::hello::Service;
+use lockbox_proto::kms::Page;
+use lockbox_proto::lockbox::{
+    AddVersion, Cloud, CreateSecret, Folder, LockboxRequest, LockboxResponse, Operation,
+    PayloadEntry, Secret, SecretRef, UpdateSecret, Version,
+};
+use lockbox_rpc::{CallError, Channel};
+use std::path::Path;
+
+/// A page of items and the token for the next (empty on the last page).
+pub type Listed<T> = (Vec<T>, String);
+
+/// A payload as read.
+#[derive(Debug, Clone)]
+pub struct Payload {
+    /// Secret.
+    pub secret_id: String,
+    /// Version read.
+    pub version_id: String,
+    /// Entries.
+    pub entries: Vec<PayloadEntry>,
+}
+
+/// A connection to `lockboxd`.
+#[derive(Debug, Clone)]
+pub struct LockboxClient {
+    /// The pipelined connection.
+    channel: Channel,
+}
+
+fn unexpected(r: &LockboxResponse) -> CallError {
+    CallError::Protocol(format!("unexpected response {r:?}"))
+}
+
+macro_rules! expect {
+    ($resp:expr, $pat:pat => $out:expr) => {
+        match $resp {
+            $pat => Ok($out),
+            other => Err(unexpected(&other)),
+        }
+    };
+}
+
+impl LockboxClient {
+    /// Connects to `lockboxd` at `socket`.
+    pub async fn connect(socket: &Path) -> Result<Self, CallError> {
+        let channel = Channel::connect(
+            socket,
+            Service::Lockbox,
+            concat!("lockbox-client/", env!("CARGO_PKG_VERSION")),
+        )
+        .await?;
+        Ok(Self { channel })
+    }
+
+    /// The subject the daemon identified this connection as.
+    pub fn subject(&self) -> &str {
+        &self.channel.server_info().subject
+    }
+
+    /// Sends any request and returns the raw response.
+    pub async fn call(&self, request: &LockboxRequest) -> Result<LockboxResponse, CallError> {
+        self.channel.call(None, request).await
+    }
+
+    async fn operation(&self, request: LockboxRequest) -> Result<Operation, CallError> {
+        expect!(self.call(&request).await?, LockboxResponse::Operation(op) => op)
+    }
+
+    /// Creates a secret.
+    pub async fn create_secret(&self, spec: CreateSecret) -> Result<Operation, CallError> {
+        self.operation(LockboxRequest::CreateSecret(spec)).await
+    }
+
+    /// Gets a secret.
+    pub async fn get_secret(&self, secret_id: &str) -> Result<Secret, CallError> {
+        let r = self
+            .call(&LockboxRequest::GetSecret {
+                secret_id: secret_id.into(),
+            })
+            .await?;
+        expect!(r, LockboxResponse::Secret(s) => *s)
+    }
+
+    /// Lists a folder's secrets (empty folder id: the default folder).
+    pub async fn list_secrets(
+        &self,
+        folder_id: &str,
+        page: Page,
+    ) -> Result<Listed<Secret>, CallError> {
+        let r = self
+            .call(&LockboxRequest::ListSecrets {
+                folder_id: folder_id.into(),
+                page,
+            })
+            .await?;
+        expect!(r, LockboxResponse::Secrets { secrets, next_page_token } => (secrets, next_page_token))
+    }
+
+    /// Updates the fields named in `update.update_mask`.
+    pub async fn update_secret(&self, update: UpdateSecret) -> Result<Operation, CallError> {
+        self.operation(LockboxRequest::UpdateSecret(update)).await
+    }
+
+    /// Deletes a secret.
+    pub async fn delete_secret(&self, secret_id: &str) -> Result<Operation, CallError> {
+        self.operation(LockboxRequest::DeleteSecret {
+            secret_id: secret_id.into(),
+        })
+        .await
+    }
+
+    /// Activates a secret.
+    pub async fn activate_secret(&self, secret_id: &str) -> Result<Operation, CallError> {
+        self.operation(LockboxRequest::ActivateSecret {
+            secret_id: secret_id.into(),
+        })
+        .await
+    }
+
+    /// Deactivates a secret.
+    pub async fn deactivate_secret(&self, secret_id: &str) -> Result<Operation, CallError> {
+        self.operation(LockboxRequest::DeactivateSecret {
+            secret_id: secret_id.into(),
+        })
+        .await
+    }
+
+    /// Lists a secret's versions, newest first.
+    pub async fn list_versions(
+        &self,
+        secret_id: &str,
+        page: Page,
+    ) -> Result<Listed<Version>, CallError> {
+        let r = self
+            .call(&LockboxRequest::ListVersions {
+                secret_id: secret_id.into(),
+                page,
+            })
+            .await?;
+        expect!(r, LockboxResponse::Versions { versions, next_page_token } => (versions, next_page_token))
+    }
+
+    /// Adds a version.
+    pub async fn add_version(&self, add: AddVersion) -> Result<Operation, CallError> {
+        self.operation(LockboxRequest::AddVersion(add)).await
+    }
+
+    /// Makes a version current.
+    pub async fn set_current_version(
+        &self,
+        secret_id: &str,
+        version_id: &str,
+    ) -> Result<Operation, CallError> {
+        self.operation(LockboxRequest::SetCurrentVersion {
+            secret_id: secret_id.into(),
+            version_id: version_id.into(),
+        })
+        .await
+    }
+
+    /// Schedules a version's destruction (`None`: after 7 days).
+    pub async fn schedule_version_destruction(
+        &self,
+        secret_id: &str,
+        version_id: &str,
+        pending_period: Option<u64>,
+    ) -> Result<Operation, CallError> {
+        self.operation(LockboxRequest::ScheduleVersionDestruction {
+            secret_id: secret_id.into(),
+            version_id: version_id.into(),
+            pending_period,
+        })
+        .await
+    }
+
+    /// Cancels a scheduled destruction.
+    pub async fn cancel_version_destruction(
+        &self,
+        secret_id: &str,
+        version_id: &str,
+    ) -> Result<Operation, CallError> {
+        self.operation(LockboxRequest::CancelVersionDestruction {
+            secret_id: secret_id.into(),
+            version_id: version_id.into(),
+        })
+        .await
+    }
+
+    /// Lists a secret's operations, newest first.
+    pub async fn list_operations(
+        &self,
+        secret_id: &str,
+        page: Page,
+    ) -> Result<Listed<Operation>, CallError> {
+        let r = self
+            .call(&LockboxRequest::ListOperations {
+                secret_id: secret_id.into(),
+                page,
+            })
+            .await?;
+        expect!(r, LockboxResponse::Operations { operations, next_page_token } => (operations, next_page_token))
+    }
+
+    async fn payload(&self, request: LockboxRequest) -> Result<Payload, CallError> {
+        expect!(self.call(&request).await?, LockboxResponse::Payload { secret_id, version_id, entries } =>
+            Payload { secret_id, version_id, entries })
+    }
+
+    /// Reads a payload (default: the current version).
+    pub async fn get_payload(
+        &self,
+        secret_id: &str,
+        version_id: Option<&str>,
+    ) -> Result<Payload, CallError> {
+        self.payload(LockboxRequest::GetPayload {
+            secret_id: secret_id.into(),
+            version_id: version_id.map(Into::into),
+        })
+        .await
+    }
+
+    /// Reads a payload by folder (empty: default) and secret name.
+    pub async fn get_payload_by_name(
+        &self,
+        folder_id: &str,
+        name: &str,
+        version_id: Option<&str>,
+    ) -> Result<Payload, CallError> {
+        self.payload(LockboxRequest::GetPayloadEx {
+            secret: SecretRef::FolderAndName {
+                folder_id: folder_id.into(),
+                name: name.into(),
+            },
+            version_id: version_id.map(Into::into),
+        })
+        .await
+    }
+
+    /// Creates a cloud.
+    pub async fn create_cloud(
+        &self,
+        name: &str,
+        description: &str,
+    ) -> Result<Operation, CallError> {
+        self.operation(LockboxRequest::CreateCloud {
+            organization_id: String::new(),
+            name: name.into(),
+            description: description.into(),
+        })
+        .await
+    }
+
+    /// Gets a cloud.
+    pub async fn get_cloud(&self, cloud_id: &str) -> Result<Cloud, CallError> {
+        let r = self
+            .call(&LockboxRequest::GetCloud {
+                cloud_id: cloud_id.into(),
+            })
+            .await?;
+        expect!(r, LockboxResponse::Cloud(c) => c)
+    }
+
+    /// Lists clouds.
+    pub async fn list_clouds(&self, page: Page) -> Result<Listed<Cloud>, CallError> {
+        let r = self.call(&LockboxRequest::ListClouds { page }).await?;
+        expect!(r, LockboxResponse::Clouds { clouds, next_page_token } => (clouds, next_page_token))
+    }
+
+    /// Deletes an empty cloud.
+    pub async fn delete_cloud(&self, cloud_id: &str) -> Result<Operation, CallError> {
+        self.operation(LockboxRequest::DeleteCloud {
+            cloud_id: cloud_id.into(),
+        })
+        .await
+    }
+
+    /// Creates a folder (empty cloud id: the default cloud).
+    pub async fn create_folder(
+        &self,
+        cloud_id: &str,
+        name: &str,
+        description: &str,
+    ) -> Result<Operation, CallError> {
+        self.operation(LockboxRequest::CreateFolder {
+            cloud_id: cloud_id.into(),
+            name: name.into(),
+            description: description.into(),
+        })
+        .await
+    }
+
+    /// Gets a folder.
+    pub async fn get_folder(&self, folder_id: &str) -> Result<Folder, CallError> {
+        let r = self
+            .call(&LockboxRequest::GetFolder {
+                folder_id: folder_id.into(),
+            })
+            .await?;
+        expect!(r, LockboxResponse::Folder(f) => f)
+    }
+
+    /// Lists a cloud's folders (empty: the default cloud).
+    pub async fn list_folders(
+        &self,
+        cloud_id: &str,
+        page: Page,
+    ) -> Result<Listed<Folder>, CallError> {
+        let r = self
+            .call(&LockboxRequest::ListFolders {
+                cloud_id: cloud_id.into(),
+                page,
+            })
+            .await?;
+        expect!(r, LockboxResponse::Folders { folders, next_page_token } => (folders, next_page_token))
+    }
+
+    /// Deletes an empty folder.
+    pub async fn delete_folder(&self, folder_id: &str) -> Result<Operation, CallError> {
+        self.operation(LockboxRequest::DeleteFolder {
+            folder_id: folder_id.into(),
+        })
+        .await
+    }
+
+    /// Test servers only: moves the daemon's clock and destroys due versions.
+    pub async fn danger_advance_clock(&self, seconds: u64) -> Result<i64, CallError> {
+        let r = self
+            .call(&LockboxRequest::DangerAdvanceClock { seconds })
+            .await?;
+        expect!(r, LockboxResponse::ClockAdvanced { now } => now)
+    }
+}

@@ -1,0 +1,57 @@
+//! Configuration of `lockboxd`: a TOML file, overridden by command-line flags.
+
+use crate::service::Limits;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// Default data directory.
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/lockboxd";
+/// Default socket.
+pub const DEFAULT_SOCKET: &str = "/run/lockboxd/lockbox.sock";
+/// Default KMS folder for the daemon's own key (the one `lockbox-kms init --daemon` grants).
+pub const DEFAULT_KMS_FOLDER: &str = "lockboxd";
+
+/// Settings read from the configuration file. Every field is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// RocksDB data directory.
+    pub data_dir: Option<PathBuf>,
+    /// Socket to listen on.
+    pub socket: Option<PathBuf>,
+    /// Permission bits of the socket, as an octal string.
+    pub socket_mode: Option<String>,
+    /// Socket of `lockbox-kms`.
+    pub kms_socket: Option<PathBuf>,
+    /// KMS folder where the daemon keeps the key wrapping its keyring.
+    pub kms_folder: Option<String>,
+    /// Connections served at once.
+    pub max_connections: Option<usize>,
+    /// Largest frame body, bytes.
+    pub max_frame: Option<u32>,
+    /// Quotas and size limits.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+impl FileConfig {
+    /// Reads and parses `path`.
+    pub fn read(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_default_and_override() {
+        let c: FileConfig = toml::from_str("[limits]\nversions_per_secret = 5").unwrap();
+        assert_eq!(c.limits.versions_per_secret, 5);
+        assert_eq!(c.limits.secrets_per_cloud, 10_000);
+        assert_eq!(c.limits.payload_bytes, 65_536);
+        assert!(toml::from_str::<FileConfig>("data_directory = \"/x\"").is_err());
+    }
+}

@@ -1,0 +1,251 @@
+//! Envelope encryption of payloads.
+//!
+//! Each version gets a fresh random 256-bit data key (DEK). The entries are encrypted with it
+//! (AES-256-GCM) under associated data binding the secret id, the version id and the id of
+//! the key that wraps the DEK, so a ciphertext cannot be moved to another secret, version or
+//! key. The DEK itself is wrapped by the daemon's service keyring ([`Keyring`]) or by the
+//! secret's `lockbox-kms` key.
+
+use crate::error::LockboxError;
+use crate::model::Entry;
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use zeroize::Zeroizing;
+
+/// Domain separation of the payload's associated data.
+const PAYLOAD_AAD_LABEL: &[u8] = b"lockbox payload v1";
+/// Domain separation of a keyring-wrapped DEK's associated data.
+const KEYRING_AAD_LABEL: &[u8] = b"lockbox keyring dek v1";
+/// Key id bound into the associated data of keyring-wrapped payloads.
+pub const KEYRING_KEY_ID: &str = "service-keyring";
+const NONCE_LEN: usize = 12;
+
+/// Fills `buf` from the operating system's CSPRNG.
+pub fn fill_random(buf: &mut [u8]) {
+    // Without randomness no key can be made safely; refusing to continue is the only answer.
+    #[allow(clippy::expect_used)]
+    getrandom::getrandom(buf).expect("the operating system's random source failed");
+}
+
+/// A payload data key. Zeroized on drop.
+pub struct Dek(Zeroizing<[u8; 32]>);
+
+impl Dek {
+    /// A fresh random key.
+    pub fn generate() -> Self {
+        let mut k = Zeroizing::new([0u8; 32]);
+        fill_random(k.as_mut());
+        Self(k)
+    }
+
+    /// A key from unwrapped bytes; refuses any length but 32.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, LockboxError> {
+        let arr: [u8; 32] = bytes.try_into().map_err(|_| {
+            LockboxError::Internal("unwrapped data key has the wrong length".into())
+        })?;
+        Ok(Self(Zeroizing::new(arr)))
+    }
+
+    /// The raw key, for wrapping.
+    pub fn expose(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+fn aad(label: &[u8], parts: &[&str]) -> Vec<u8> {
+    let mut out = label.to_vec();
+    for p in parts {
+        // Ids are short; their lengths fit in u32.
+        out.extend_from_slice(&(p.len() as u32).to_be_bytes());
+        out.extend_from_slice(p.as_bytes());
+    }
+    out
+}
+
+fn seal(key: &[u8; 32], aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, LockboxError> {
+    let mut nonce = [0u8; NONCE_LEN];
+    fill_random(&mut nonce);
+    let cipher = Aes256Gcm::new(key.into());
+    let sealed = cipher
+        .encrypt(
+            &Nonce::from(nonce),
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
+        .map_err(|_| LockboxError::Internal("encryption failed".into()))?;
+    let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&sealed);
+    Ok(out)
+}
+
+fn open(key: &[u8; 32], aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, LockboxError> {
+    let (nonce, body) = sealed
+        .split_first_chunk::<NONCE_LEN>()
+        .ok_or_else(|| LockboxError::Internal("stored ciphertext is truncated".into()))?;
+    let cipher = Aes256Gcm::new(key.into());
+    cipher
+        .decrypt(&Nonce::from(*nonce), Payload { msg: body, aad })
+        .map(Zeroizing::new)
+        .map_err(|_| LockboxError::Internal("stored payload failed authentication".into()))
+}
+
+/// Associated data for a DEK wrapped by the KMS: secret and version, so a wrapped key cannot
+/// be replayed for another version.
+pub fn kms_aad_context(secret_id: &str, version_id: &str) -> Vec<u8> {
+    aad(b"lockbox dek", &[secret_id, version_id])
+}
+
+/// Encrypts entries with `dek`.
+pub fn seal_entries(
+    dek: &Dek,
+    secret_id: &str,
+    version_id: &str,
+    wrapping_key_id: &str,
+    entries: &[Entry],
+) -> Result<Vec<u8>, LockboxError> {
+    let plain = Zeroizing::new(
+        postcard::to_allocvec(entries)
+            .map_err(|e| LockboxError::Internal(format!("payload encoding failed: {e}")))?,
+    );
+    seal(
+        dek.expose(),
+        &aad(PAYLOAD_AAD_LABEL, &[secret_id, version_id, wrapping_key_id]),
+        &plain,
+    )
+}
+
+/// Decrypts entries sealed by [`seal_entries`].
+pub fn open_entries(
+    dek: &Dek,
+    secret_id: &str,
+    version_id: &str,
+    wrapping_key_id: &str,
+    ciphertext: &[u8],
+) -> Result<Vec<Entry>, LockboxError> {
+    let plain = open(
+        dek.expose(),
+        &aad(PAYLOAD_AAD_LABEL, &[secret_id, version_id, wrapping_key_id]),
+        ciphertext,
+    )?;
+    postcard::from_bytes(&plain)
+        .map_err(|e| LockboxError::Internal(format!("stored payload is unreadable: {e}")))
+}
+
+/// The daemon's service keyring: a random key, kept wrapped by a `lockbox-kms` key and
+/// unwrapped once at start, that wraps the DEKs of secrets without their own KMS key.
+pub struct Keyring(Zeroizing<[u8; 32]>);
+
+impl std::fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Keyring([REDACTED])")
+    }
+}
+
+impl Keyring {
+    /// A fresh keyring key.
+    pub fn generate() -> Self {
+        let mut k = Zeroizing::new([0u8; 32]);
+        fill_random(k.as_mut());
+        Self(k)
+    }
+
+    /// A keyring from unwrapped bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, LockboxError> {
+        let arr: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| LockboxError::Internal("unwrapped keyring has the wrong length".into()))?;
+        Ok(Self(Zeroizing::new(arr)))
+    }
+
+    /// The raw key, for wrapping by the KMS.
+    pub fn expose(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Wraps a DEK for one version.
+    pub fn wrap(
+        &self,
+        dek: &Dek,
+        secret_id: &str,
+        version_id: &str,
+    ) -> Result<Vec<u8>, LockboxError> {
+        seal(
+            &self.0,
+            &aad(KEYRING_AAD_LABEL, &[secret_id, version_id]),
+            dek.expose(),
+        )
+    }
+
+    /// Unwraps a DEK wrapped by [`Keyring::wrap`] for the same version.
+    pub fn unwrap(
+        &self,
+        wrapped: &[u8],
+        secret_id: &str,
+        version_id: &str,
+    ) -> Result<Dek, LockboxError> {
+        let plain = open(
+            &self.0,
+            &aad(KEYRING_AAD_LABEL, &[secret_id, version_id]),
+            wrapped,
+        )?;
+        Dek::from_bytes(&plain)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries() -> Vec<Entry> {
+        vec![
+            Entry {
+                key: "user".into(),
+                text: true,
+                value: b"alice".to_vec(),
+            },
+            Entry {
+                key: "blob".into(),
+                text: false,
+                value: vec![0, 1, 2, 255],
+            },
+        ]
+    }
+
+    #[test]
+    fn entries_round_trip_and_are_bound_to_their_ids() {
+        let dek = Dek::generate();
+        let ct = seal_entries(&dek, "s1", "v1", KEYRING_KEY_ID, &entries()).unwrap();
+        assert_eq!(
+            open_entries(&dek, "s1", "v1", KEYRING_KEY_ID, &ct).unwrap(),
+            entries()
+        );
+        assert!(open_entries(&dek, "s2", "v1", KEYRING_KEY_ID, &ct).is_err());
+        assert!(open_entries(&dek, "s1", "v2", KEYRING_KEY_ID, &ct).is_err());
+        assert!(open_entries(&dek, "s1", "v1", "abj-other", &ct).is_err());
+        assert!(open_entries(&Dek::generate(), "s1", "v1", KEYRING_KEY_ID, &ct).is_err());
+    }
+
+    #[test]
+    fn keyring_wraps_deks_per_version() {
+        let ring = Keyring::generate();
+        let dek = Dek::generate();
+        let wrapped = ring.wrap(&dek, "s", "v").unwrap();
+        assert_eq!(
+            ring.unwrap(&wrapped, "s", "v").unwrap().expose(),
+            dek.expose()
+        );
+        assert!(ring.unwrap(&wrapped, "s", "other").is_err());
+        assert!(Keyring::generate().unwrap(&wrapped, "s", "v").is_err());
+    }
+
+    #[test]
+    fn debug_output_hides_values() {
+        let e = &entries()[0];
+        let shown = format!("{e:?}");
+        assert!(!shown.contains("alice"), "{shown}");
+        assert_eq!(format!("{:?}", Keyring::generate()), "Keyring([REDACTED])");
+    }
+}

@@ -1,0 +1,134 @@
+//! The `lockboxd` binary: opens the data directory, unlocks the service keyring through
+//! `lockbox-kms`, and serves Lockbox on a Unix socket.
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use lockbox_daemon::config::{self, FileConfig};
+use lockbox_daemon::keyring;
+use lockbox_daemon::kms::KmsLink;
+use lockbox_daemon::server::LockboxHandler;
+use lockbox_daemon::service::{Lockbox, bootstrap};
+use lockbox_daemon::store::records::Records;
+use lockbox_daemon::store::rocks::RocksStore;
+use lockbox_rpc::clock::TimeSource;
+use lockbox_rpc::listen;
+use lockbox_rpc::server::{ServerConfig, serve};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// lockboxd stores secrets (versions of key/value payloads) in RocksDB, encrypting every
+/// payload with a fresh data key wrapped through lockbox-kms, and serves them on a Unix
+/// socket. Its Unix user must be enrolled in the KMS (`lockbox-kms init --daemon user:NAME`).
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    /// TOML configuration file; flags override it.
+    #[arg(long, env = "LOCKBOXD_CONFIG")]
+    config: Option<PathBuf>,
+    /// RocksDB data directory [default: /var/lib/lockboxd].
+    #[arg(long, env = "LOCKBOXD_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Unix socket to listen on [default: /run/lockboxd/lockbox.sock].
+    #[arg(long, env = "LOCKBOXD_SOCKET")]
+    socket: Option<PathBuf>,
+    /// Socket of lockbox-kms [default: /run/lockbox-kms/kms.sock].
+    #[arg(long, env = "LOCKBOX_KMS_SOCKET")]
+    kms_socket: Option<PathBuf>,
+    /// DANGER, tests only: run on a manual clock that callers can move forward.
+    #[arg(long, hide = true)]
+    danger_test_clock: bool,
+}
+
+fn main() -> std::process::ExitCode {
+    listen::init_logging();
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lockboxd: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let file = match &cli.config {
+        Some(path) => FileConfig::read(path).map_err(anyhow::Error::msg)?,
+        None => FileConfig::default(),
+    };
+    let data_dir = cli
+        .data_dir
+        .or(file.data_dir)
+        .unwrap_or_else(|| config::DEFAULT_DATA_DIR.into());
+    let socket = cli
+        .socket
+        .or(file.socket)
+        .unwrap_or_else(|| config::DEFAULT_SOCKET.into());
+    let kms_socket = cli
+        .kms_socket
+        .or(file.kms_socket)
+        .unwrap_or_else(|| lockbox_client::DEFAULT_KMS_SOCKET.into());
+    let kms_folder = file
+        .kms_folder
+        .unwrap_or_else(|| config::DEFAULT_KMS_FOLDER.into());
+    let socket_mode = listen::parse_socket_mode(file.socket_mode.as_deref().unwrap_or("0660"))
+        .map_err(anyhow::Error::msg)?;
+    let server_config = ServerConfig {
+        max_frame: file
+            .max_frame
+            .unwrap_or(lockbox_proto::frame::DEFAULT_MAX_FRAME),
+        max_connections: file.max_connections.unwrap_or(1024),
+        ..ServerConfig::default()
+    };
+    if cli.danger_test_clock {
+        tracing::warn!("DANGER: running on a manual test clock");
+    }
+    let time = TimeSource::for_tests_if(cli.danger_test_clock);
+
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let store = RocksStore::open(&data_dir)?;
+    let records = Records::new(Arc::new(store));
+    let defaults = bootstrap(&records, time.clock().now())?;
+    let lockbox = Arc::new(Lockbox::new(
+        records,
+        KmsLink::new(kms_socket),
+        time,
+        file.limits,
+        defaults,
+    ));
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        if let Err(e) = keyring::unlock(&lockbox, &kms_folder).await {
+            tracing::warn!(error = %e, "service keyring locked until lockbox-kms answers");
+            tokio::spawn(keyring::unlock_until_done(lockbox.clone(), kms_folder));
+        }
+        let listener = listen::bind(&socket, socket_mode)?;
+        tracing::info!(socket = %socket.display(), "lockboxd serving");
+        lockbox_rpc::notify::ready();
+        let destroyer = tokio::spawn(destruction_loop(lockbox.clone()));
+        let handler = Arc::new(LockboxHandler::new(lockbox, server_config.max_frame));
+        serve(listener, handler, server_config, listen::shutdown_signal()).await;
+        destroyer.abort();
+        let _ = std::fs::remove_file(&socket);
+        tracing::info!("lockboxd stopped");
+        Ok(())
+    })
+}
+
+/// Destroys due versions, waking at the next scheduled destruction (at least once a minute).
+async fn destruction_loop(lockbox: Arc<Lockbox>) {
+    loop {
+        if let Err(e) = lockbox.destroy_due_versions().await {
+            tracing::error!(error = %e, "destroying due versions failed; will retry");
+        }
+        let wait = match lockbox.next_destruction() {
+            Ok(Some(at)) => at.saturating_sub(lockbox.now()).clamp(1, 60),
+            _ => 60,
+        };
+        tokio::time::sleep(Duration::from_secs(wait.unsigned_abs())).await;
+    }
+}

@@ -1,0 +1,268 @@
+//! The Unix-socket front-end of `lockboxd`: identifies each connection, decodes requests,
+//! calls the service and encodes its answers. Knows nothing about storage.
+
+use crate::error::LockboxError;
+use crate::service::{Caller, Done, Lockbox, NewSecret, NewVersion};
+use crate::wire;
+use lockbox_proto::hello::Service;
+use lockbox_proto::lockbox::{LockboxRequest, LockboxResponse, SecretRef};
+use lockbox_proto::{Error, Principal};
+use lockbox_rpc::peer::{self, PeerCred};
+use lockbox_rpc::server::{Handler, decode_request, respond};
+use std::sync::Arc;
+
+/// Serves a [`Lockbox`] over the lockbox protocol.
+#[derive(Debug)]
+pub struct LockboxHandler {
+    /// The service.
+    lockbox: Arc<Lockbox>,
+    /// Largest frame sent.
+    max_frame: u32,
+}
+
+impl LockboxHandler {
+    /// A handler for `lockbox`.
+    pub fn new(lockbox: Arc<Lockbox>, max_frame: u32) -> Self {
+        Self { lockbox, max_frame }
+    }
+}
+
+impl Handler for LockboxHandler {
+    type Session = Caller;
+
+    fn service(&self) -> Service {
+        Service::Lockbox
+    }
+
+    fn open(&self, cred: PeerCred) -> Result<Caller, Error> {
+        let id = peer::resolve(&cred);
+        tracing::debug!(subject = %id.subject, pid = ?cred.pid, "connection opened");
+        Ok(Caller {
+            principal: Principal {
+                subject: id.subject,
+                groups: id.groups,
+            },
+        })
+    }
+
+    fn subject(&self, caller: &Caller) -> String {
+        caller.subject().to_owned()
+    }
+
+    async fn call(&self, caller: &Caller, body: &[u8], out: &mut Vec<u8>) {
+        let request = match decode_request::<LockboxRequest>(body) {
+            Ok(r) => r,
+            Err((id, e)) => return respond::<()>(out, id, Err(e), self.max_frame),
+        };
+        let result = if request.on_behalf_of.is_some() {
+            Err(LockboxError::PermissionDenied(
+                "lockboxd does not accept requests on behalf of other subjects".into(),
+            ))
+        } else {
+            dispatch(&self.lockbox, caller, request.body).await
+        };
+        respond(
+            out,
+            request.id,
+            result.map_err(|e| Error::from(&e)),
+            self.max_frame,
+        );
+    }
+}
+
+fn operation(done: Done) -> LockboxResponse {
+    LockboxResponse::Operation(wire::operation_to(done.operation))
+}
+
+async fn dispatch(
+    lockbox: &Lockbox,
+    caller: &Caller,
+    request: LockboxRequest,
+) -> Result<LockboxResponse, LockboxError> {
+    use LockboxRequest as R;
+    use LockboxResponse as A;
+    Ok(match request {
+        R::GetPayload {
+            secret_id,
+            version_id,
+        } => {
+            let read = lockbox
+                .get_payload(caller, &secret_id, version_id.as_deref())
+                .await?;
+            A::Payload {
+                entries: read.entries.iter().map(wire::entry_to).collect(),
+                secret_id: read.secret_id,
+                version_id: read.version_id,
+            }
+        }
+        R::GetPayloadEx { secret, version_id } => {
+            let read = match secret {
+                SecretRef::Id(id) => {
+                    lockbox
+                        .get_payload(caller, &id, version_id.as_deref())
+                        .await?
+                }
+                SecretRef::FolderAndName { folder_id, name } => {
+                    lockbox
+                        .get_payload_by_name(caller, &folder_id, &name, version_id.as_deref())
+                        .await?
+                }
+                _ => {
+                    return Err(LockboxError::InvalidArgument(
+                        "secret: unknown reference kind".into(),
+                    ));
+                }
+            };
+            A::Payload {
+                entries: read.entries.iter().map(wire::entry_to).collect(),
+                secret_id: read.secret_id,
+                version_id: read.version_id,
+            }
+        }
+        R::GetSecret { secret_id } => {
+            let (s, v) = lockbox.get_secret(&secret_id)?;
+            A::Secret(Box::new(wire::secret_to(s, v)))
+        }
+        R::ListSecrets { folder_id, page } => {
+            let listed = lockbox.list_secrets(&folder_id, page.page_size, &page.page_token)?;
+            A::Secrets {
+                secrets: listed
+                    .items
+                    .into_iter()
+                    .map(|(s, v)| wire::secret_to(s, v))
+                    .collect(),
+                next_page_token: listed.next_page_token,
+            }
+        }
+        R::CreateSecret(c) => {
+            let new = NewSecret {
+                folder_id: c.folder_id,
+                name: c.name,
+                description: c.description,
+                labels: c.labels,
+                kms_key_id: (!c.kms_key_id.is_empty()).then_some(c.kms_key_id),
+                version_description: c.version_description,
+                entries: wire::changes_from(c.version_payload_entries)?,
+                deletion_protection: c.deletion_protection,
+                password_spec: c.password_payload_specification.map(wire::password_from),
+            };
+            let (_, _, done) = lockbox.create_secret(caller, new).await?;
+            operation(done)
+        }
+        R::UpdateSecret(u) => {
+            let id = u.secret_id.clone();
+            operation(
+                lockbox
+                    .update_secret(caller, &id, wire::secret_update_from(u)?)
+                    .await?,
+            )
+        }
+        R::DeleteSecret { secret_id } => {
+            operation(lockbox.delete_secret(caller, &secret_id).await?)
+        }
+        R::ActivateSecret { secret_id } => {
+            operation(lockbox.activate_secret(caller, &secret_id).await?)
+        }
+        R::DeactivateSecret { secret_id } => {
+            operation(lockbox.deactivate_secret(caller, &secret_id).await?)
+        }
+        R::ListVersions { secret_id, page } => {
+            let listed = lockbox.list_versions(&secret_id, page.page_size, &page.page_token)?;
+            A::Versions {
+                versions: listed.items.into_iter().map(wire::version_to).collect(),
+                next_page_token: listed.next_page_token,
+            }
+        }
+        R::AddVersion(a) => {
+            let new = NewVersion {
+                description: a.description,
+                changes: wire::changes_from(a.payload_entries)?,
+                base_version_id: a.base_version_id,
+            };
+            let (_, done) = lockbox.add_version(caller, &a.secret_id, new).await?;
+            operation(done)
+        }
+        R::SetCurrentVersion {
+            secret_id,
+            version_id,
+        } => operation(
+            lockbox
+                .set_current_version(caller, &secret_id, &version_id)
+                .await?,
+        ),
+        R::ScheduleVersionDestruction {
+            secret_id,
+            version_id,
+            pending_period,
+        } => {
+            let (_, done) = lockbox
+                .schedule_version_destruction(caller, &secret_id, &version_id, pending_period)
+                .await?;
+            operation(done)
+        }
+        R::CancelVersionDestruction {
+            secret_id,
+            version_id,
+        } => {
+            let (_, done) = lockbox
+                .cancel_version_destruction(caller, &secret_id, &version_id)
+                .await?;
+            operation(done)
+        }
+        R::ListOperations { secret_id, page } => {
+            let listed = lockbox.list_operations(&secret_id, page.page_size, &page.page_token)?;
+            A::Operations {
+                operations: listed.items.into_iter().map(wire::operation_to).collect(),
+                next_page_token: listed.next_page_token,
+            }
+        }
+        R::CreateCloud {
+            organization_id,
+            name,
+            description,
+        } => {
+            let (_, done) = lockbox
+                .create_cloud(caller, &organization_id, &name, &description)
+                .await?;
+            operation(done)
+        }
+        R::GetCloud { cloud_id } => A::Cloud(wire::cloud_to(lockbox.get_cloud(&cloud_id)?)),
+        R::ListClouds { page } => {
+            let listed = lockbox.list_clouds(page.page_size, &page.page_token)?;
+            A::Clouds {
+                clouds: listed.items.into_iter().map(wire::cloud_to).collect(),
+                next_page_token: listed.next_page_token,
+            }
+        }
+        R::DeleteCloud { cloud_id } => operation(lockbox.delete_cloud(caller, &cloud_id).await?),
+        R::CreateFolder {
+            cloud_id,
+            name,
+            description,
+        } => {
+            let (_, done) = lockbox
+                .create_folder(caller, &cloud_id, &name, &description)
+                .await?;
+            operation(done)
+        }
+        R::GetFolder { folder_id } => A::Folder(wire::folder_to(lockbox.get_folder(&folder_id)?)),
+        R::ListFolders { cloud_id, page } => {
+            let listed = lockbox.list_folders(&cloud_id, page.page_size, &page.page_token)?;
+            A::Folders {
+                folders: listed.items.into_iter().map(wire::folder_to).collect(),
+                next_page_token: listed.next_page_token,
+            }
+        }
+        R::DeleteFolder { folder_id } => {
+            operation(lockbox.delete_folder(caller, &folder_id).await?)
+        }
+        R::DangerAdvanceClock { seconds } => A::ClockAdvanced {
+            now: lockbox.advance_clock(seconds).await?,
+        },
+        _ => {
+            return Err(LockboxError::InvalidArgument(
+                "request kind not supported by this lockboxd".into(),
+            ));
+        }
+    })
+}

@@ -1,0 +1,222 @@
+//! The Lockbox service layer: secrets, versions, payloads, operations and resources, on
+//! domain types.
+//!
+//! Nothing here knows about the wire: the Unix-socket server converts `proto` messages to
+//! these calls, and a future gRPC front-end can call the same functions. Mutations are
+//! serialised by one writer lock, built as one batch, and committed durably before they
+//! answer; reads go straight to the store.
+
+mod operations;
+mod payload;
+mod resources;
+mod secrets;
+pub mod versions;
+
+pub use payload::PayloadRead;
+pub use resources::bootstrap;
+pub use secrets::{NewSecret, SecretUpdate};
+pub use versions::NewVersion;
+
+use crate::envelope::Keyring;
+use crate::error::LockboxError;
+use crate::kms::KmsLink;
+use crate::model::{OperationOutcome, OperationRecord, SecretRecord, VersionMeta};
+use crate::store::Batch;
+use crate::store::records::{Defaults, Records};
+use lockbox_proto::Principal;
+use lockbox_rpc::clock::{Clock, ManualClock, TimeSource};
+use std::sync::{Arc, RwLock};
+
+/// Limits on what callers may store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Secrets per cloud (`lockbox.secrets.count`).
+    pub secrets_per_cloud: u64,
+    /// Versions per secret (`lockbox.versions.count`).
+    pub versions_per_secret: u32,
+    /// Bytes of keys and values in one version's payload.
+    pub payload_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            secrets_per_cloud: 10_000,
+            versions_per_secret: 1_000,
+            payload_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// Who is calling: the subject and groups the server identified.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// As `lockbox-kms` should see it when the daemon acts on the caller's behalf.
+    pub principal: Principal,
+}
+
+impl Caller {
+    /// The caller's subject, e.g. `user:alice`.
+    pub fn subject(&self) -> &str {
+        &self.principal.subject
+    }
+}
+
+/// A finished mutation, as operations return it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Done {
+    /// The recorded operation.
+    pub operation: OperationRecord,
+}
+
+/// The Lockbox service.
+pub struct Lockbox {
+    /// Typed records over the store.
+    records: Records,
+    /// Connection to `lockbox-kms`.
+    kms: KmsLink,
+    /// The unwrapped service keyring, once available.
+    keyring: RwLock<Option<Arc<Keyring>>>,
+    /// Time source.
+    clock: Arc<dyn Clock>,
+    /// The manual test clock, when running on one.
+    manual_clock: Option<Arc<ManualClock>>,
+    /// Limits.
+    limits: Limits,
+    /// Serialises mutations so each sees the previous one's result.
+    writer: tokio::sync::Mutex<()>,
+    /// Ids of the default organization, cloud and folder.
+    defaults: Defaults,
+}
+
+impl std::fmt::Debug for Lockbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lockbox")
+            .field("limits", &self.limits)
+            .field("defaults", &self.defaults)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Lockbox {
+    /// The service over `records`, whose defaults `bootstrap` has created.
+    pub fn new(
+        records: Records,
+        kms: KmsLink,
+        time: TimeSource,
+        limits: Limits,
+        defaults: Defaults,
+    ) -> Self {
+        Self {
+            records,
+            kms,
+            keyring: RwLock::new(None),
+            clock: time.clock(),
+            manual_clock: time.manual(),
+            limits,
+            writer: tokio::sync::Mutex::new(()),
+            defaults,
+        }
+    }
+
+    /// Now, by the daemon's clock.
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    /// The default organization, cloud and folder.
+    pub fn defaults(&self) -> &Defaults {
+        &self.defaults
+    }
+
+    /// The KMS link (for the keyring set-up at start).
+    pub fn kms(&self) -> &KmsLink {
+        &self.kms
+    }
+
+    /// The records (for the keyring set-up at start).
+    pub fn records(&self) -> &Records {
+        &self.records
+    }
+
+    /// Installs the unwrapped service keyring.
+    pub fn set_keyring(&self, keyring: Keyring) {
+        *self.keyring.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(keyring));
+    }
+
+    /// The service keyring, or `Unavailable` until it has been unwrapped.
+    fn keyring(&self) -> Result<Arc<Keyring>, LockboxError> {
+        self.keyring
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| {
+                LockboxError::Unavailable(
+                    "the service keyring is not unlocked yet: lockbox-kms has not been reachable since start".into(),
+                )
+            })
+    }
+
+    /// Commits `batch` on a blocking thread (the write waits for fsync).
+    async fn commit(&self, batch: Batch) -> Result<(), LockboxError> {
+        let records = self.records.clone();
+        tokio::task::spawn_blocking(move || records.commit(batch))
+            .await
+            .map_err(|e| LockboxError::Internal(format!("storage task failed: {e}")))??;
+        Ok(())
+    }
+
+    /// Adds the operation record of a mutation to `batch` and returns it.
+    fn record(
+        &self,
+        batch: &mut Batch,
+        caller: &Caller,
+        description: &str,
+        resource_id: &str,
+        outcome: OperationOutcome,
+    ) -> Done {
+        let operation = OperationRecord {
+            id: crate::ids::new_id(crate::ids::OPERATION),
+            description: description.to_owned(),
+            created_at: self.now(),
+            created_by: caller.subject().to_owned(),
+            resource_id: resource_id.to_owned(),
+            outcome,
+        };
+        self.records.put_operation(batch, &operation);
+        Done { operation }
+    }
+
+    /// A secret, or `NotFound`.
+    fn secret(&self, secret_id: &str) -> Result<SecretRecord, LockboxError> {
+        crate::validate::id("secret_id", secret_id)?;
+        self.records
+            .secret(secret_id)?
+            .ok_or_else(|| LockboxError::NotFound(format!("secret {secret_id} not found")))
+    }
+
+    /// A secret with its current version's metadata.
+    fn secret_with_current(
+        &self,
+        secret: SecretRecord,
+    ) -> Result<(SecretRecord, Option<VersionMeta>), LockboxError> {
+        let current = match &secret.current_version_id {
+            Some(v) => self.records.version(&secret.id, v)?.map(|r| r.meta),
+            None => None,
+        };
+        Ok((secret, current))
+    }
+
+    /// Test-only: moves the manual clock and runs due destructions.
+    pub async fn advance_clock(&self, seconds: u64) -> Result<i64, LockboxError> {
+        let Some(clock) = &self.manual_clock else {
+            return Err(LockboxError::FailedPrecondition(
+                "the test clock is not enabled (start lockboxd with --danger-test-clock)".into(),
+            ));
+        };
+        let now = clock.advance(seconds);
+        self.destroy_due_versions().await?;
+        Ok(now)
+    }
+}

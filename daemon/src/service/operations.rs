@@ -1,0 +1,23 @@
+//! Listing a secret's operations.
+
+use super::Lockbox;
+use crate::error::LockboxError;
+use crate::model::OperationRecord;
+use crate::store::records::Listed;
+use crate::validate;
+
+impl Lockbox {
+    /// A secret's operations, newest first.
+    pub fn list_operations(
+        &self,
+        secret_id: &str,
+        page_size: u32,
+        page_token: &str,
+    ) -> Result<Listed<OperationRecord>, LockboxError> {
+        validate::page_token(page_token)?;
+        let secret = self.secret(secret_id)?;
+        Ok(self
+            .records
+            .operations(&secret.id, page_token, validate::page_size(page_size)?)?)
+    }
+}

@@ -1,0 +1,301 @@
+//! The organization > cloud > folder hierarchy: the defaults a fresh daemon creates, and
+//! clouds and folders managed by users.
+
+use super::{Caller, Done, Lockbox};
+use crate::error::LockboxError;
+use crate::ids::{self, new_id};
+use crate::model::{Cloud, Folder, OperationOutcome, Organization, SCHEMA};
+use crate::store::Batch;
+use crate::store::records::{Defaults, Listed, Records};
+use crate::validate;
+
+/// Prepares a store for use: refuses a newer schema, and on first start records the schema
+/// and creates the default organization, cloud and folder. Returns the default ids.
+pub fn bootstrap(records: &Records, now: i64) -> Result<Defaults, LockboxError> {
+    match records.schema()? {
+        Some(schema) if schema > SCHEMA => {
+            return Err(LockboxError::FailedPrecondition(format!(
+                "the data directory has schema {schema}, newer than this lockboxd understands ({SCHEMA}); \
+                 run a newer lockboxd"
+            )));
+        }
+        Some(_) => {
+            if let Some(defaults) = records.defaults()? {
+                return Ok(defaults);
+            }
+        }
+        None => {}
+    }
+    let organization = Organization {
+        id: new_id(ids::ORGANIZATION),
+        name: "default".into(),
+        created_at: now,
+    };
+    let cloud = Cloud {
+        id: new_id(ids::CLOUD),
+        organization_id: organization.id.clone(),
+        name: "default".into(),
+        description: "created at first start".into(),
+        created_at: now,
+    };
+    let folder = Folder {
+        id: new_id(ids::FOLDER),
+        cloud_id: cloud.id.clone(),
+        name: "default".into(),
+        description: "created at first start".into(),
+        created_at: now,
+    };
+    let defaults = Defaults {
+        organization_id: organization.id.clone(),
+        cloud_id: cloud.id.clone(),
+        folder_id: folder.id.clone(),
+    };
+    let mut batch = Batch::default();
+    records.put_schema(&mut batch, SCHEMA);
+    records.put_organization(&mut batch, &organization);
+    records.put_cloud(&mut batch, &cloud);
+    records.put_folder(&mut batch, &folder);
+    records.put_defaults(&mut batch, &defaults);
+    records.commit(batch)?;
+    tracing::info!(folder_id = %folder.id, "created the default organization, cloud and folder");
+    Ok(defaults)
+}
+
+impl Lockbox {
+    /// A folder (empty id: the default folder), or `NotFound`.
+    pub(super) fn folder_or_default(&self, folder_id: &str) -> Result<Folder, LockboxError> {
+        let id = if folder_id.is_empty() {
+            self.defaults.folder_id.as_str()
+        } else {
+            validate::id("folder_id", folder_id)?;
+            folder_id
+        };
+        self.records
+            .folder(id)?
+            .ok_or_else(|| LockboxError::NotFound(format!("folder {id} not found")))
+    }
+
+    fn cloud_or_default(&self, cloud_id: &str) -> Result<Cloud, LockboxError> {
+        let id = if cloud_id.is_empty() {
+            self.defaults.cloud_id.as_str()
+        } else {
+            validate::id("cloud_id", cloud_id)?;
+            cloud_id
+        };
+        self.records
+            .cloud(id)?
+            .ok_or_else(|| LockboxError::NotFound(format!("cloud {id} not found")))
+    }
+
+    /// Creates a cloud in an organization (empty: the default one).
+    pub async fn create_cloud(
+        &self,
+        caller: &Caller,
+        organization_id: &str,
+        name: &str,
+        description: &str,
+    ) -> Result<(Cloud, Done), LockboxError> {
+        validate::resource_name(name)?;
+        validate::description("description", description)?;
+        let organization_id = if organization_id.is_empty() {
+            self.defaults.organization_id.clone()
+        } else {
+            validate::id("organization_id", organization_id)?;
+            organization_id.to_owned()
+        };
+        let _writer = self.writer.lock().await;
+        if self.records.organization(&organization_id)?.is_none() {
+            return Err(LockboxError::NotFound(format!(
+                "organization {organization_id} not found"
+            )));
+        }
+        if self.find_cloud_by_name(&organization_id, name)?.is_some() {
+            return Err(LockboxError::AlreadyExists(format!(
+                "a cloud named {name:?} already exists"
+            )));
+        }
+        let cloud = Cloud {
+            id: new_id(ids::CLOUD),
+            organization_id,
+            name: name.to_owned(),
+            description: description.to_owned(),
+            created_at: self.now(),
+        };
+        let mut batch = Batch::default();
+        self.records.put_cloud(&mut batch, &cloud);
+        let done = self.record(
+            &mut batch,
+            caller,
+            "Create cloud",
+            &cloud.id,
+            OperationOutcome::Cloud(cloud.clone()),
+        );
+        self.commit(batch).await?;
+        Ok((cloud, done))
+    }
+
+    fn find_cloud_by_name(
+        &self,
+        organization_id: &str,
+        name: &str,
+    ) -> Result<Option<Cloud>, LockboxError> {
+        let mut token = String::new();
+        loop {
+            let page = self.records.clouds(&token, 1000)?;
+            if let Some(c) = page
+                .items
+                .into_iter()
+                .find(|c| c.organization_id == organization_id && c.name == name)
+            {
+                return Ok(Some(c));
+            }
+            if page.next_page_token.is_empty() {
+                return Ok(None);
+            }
+            token = page.next_page_token;
+        }
+    }
+
+    /// A cloud.
+    pub fn get_cloud(&self, cloud_id: &str) -> Result<Cloud, LockboxError> {
+        validate::id("cloud_id", cloud_id)?;
+        self.cloud_or_default(cloud_id)
+    }
+
+    /// Clouds, oldest first.
+    pub fn list_clouds(
+        &self,
+        page_size: u32,
+        page_token: &str,
+    ) -> Result<Listed<Cloud>, LockboxError> {
+        validate::page_token(page_token)?;
+        Ok(self
+            .records
+            .clouds(page_token, validate::page_size(page_size)?)?)
+    }
+
+    /// Deletes a cloud that has no folders.
+    pub async fn delete_cloud(
+        &self,
+        caller: &Caller,
+        cloud_id: &str,
+    ) -> Result<Done, LockboxError> {
+        validate::id("cloud_id", cloud_id)?;
+        let _writer = self.writer.lock().await;
+        let cloud = self.cloud_or_default(cloud_id)?;
+        if !self.records.folders(&cloud.id, "", 1)?.items.is_empty() {
+            return Err(LockboxError::FailedPrecondition(format!(
+                "cloud {cloud_id} still has folders; delete them first"
+            )));
+        }
+        let mut batch = Batch::default();
+        self.records.delete_cloud(&mut batch, &cloud.id);
+        let done = self.record(
+            &mut batch,
+            caller,
+            "Delete cloud",
+            &cloud.id,
+            OperationOutcome::Empty,
+        );
+        self.commit(batch).await?;
+        Ok(done)
+    }
+
+    /// Creates a folder in a cloud (empty: the default cloud).
+    pub async fn create_folder(
+        &self,
+        caller: &Caller,
+        cloud_id: &str,
+        name: &str,
+        description: &str,
+    ) -> Result<(Folder, Done), LockboxError> {
+        validate::resource_name(name)?;
+        validate::description("description", description)?;
+        let _writer = self.writer.lock().await;
+        let cloud = self.cloud_or_default(cloud_id)?;
+        let mut token = String::new();
+        loop {
+            let page = self.records.folders(&cloud.id, &token, 1000)?;
+            if page.items.iter().any(|f| f.name == name) {
+                return Err(LockboxError::AlreadyExists(format!(
+                    "a folder named {name:?} already exists in cloud {}",
+                    cloud.id
+                )));
+            }
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            token = page.next_page_token;
+        }
+        let folder = Folder {
+            id: new_id(ids::FOLDER),
+            cloud_id: cloud.id,
+            name: name.to_owned(),
+            description: description.to_owned(),
+            created_at: self.now(),
+        };
+        let mut batch = Batch::default();
+        self.records.put_folder(&mut batch, &folder);
+        let done = self.record(
+            &mut batch,
+            caller,
+            "Create folder",
+            &folder.id,
+            OperationOutcome::Folder(folder.clone()),
+        );
+        self.commit(batch).await?;
+        Ok((folder, done))
+    }
+
+    /// A folder.
+    pub fn get_folder(&self, folder_id: &str) -> Result<Folder, LockboxError> {
+        validate::id("folder_id", folder_id)?;
+        self.folder_or_default(folder_id)
+    }
+
+    /// A cloud's folders (empty: the default cloud), oldest first.
+    pub fn list_folders(
+        &self,
+        cloud_id: &str,
+        page_size: u32,
+        page_token: &str,
+    ) -> Result<Listed<Folder>, LockboxError> {
+        validate::page_token(page_token)?;
+        let cloud = self.cloud_or_default(cloud_id)?;
+        Ok(self
+            .records
+            .folders(&cloud.id, page_token, validate::page_size(page_size)?)?)
+    }
+
+    /// Deletes a folder that holds no secrets. The default folder stays.
+    pub async fn delete_folder(
+        &self,
+        caller: &Caller,
+        folder_id: &str,
+    ) -> Result<Done, LockboxError> {
+        validate::id("folder_id", folder_id)?;
+        let _writer = self.writer.lock().await;
+        let folder = self.folder_or_default(folder_id)?;
+        if folder.id == self.defaults.folder_id {
+            return Err(LockboxError::FailedPrecondition(
+                "the default folder cannot be deleted".into(),
+            ));
+        }
+        if self.records.folder_has_secrets(&folder.id)? {
+            return Err(LockboxError::FailedPrecondition(format!(
+                "folder {folder_id} still has secrets; delete them first"
+            )));
+        }
+        let mut batch = Batch::default();
+        self.records.delete_folder(&mut batch, &folder);
+        let done = self.record(
+            &mut batch,
+            caller,
+            "Delete folder",
+            &folder.id,
+            OperationOutcome::Empty,
+        );
+        self.commit(batch).await?;
+        Ok(done)
+    }
+}

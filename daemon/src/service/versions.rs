@@ -1,0 +1,522 @@
+//! Versions: adding one (changes over a base version, sealed under a fresh data key), making
+//! one current, scheduling and cancelling destruction, and destroying due versions.
+
+use super::{Caller, Done, Lockbox};
+use crate::envelope::{self, Dek, KEYRING_KEY_ID};
+use crate::error::LockboxError;
+use crate::ids::{self, new_id};
+use crate::model::{
+    Entry, OperationOutcome, SealedPayload, SecretRecord, VersionMeta, VersionRecord,
+    VersionStatus, WrappedDek,
+};
+use crate::store::Batch;
+use crate::store::records::Listed;
+use crate::validate;
+use std::collections::BTreeSet;
+
+/// One change to a payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryChange {
+    /// Set or replace the entry with this key.
+    Set(Entry),
+    /// Remove the entry with this key.
+    Remove(String),
+}
+
+/// What `add_version` needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewVersion {
+    /// Description.
+    pub description: String,
+    /// Changes over the base version.
+    pub changes: Vec<EntryChange>,
+    /// Base version; `None` means the current version.
+    pub base_version_id: Option<String>,
+}
+
+/// Checks changes before any work: keys valid, each key changed at most once.
+pub(super) fn validate_changes(changes: &[EntryChange]) -> Result<(), LockboxError> {
+    let mut seen = BTreeSet::new();
+    for change in changes {
+        let key = match change {
+            EntryChange::Set(e) => &e.key,
+            EntryChange::Remove(k) => k,
+        };
+        validate::entry_key(key)?;
+        if !seen.insert(key.as_str()) {
+            return Err(LockboxError::InvalidArgument(format!(
+                "payload_entries: key {key:?} appears more than once"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The base entries with `changes` applied, checked against the size limit.
+pub(super) fn apply_changes(
+    mut entries: Vec<Entry>,
+    changes: Vec<EntryChange>,
+    limit: usize,
+) -> Result<Vec<Entry>, LockboxError> {
+    for change in changes {
+        match change {
+            EntryChange::Set(new) => match entries.iter_mut().find(|e| e.key == new.key) {
+                Some(existing) => *existing = new,
+                None => entries.push(new),
+            },
+            EntryChange::Remove(key) => {
+                let before = entries.len();
+                entries.retain(|e| e.key != key);
+                if entries.len() == before {
+                    return Err(LockboxError::InvalidArgument(format!(
+                        "payload_entries: cannot remove {key:?}: the base version has no such key"
+                    )));
+                }
+            }
+        }
+    }
+    let size: usize = entries.iter().map(|e| e.key.len() + e.value.len()).sum();
+    if size > limit {
+        return Err(LockboxError::ResourceExhausted(format!(
+            "payload: {size} bytes of keys and values exceed the limit of {limit} bytes per version"
+        )));
+    }
+    Ok(entries)
+}
+
+impl Lockbox {
+    /// The id of the key that wraps a secret's data keys, bound into payload ciphertexts.
+    fn wrapping_key_id(secret: &SecretRecord) -> &str {
+        secret.kms_key_id.as_deref().unwrap_or(KEYRING_KEY_ID)
+    }
+
+    /// Seals `entries` for a new version: a fresh data key, wrapped by the keyring or by the
+    /// secret's KMS key on behalf of the caller.
+    pub(super) async fn seal(
+        &self,
+        caller: &Caller,
+        secret: &SecretRecord,
+        version_id: &str,
+        entries: &[Entry],
+    ) -> Result<SealedPayload, LockboxError> {
+        let dek = Dek::generate();
+        let ciphertext = envelope::seal_entries(
+            &dek,
+            &secret.id,
+            version_id,
+            Self::wrapping_key_id(secret),
+            entries,
+        )?;
+        let dek = match &secret.kms_key_id {
+            None => WrappedDek::Keyring(self.keyring()?.wrap(&dek, &secret.id, version_id)?),
+            Some(key_id) => WrappedDek::Kms(
+                self.kms
+                    .encrypt(
+                        Some(&caller.principal),
+                        key_id,
+                        &envelope::kms_aad_context(&secret.id, version_id),
+                        dek.expose(),
+                    )
+                    .await?,
+            ),
+        };
+        Ok(SealedPayload { dek, ciphertext })
+    }
+
+    /// Opens a version's payload, unwrapping its data key on behalf of the caller.
+    pub(super) async fn open(
+        &self,
+        caller: &Caller,
+        secret: &SecretRecord,
+        version: &VersionRecord,
+    ) -> Result<Vec<Entry>, LockboxError> {
+        let id = &version.meta.id;
+        let sealed = match &version.sealed {
+            Some(s) if !self.is_destroyed(&version.meta) => s,
+            _ => {
+                return Err(LockboxError::FailedPrecondition(format!(
+                    "version {id} of secret {} is destroyed",
+                    secret.id
+                )));
+            }
+        };
+        let dek = match (&sealed.dek, &secret.kms_key_id) {
+            (WrappedDek::Keyring(w), None) => self.keyring()?.unwrap(w, &secret.id, id)?,
+            (WrappedDek::Kms(w), Some(key_id)) => {
+                let plain = self
+                    .kms
+                    .decrypt(
+                        Some(&caller.principal),
+                        key_id,
+                        &envelope::kms_aad_context(&secret.id, id),
+                        w,
+                    )
+                    .await?;
+                Dek::from_bytes(&plain)?
+            }
+            _ => {
+                return Err(LockboxError::Internal(format!(
+                    "version {id} is wrapped by a different kind of key than its secret"
+                )));
+            }
+        };
+        envelope::open_entries(
+            &dek,
+            &secret.id,
+            id,
+            Self::wrapping_key_id(secret),
+            &sealed.ciphertext,
+        )
+    }
+
+    /// Whether a version can no longer be read (destroyed, or scheduled and due).
+    pub(super) fn is_destroyed(&self, meta: &VersionMeta) -> bool {
+        match meta.status {
+            VersionStatus::Destroyed => true,
+            VersionStatus::ScheduledForDestruction => {
+                meta.destroy_at.is_some_and(|t| t <= self.now())
+            }
+            VersionStatus::Active => false,
+        }
+    }
+
+    /// A version of `secret`, or `NotFound`.
+    pub(super) fn version(
+        &self,
+        secret: &SecretRecord,
+        version_id: &str,
+    ) -> Result<VersionRecord, LockboxError> {
+        validate::id("version_id", version_id)?;
+        self.records
+            .version(&secret.id, version_id)?
+            .ok_or_else(|| {
+                LockboxError::NotFound(format!(
+                    "version {version_id} of secret {} not found",
+                    secret.id
+                ))
+            })
+    }
+
+    /// Builds a new version record from entries (sealing them).
+    pub(super) async fn build_version(
+        &self,
+        caller: &Caller,
+        secret: &SecretRecord,
+        description: String,
+        entries: Vec<Entry>,
+    ) -> Result<VersionRecord, LockboxError> {
+        let id = new_id(ids::VERSION);
+        let sealed = self.seal(caller, secret, &id, &entries).await?;
+        Ok(VersionRecord {
+            meta: VersionMeta {
+                id,
+                secret_id: secret.id.clone(),
+                created_at: self.now(),
+                destroy_at: None,
+                description,
+                status: VersionStatus::Active,
+                entry_keys: entries.iter().map(|e| e.key.clone()).collect(),
+            },
+            sealed: Some(sealed),
+        })
+    }
+
+    fn check_version_quota(&self, secret: &SecretRecord) -> Result<(), LockboxError> {
+        let limit = self.limits.versions_per_secret;
+        if secret.version_count >= limit {
+            return Err(LockboxError::ResourceExhausted(format!(
+                "quota lockbox.versions.count: secret {} already has {} versions (limit {limit})",
+                secret.id, secret.version_count
+            )));
+        }
+        Ok(())
+    }
+
+    /// Adds a version: the base version's entries with the changes applied. It becomes the
+    /// current version.
+    pub async fn add_version(
+        &self,
+        caller: &Caller,
+        secret_id: &str,
+        new: NewVersion,
+    ) -> Result<(VersionMeta, Done), LockboxError> {
+        validate::description("description", &new.description)?;
+        validate_changes(&new.changes)?;
+        let secret = self.secret(secret_id)?;
+        self.check_version_quota(&secret)?;
+        let base_id = match &new.base_version_id {
+            Some(id) => Some(id.clone()),
+            None => secret.current_version_id.clone(),
+        };
+        let base_entries = match base_id {
+            Some(id) => {
+                let base = self.version(&secret, &id)?;
+                self.open(caller, &secret, &base).await?
+            }
+            None => Vec::new(),
+        };
+        let entries = apply_changes(base_entries, new.changes, self.limits.payload_bytes)?;
+        let version = self
+            .build_version(caller, &secret, new.description, entries)
+            .await?;
+
+        let _writer = self.writer.lock().await;
+        // The secret may have changed (or gone) while the payload was being sealed.
+        let mut secret = self.secret(secret_id)?;
+        self.check_version_quota(&secret)?;
+        secret.version_count += 1;
+        secret.current_version_id = Some(version.meta.id.clone());
+        let mut batch = Batch::default();
+        self.records.put_version(&mut batch, &version);
+        self.records
+            .put_secret(&mut batch, &secret, Some(&secret.name));
+        let done = self.record(
+            &mut batch,
+            caller,
+            "Add secret version",
+            &secret.id,
+            OperationOutcome::Version(version.meta.clone()),
+        );
+        self.commit(batch).await?;
+        Ok((version.meta, done))
+    }
+
+    /// A secret's versions, newest first.
+    pub fn list_versions(
+        &self,
+        secret_id: &str,
+        page_size: u32,
+        page_token: &str,
+    ) -> Result<Listed<VersionMeta>, LockboxError> {
+        validate::page_token(page_token)?;
+        let secret = self.secret(secret_id)?;
+        let page =
+            self.records
+                .versions(&secret.id, page_token, validate::page_size(page_size)?)?;
+        Ok(Listed {
+            items: page
+                .items
+                .into_iter()
+                .map(|v| self.visible(v.meta))
+                .collect(),
+            next_page_token: page.next_page_token,
+        })
+    }
+
+    /// A version as callers see it: a scheduled version past its time shows as destroyed
+    /// even before the sweep has erased it.
+    pub(super) fn visible(&self, mut meta: VersionMeta) -> VersionMeta {
+        if self.is_destroyed(&meta) {
+            meta.status = VersionStatus::Destroyed;
+        }
+        meta
+    }
+
+    /// Makes an active version current.
+    pub async fn set_current_version(
+        &self,
+        caller: &Caller,
+        secret_id: &str,
+        version_id: &str,
+    ) -> Result<Done, LockboxError> {
+        let _writer = self.writer.lock().await;
+        let mut secret = self.secret(secret_id)?;
+        let version = self.version(&secret, version_id)?;
+        if version.meta.status != VersionStatus::Active {
+            return Err(LockboxError::FailedPrecondition(format!(
+                "version {version_id} is not active and cannot be current"
+            )));
+        }
+        secret.current_version_id = Some(version.meta.id.clone());
+        let mut batch = Batch::default();
+        self.records
+            .put_secret(&mut batch, &secret, Some(&secret.name));
+        let outcome = OperationOutcome::Secret(Box::new(secret.clone()), Some(version.meta));
+        let done = self.record(
+            &mut batch,
+            caller,
+            "Set current secret version",
+            &secret.id,
+            outcome,
+        );
+        self.commit(batch).await?;
+        Ok(done)
+    }
+
+    /// Schedules a non-current version's destruction after `pending_period` seconds.
+    pub async fn schedule_version_destruction(
+        &self,
+        caller: &Caller,
+        secret_id: &str,
+        version_id: &str,
+        pending_period: Option<u64>,
+    ) -> Result<(VersionMeta, Done), LockboxError> {
+        let period = pending_period.unwrap_or(validate::DEFAULT_PENDING_PERIOD);
+        let period = i64::try_from(period).map_err(|_| {
+            LockboxError::InvalidArgument(format!("pending_period: {period} is too long"))
+        })?;
+        let _writer = self.writer.lock().await;
+        let secret = self.secret(secret_id)?;
+        let mut version = self.version(&secret, version_id)?;
+        if secret.current_version_id.as_deref() == Some(version_id) {
+            return Err(LockboxError::FailedPrecondition(format!(
+                "version {version_id} is the current version of secret {secret_id}; make another version current first"
+            )));
+        }
+        if version.meta.status != VersionStatus::Active {
+            return Err(LockboxError::FailedPrecondition(format!(
+                "version {version_id} is not active"
+            )));
+        }
+        let at = self.now().saturating_add(period);
+        version.meta.status = VersionStatus::ScheduledForDestruction;
+        version.meta.destroy_at = Some(at);
+        let mut batch = Batch::default();
+        self.records.put_version(&mut batch, &version);
+        self.records
+            .queue_destruction(&mut batch, at, &secret.id, version_id);
+        let outcome = OperationOutcome::Version(version.meta.clone());
+        let done = self.record(
+            &mut batch,
+            caller,
+            "Schedule secret version destruction",
+            &secret.id,
+            outcome,
+        );
+        self.commit(batch).await?;
+        Ok((version.meta, done))
+    }
+
+    /// Cancels a scheduled destruction that has not happened yet.
+    pub async fn cancel_version_destruction(
+        &self,
+        caller: &Caller,
+        secret_id: &str,
+        version_id: &str,
+    ) -> Result<(VersionMeta, Done), LockboxError> {
+        let _writer = self.writer.lock().await;
+        let secret = self.secret(secret_id)?;
+        let mut version = self.version(&secret, version_id)?;
+        let at = match (version.meta.status, version.meta.destroy_at) {
+            (VersionStatus::ScheduledForDestruction, Some(at)) if at > self.now() => at,
+            _ => {
+                return Err(LockboxError::FailedPrecondition(format!(
+                    "version {version_id} is not scheduled for destruction"
+                )));
+            }
+        };
+        version.meta.status = VersionStatus::Active;
+        version.meta.destroy_at = None;
+        let mut batch = Batch::default();
+        self.records.put_version(&mut batch, &version);
+        self.records
+            .unqueue_destruction(&mut batch, at, &secret.id, version_id);
+        let outcome = OperationOutcome::Version(version.meta.clone());
+        let done = self.record(
+            &mut batch,
+            caller,
+            "Cancel secret version destruction",
+            &secret.id,
+            outcome,
+        );
+        self.commit(batch).await?;
+        Ok((version.meta, done))
+    }
+
+    /// The earliest queued destruction, if any.
+    pub fn next_destruction(&self) -> Result<Option<i64>, LockboxError> {
+        Ok(self
+            .records
+            .queued_destructions(1)?
+            .first()
+            .map(|(at, _, _)| *at))
+    }
+
+    /// Erases the payloads of versions whose destruction time has come.
+    pub async fn destroy_due_versions(&self) -> Result<usize, LockboxError> {
+        let mut destroyed = 0;
+        loop {
+            let _writer = self.writer.lock().await;
+            let now = self.now();
+            let due: Vec<_> = self
+                .records
+                .queued_destructions(256)?
+                .into_iter()
+                .filter(|(at, _, _)| *at <= now)
+                .collect();
+            if due.is_empty() {
+                return Ok(destroyed);
+            }
+            let mut batch = Batch::default();
+            for (at, secret_id, version_id) in &due {
+                self.records
+                    .unqueue_destruction(&mut batch, *at, secret_id, version_id);
+                let Some(mut version) = self.records.version(secret_id, version_id)? else {
+                    continue;
+                };
+                if version.meta.status == VersionStatus::ScheduledForDestruction
+                    && version.meta.destroy_at == Some(*at)
+                {
+                    version.meta.status = VersionStatus::Destroyed;
+                    version.sealed = None;
+                    self.records.put_version(&mut batch, &version);
+                    destroyed += 1;
+                    tracing::info!(secret_id, version_id, "secret version destroyed");
+                }
+            }
+            self.commit(batch).await?;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e(key: &str, value: &str) -> Entry {
+        Entry {
+            key: key.into(),
+            text: true,
+            value: value.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn changes_set_replace_and_remove() {
+        let base = vec![e("a", "1"), e("b", "2")];
+        let out = apply_changes(
+            base,
+            vec![
+                EntryChange::Set(e("b", "22")),
+                EntryChange::Set(e("c", "3")),
+                EntryChange::Remove("a".into()),
+            ],
+            1024,
+        )
+        .unwrap();
+        assert_eq!(out, vec![e("b", "22"), e("c", "3")]);
+    }
+
+    #[test]
+    fn removing_a_missing_key_or_exceeding_the_size_fails() {
+        assert!(matches!(
+            apply_changes(vec![], vec![EntryChange::Remove("x".into())], 1024),
+            Err(LockboxError::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            apply_changes(
+                vec![],
+                vec![EntryChange::Set(e("k", &"v".repeat(100)))],
+                100
+            ),
+            Err(LockboxError::ResourceExhausted(_))
+        ));
+        assert!(
+            validate_changes(&[
+                EntryChange::Set(e("k", "1")),
+                EntryChange::Remove("k".into())
+            ])
+            .is_err()
+        );
+    }
+}

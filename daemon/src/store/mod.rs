@@ -1,0 +1,139 @@
+//! Storage: a small key-value trait ([`KvStore`]) that RocksDB implements today and another
+//! engine can implement later, and the typed records layer ([`records`]) on top of it.
+//!
+//! The store knows nothing about sockets, requests or authorization. Every mutation is one
+//! atomic [`Batch`]; implementations must make an acknowledged batch durable.
+
+pub mod keys;
+pub mod records;
+pub mod rocks;
+
+/// A kind of record; RocksDB keeps each in its own column family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Table {
+    /// Schema version, service keyring, bootstrap ids, quota counters.
+    Meta,
+    /// Organizations, clouds and folders, and their child indexes.
+    Resources,
+    /// Secrets by id.
+    Secrets,
+    /// `folder \0 name` → secret id.
+    SecretNames,
+    /// `folder \0 secret` → (), for listing a folder's secrets by key range.
+    FolderSecrets,
+    /// `secret \0 version` → version record (metadata and sealed payload).
+    Versions,
+    /// `resource \0 operation` → operation record.
+    Operations,
+    /// `destroy_at \0 secret \0 version` → (), versions waiting for destruction.
+    DestroyQueue,
+}
+
+impl Table {
+    /// Every table, in a fixed order.
+    pub const ALL: [Table; 8] = [
+        Table::Meta,
+        Table::Resources,
+        Table::Secrets,
+        Table::SecretNames,
+        Table::FolderSecrets,
+        Table::Versions,
+        Table::Operations,
+        Table::DestroyQueue,
+    ];
+
+    /// Stable name (the RocksDB column family).
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Meta => "meta",
+            Table::Resources => "resources",
+            Table::Secrets => "secrets",
+            Table::SecretNames => "secret_names",
+            Table::FolderSecrets => "folder_secrets",
+            Table::Versions => "versions",
+            Table::Operations => "operations",
+            Table::DestroyQueue => "destroy_queue",
+        }
+    }
+}
+
+/// Changes applied together or not at all.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// Puts and deletes, in order.
+    pub(crate) ops: Vec<BatchOp>,
+}
+
+/// One change in a [`Batch`].
+#[derive(Debug)]
+pub(crate) enum BatchOp {
+    /// Insert or overwrite.
+    Put(Table, Vec<u8>, Vec<u8>),
+    /// Remove (no-op when absent).
+    Delete(Table, Vec<u8>),
+}
+
+impl Batch {
+    /// Adds a put.
+    pub fn put(&mut self, table: Table, key: Vec<u8>, value: Vec<u8>) {
+        self.ops.push(BatchOp::Put(table, key, value));
+    }
+
+    /// Adds a delete.
+    pub fn delete(&mut self, table: Table, key: Vec<u8>) {
+        self.ops.push(BatchOp::Delete(table, key));
+    }
+
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+/// A range scan: keys starting with `prefix`, strictly after `after` in scan order.
+#[derive(Debug, Clone, Copy)]
+pub struct Scan<'a> {
+    /// Only keys with this prefix.
+    pub prefix: &'a [u8],
+    /// Resume after this full key (a page token), if any.
+    pub after: Option<&'a [u8]>,
+    /// Newest (largest key) first.
+    pub reverse: bool,
+    /// At most this many entries.
+    pub limit: usize,
+}
+
+/// A key and its value.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The engine failed (I/O, corruption, …).
+    #[error("storage failure: {0}")]
+    Engine(String),
+    /// A stored value could not be decoded.
+    #[error("stored record {table}/{key} is unreadable: {reason}")]
+    Corrupt {
+        /// Table name.
+        table: &'static str,
+        /// Printable key.
+        key: String,
+        /// Decoder error.
+        reason: String,
+    },
+    /// The data directory cannot be used.
+    #[error("{0}")]
+    Open(String),
+}
+
+/// An ordered key-value store with atomic, durable batches.
+pub trait KvStore: Send + Sync + 'static {
+    /// The value under `key`.
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Entries in key order (or reverse), as `scan` describes.
+    fn scan(&self, table: Table, scan: Scan<'_>) -> Result<Vec<Entry>, StoreError>;
+    /// Applies `batch` atomically; returns once it is durable.
+    fn write(&self, batch: Batch) -> Result<(), StoreError>;
+}

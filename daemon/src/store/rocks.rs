@@ -1,0 +1,176 @@
+//! [`KvStore`] on RocksDB: one column family per [`Table`], synced write batches.
+
+use super::{BatchOp, Entry, KvStore, Scan, StoreError, Table};
+use rocksdb::{
+    ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions,
+};
+use std::path::Path;
+
+/// A RocksDB database in a data directory. RocksDB's own LOCK file keeps a second process
+/// from opening the same directory.
+pub struct RocksStore {
+    /// The database.
+    db: DB,
+}
+
+impl std::fmt::Debug for RocksStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RocksStore")
+            .field("path", &self.db.path())
+            .finish()
+    }
+}
+
+fn engine(e: rocksdb::Error) -> StoreError {
+    StoreError::Engine(e.into_string())
+}
+
+impl RocksStore {
+    /// Opens (creating if needed) the database in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        let cfs = Table::ALL
+            .iter()
+            .map(|t| ColumnFamilyDescriptor::new(t.name(), Options::default()));
+        let db = DB::open_cf_descriptors(&options, dir, cfs).map_err(|e| {
+            let text = e.into_string();
+            if text.contains("lock") {
+                StoreError::Open(format!(
+                    "data directory {} is in use by another lockboxd ({text})",
+                    dir.display()
+                ))
+            } else {
+                StoreError::Open(format!("cannot open {}: {text}", dir.display()))
+            }
+        })?;
+        Ok(Self { db })
+    }
+
+    fn cf(&self, table: Table) -> Result<&rocksdb::ColumnFamily, StoreError> {
+        self.db
+            .cf_handle(table.name())
+            .ok_or_else(|| StoreError::Engine(format!("column family {} missing", table.name())))
+    }
+}
+
+impl KvStore for RocksStore {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db.get_cf(self.cf(table)?, key).map_err(engine)
+    }
+
+    fn scan(&self, table: Table, scan: Scan<'_>) -> Result<Vec<Entry>, StoreError> {
+        let cf = self.cf(table)?;
+        // Where to start: the token itself (skipped below), or the edge of the prefix.
+        let mut upper = scan.prefix.to_vec();
+        upper.push(0xff);
+        let (start, direction) = match (scan.after, scan.reverse) {
+            (Some(after), false) => (after.to_vec(), Direction::Forward),
+            (Some(after), true) => (after.to_vec(), Direction::Reverse),
+            (None, false) => (scan.prefix.to_vec(), Direction::Forward),
+            (None, true) => (upper, Direction::Reverse),
+        };
+        let mut out = Vec::with_capacity(scan.limit.min(1024));
+        for item in self
+            .db
+            .iterator_cf(cf, IteratorMode::From(&start, direction))
+        {
+            let (key, value) = item.map_err(engine)?;
+            if !key.starts_with(scan.prefix) {
+                break;
+            }
+            if scan.after.is_some_and(|a| *a == *key) {
+                continue;
+            }
+            if out.len() == scan.limit {
+                break;
+            }
+            out.push((key.into_vec(), value.into_vec()));
+        }
+        Ok(out)
+    }
+
+    fn write(&self, batch: super::Batch) -> Result<(), StoreError> {
+        let mut wb = WriteBatch::default();
+        for op in batch.ops {
+            match op {
+                BatchOp::Put(t, k, v) => wb.put_cf(self.cf(t)?, k, v),
+                BatchOp::Delete(t, k) => wb.delete_cf(self.cf(t)?, k),
+            }
+        }
+        let mut options = WriteOptions::default();
+        options.set_sync(true);
+        self.db.write_opt(wb, &options).map_err(engine)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Batch;
+
+    fn filled() -> (tempfile::TempDir, RocksStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RocksStore::open(dir.path()).unwrap();
+        let mut batch = Batch::default();
+        for k in ["a\0x1", "a\0x2", "a\0x3", "b\0x1", "a"] {
+            batch.put(
+                Table::Versions,
+                k.as_bytes().to_vec(),
+                k.as_bytes().to_vec(),
+            );
+        }
+        store.write(batch).unwrap();
+        (dir, store)
+    }
+
+    fn keys(entries: Vec<Entry>) -> Vec<String> {
+        entries
+            .into_iter()
+            .map(|(k, _)| String::from_utf8(k).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn prefix_scans_in_both_directions_with_tokens() {
+        let (_dir, s) = filled();
+        let scan = |after: Option<&[u8]>, reverse, limit| {
+            keys(
+                s.scan(
+                    Table::Versions,
+                    Scan {
+                        prefix: b"a\0",
+                        after,
+                        reverse,
+                        limit,
+                    },
+                )
+                .unwrap(),
+            )
+        };
+        assert_eq!(scan(None, false, 10), ["a\0x1", "a\0x2", "a\0x3"]);
+        assert_eq!(scan(None, true, 10), ["a\0x3", "a\0x2", "a\0x1"]);
+        assert_eq!(scan(None, false, 2), ["a\0x1", "a\0x2"]);
+        assert_eq!(scan(Some(b"a\0x2"), false, 10), ["a\0x3"]);
+        assert_eq!(scan(Some(b"a\0x2"), true, 10), ["a\0x1"]);
+        assert!(scan(Some(b"a\0x3"), false, 10).is_empty());
+    }
+
+    #[test]
+    fn batches_apply_puts_and_deletes_and_a_second_open_is_refused() {
+        let (dir, s) = filled();
+        let mut batch = Batch::default();
+        batch.delete(Table::Versions, b"a\0x1".to_vec());
+        batch.put(Table::Meta, b"k".to_vec(), b"v".to_vec());
+        s.write(batch).unwrap();
+        assert_eq!(s.get(Table::Versions, b"a\0x1").unwrap(), None);
+        assert_eq!(s.get(Table::Meta, b"k").unwrap(), Some(b"v".to_vec()));
+        let err = RocksStore::open(dir.path()).unwrap_err();
+        assert!(
+            err.to_string().contains("in use by another lockboxd"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,488 @@
+//! Messages of the `lockboxd` service: secrets, versions, payloads, operations, and the
+//! organization > cloud > folder hierarchy.
+//!
+//! Names, limits and semantics follow Yandex Lockbox. Times are Unix seconds; ids are opaque
+//! strings chosen by the server and sort by creation time.
+
+use crate::bytes::SecretBytes;
+use crate::error::Error;
+use crate::kms::Page;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Lifecycle of a secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum SecretStatus {
+    /// Being created.
+    Creating,
+    /// Payload readable.
+    Active,
+    /// Metadata readable, payload refused.
+    Inactive,
+}
+
+/// Lifecycle of a secret version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum VersionStatus {
+    /// Readable.
+    Active,
+    /// Readable until `destroy_at`, then destroyed.
+    ScheduledForDestruction,
+    /// Payload erased.
+    Destroyed,
+}
+
+/// How the server generates a password entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasswordPayloadSpecification {
+    /// Entry key that receives the password.
+    pub password_key: String,
+    /// Length, 1 to 256 (0 means the default, 36).
+    pub length: u32,
+    /// Use A-Z.
+    pub include_uppercase: bool,
+    /// Use a-z.
+    pub include_lowercase: bool,
+    /// Use 0-9.
+    pub include_digits: bool,
+    /// Use punctuation.
+    pub include_punctuation: bool,
+    /// Only these punctuation characters (empty: all).
+    pub included_punctuation: String,
+    /// Never these punctuation characters.
+    pub excluded_punctuation: String,
+}
+
+/// A secret's metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Secret {
+    /// Id.
+    pub id: String,
+    /// Folder.
+    pub folder_id: String,
+    /// Creation time.
+    pub created_at: i64,
+    /// Name, unique in the folder when not empty.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// KMS key wrapping the payload keys; empty for the service keyring.
+    pub kms_key_id: String,
+    /// Lifecycle.
+    pub status: SecretStatus,
+    /// The version payload reads default to.
+    pub current_version: Option<Version>,
+    /// Whether `Delete` is refused.
+    pub deletion_protection: bool,
+    /// Password generation, if the secret has one.
+    pub password_payload_specification: Option<PasswordPayloadSpecification>,
+}
+
+/// A secret version's metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Version {
+    /// Id.
+    pub id: String,
+    /// Secret.
+    pub secret_id: String,
+    /// Creation time.
+    pub created_at: i64,
+    /// Scheduled or actual destruction time.
+    pub destroy_at: Option<i64>,
+    /// Description.
+    pub description: String,
+    /// Lifecycle.
+    pub status: VersionStatus,
+    /// Keys of the payload entries.
+    pub payload_entry_keys: Vec<String>,
+}
+
+/// A payload value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum PayloadValue {
+    /// UTF-8 text.
+    Text(SecretBytes),
+    /// Bytes.
+    Binary(SecretBytes),
+}
+
+/// One entry of a payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayloadEntry {
+    /// Key, at most 256 of `[-_./\\@0-9a-zA-Z]`.
+    pub key: String,
+    /// Value.
+    pub value: PayloadValue,
+}
+
+/// A change to a payload over the base version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayloadEntryChange {
+    /// Key to set, replace or remove.
+    pub key: String,
+    /// New value; `None` removes the key.
+    pub value: Option<PayloadValue>,
+}
+
+/// Fields of `CreateSecret`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateSecret {
+    /// Folder; empty means the default folder.
+    pub folder_id: String,
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// KMS key for payload keys; empty for the service keyring. Fixed at creation.
+    pub kms_key_id: String,
+    /// Description of the first version.
+    pub version_description: String,
+    /// Entries of the first version; with neither entries nor a password specification the
+    /// secret starts without versions.
+    pub version_payload_entries: Vec<PayloadEntryChange>,
+    /// Whether `Delete` is refused.
+    pub deletion_protection: bool,
+    /// Generate a password entry in the first version.
+    pub password_payload_specification: Option<PasswordPayloadSpecification>,
+}
+
+/// Fields of `UpdateSecret`. Only fields named in `update_mask` change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateSecret {
+    /// Secret.
+    pub secret_id: String,
+    /// `name`, `description`, `labels`, `deletion_protection`,
+    /// `password_payload_specification`.
+    pub update_mask: Vec<String>,
+    /// New name.
+    pub name: String,
+    /// New description.
+    pub description: String,
+    /// New labels.
+    pub labels: BTreeMap<String, String>,
+    /// New deletion protection.
+    pub deletion_protection: bool,
+    /// New password specification.
+    pub password_payload_specification: Option<PasswordPayloadSpecification>,
+}
+
+/// Fields of `AddVersion`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddVersion {
+    /// Secret.
+    pub secret_id: String,
+    /// Description of the new version.
+    pub description: String,
+    /// Changes over the base version.
+    pub payload_entries: Vec<PayloadEntryChange>,
+    /// Base version; `None` means the current version (or none if there is none).
+    pub base_version_id: Option<String>,
+}
+
+/// How `GetPayloadEx` names the secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum SecretRef {
+    /// By id.
+    Id(String),
+    /// By folder and name.
+    FolderAndName {
+        /// Folder; empty means the default folder.
+        folder_id: String,
+        /// Secret name.
+        name: String,
+    },
+}
+
+/// An organization.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Organization {
+    /// Id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Creation time.
+    pub created_at: i64,
+}
+
+/// A cloud.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cloud {
+    /// Id.
+    pub id: String,
+    /// Organization.
+    pub organization_id: String,
+    /// Name, unique in the organization.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// Creation time.
+    pub created_at: i64,
+}
+
+/// A folder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Folder {
+    /// Id.
+    pub id: String,
+    /// Cloud.
+    pub cloud_id: String,
+    /// Name, unique in the cloud.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// Creation time.
+    pub created_at: i64,
+}
+
+/// What a finished operation produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum OperationResult {
+    /// A secret.
+    Secret(Box<Secret>),
+    /// A version.
+    Version(Version),
+    /// A cloud.
+    Cloud(Cloud),
+    /// A folder.
+    Folder(Folder),
+    /// Nothing (deletions).
+    Empty,
+}
+
+/// A record of a mutation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Operation {
+    /// Id.
+    pub id: String,
+    /// What was done, e.g. "Add secret version".
+    pub description: String,
+    /// When it started.
+    pub created_at: i64,
+    /// Who did it.
+    pub created_by: String,
+    /// When it last changed.
+    pub modified_at: i64,
+    /// Whether it finished (always, for now: mutations complete before they answer).
+    pub done: bool,
+    /// The resource it acted on.
+    pub resource_id: String,
+    /// Its outcome.
+    pub result: Option<Result<OperationResult, Error>>,
+}
+
+/// A request to `lockboxd`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum LockboxRequest {
+    /// Get a secret.
+    GetSecret {
+        /// Secret.
+        secret_id: String,
+    },
+    /// List a folder's secrets, oldest first.
+    ListSecrets {
+        /// Folder; empty means the default folder.
+        folder_id: String,
+        /// Page.
+        page: Page,
+    },
+    /// Create a secret.
+    CreateSecret(CreateSecret),
+    /// Change a secret's metadata.
+    UpdateSecret(UpdateSecret),
+    /// Delete a secret and all its versions.
+    DeleteSecret {
+        /// Secret.
+        secret_id: String,
+    },
+    /// Make the payload readable again.
+    ActivateSecret {
+        /// Secret.
+        secret_id: String,
+    },
+    /// Refuse payload reads; metadata stays readable.
+    DeactivateSecret {
+        /// Secret.
+        secret_id: String,
+    },
+    /// List a secret's versions, newest first.
+    ListVersions {
+        /// Secret.
+        secret_id: String,
+        /// Page.
+        page: Page,
+    },
+    /// Add a version: the base version's entries with the changes applied.
+    AddVersion(AddVersion),
+    /// Make a version current.
+    SetCurrentVersion {
+        /// Secret.
+        secret_id: String,
+        /// Version.
+        version_id: String,
+    },
+    /// Schedule a version's destruction.
+    ScheduleVersionDestruction {
+        /// Secret.
+        secret_id: String,
+        /// Version.
+        version_id: String,
+        /// Seconds until destruction; `None` means 7 days.
+        pending_period: Option<u64>,
+    },
+    /// Cancel a scheduled destruction.
+    CancelVersionDestruction {
+        /// Secret.
+        secret_id: String,
+        /// Version.
+        version_id: String,
+    },
+    /// List a secret's operations, newest first.
+    ListOperations {
+        /// Secret.
+        secret_id: String,
+        /// Page.
+        page: Page,
+    },
+    /// Read a payload.
+    GetPayload {
+        /// Secret.
+        secret_id: String,
+        /// Version; `None` means the current version.
+        version_id: Option<String>,
+    },
+    /// Read a payload, naming the secret by id or by folder and name.
+    GetPayloadEx {
+        /// The secret.
+        secret: SecretRef,
+        /// Version; `None` means the current version.
+        version_id: Option<String>,
+    },
+    /// Create a cloud.
+    CreateCloud {
+        /// Organization; empty means the default organization.
+        organization_id: String,
+        /// Name.
+        name: String,
+        /// Description.
+        description: String,
+    },
+    /// Get a cloud.
+    GetCloud {
+        /// Cloud.
+        cloud_id: String,
+    },
+    /// List clouds.
+    ListClouds {
+        /// Page.
+        page: Page,
+    },
+    /// Delete an empty cloud.
+    DeleteCloud {
+        /// Cloud.
+        cloud_id: String,
+    },
+    /// Create a folder.
+    CreateFolder {
+        /// Cloud; empty means the default cloud.
+        cloud_id: String,
+        /// Name.
+        name: String,
+        /// Description.
+        description: String,
+    },
+    /// Get a folder.
+    GetFolder {
+        /// Folder.
+        folder_id: String,
+    },
+    /// List a cloud's folders.
+    ListFolders {
+        /// Cloud; empty means the default cloud.
+        cloud_id: String,
+        /// Page.
+        page: Page,
+    },
+    /// Delete an empty folder.
+    DeleteFolder {
+        /// Folder.
+        folder_id: String,
+    },
+    /// Test-only: move the daemon's clock forward and destroy due versions before answering.
+    DangerAdvanceClock {
+        /// Seconds to move forward.
+        seconds: u64,
+    },
+}
+
+/// A successful answer from `lockboxd`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum LockboxResponse {
+    /// A secret.
+    Secret(Box<Secret>),
+    /// A page of secrets.
+    Secrets {
+        /// The secrets.
+        secrets: Vec<Secret>,
+        /// Token for the next page; empty on the last.
+        next_page_token: String,
+    },
+    /// A page of versions.
+    Versions {
+        /// The versions.
+        versions: Vec<Version>,
+        /// Token for the next page; empty on the last.
+        next_page_token: String,
+    },
+    /// A finished mutation.
+    Operation(Operation),
+    /// A page of operations.
+    Operations {
+        /// The operations.
+        operations: Vec<Operation>,
+        /// Token for the next page; empty on the last.
+        next_page_token: String,
+    },
+    /// A payload.
+    Payload {
+        /// Secret.
+        secret_id: String,
+        /// Version.
+        version_id: String,
+        /// Entries.
+        entries: Vec<PayloadEntry>,
+    },
+    /// A cloud.
+    Cloud(Cloud),
+    /// A page of clouds.
+    Clouds {
+        /// The clouds.
+        clouds: Vec<Cloud>,
+        /// Token for the next page; empty on the last.
+        next_page_token: String,
+    },
+    /// A folder.
+    Folder(Folder),
+    /// A page of folders.
+    Folders {
+        /// The folders.
+        folders: Vec<Folder>,
+        /// Token for the next page; empty on the last.
+        next_page_token: String,
+    },
+    /// The test clock's new time.
+    ClockAdvanced {
+        /// Unix seconds.
+        now: i64,
+    },
+}
