@@ -63,6 +63,51 @@ pub struct KmsOptions {
     pub env: Vec<(String, String)>,
     /// Run on the real clock, without the test clock's danger request.
     pub system_clock: bool,
+    /// Enrol the test's own user as the secrets daemon (`init --daemon`).
+    pub enrol_daemon: bool,
+}
+
+/// The `user:<name>` subject the tests run as.
+pub fn my_subject() -> String {
+    let out = Command::new("id").arg("-un").output().unwrap();
+    format!("user:{}", String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// Spawns `cmd` with `NOTIFY_SOCKET` in `dir` and its stderr in `log`, and waits for
+/// `READY=1`.
+fn spawn_ready(mut cmd: Command, dir: &Path, log: &Path, name: &str) -> Child {
+    let notify = dir.join(format!("{name}.notify"));
+    let _ = std::fs::remove_file(&notify);
+    let listener = UnixDatagram::bind(&notify).unwrap();
+    listener.set_read_timeout(Some(READY_TIMEOUT)).unwrap();
+    cmd.env("NOTIFY_SOCKET", &notify)
+        .stderr(std::fs::File::create(log).unwrap());
+    let mut child = cmd.spawn().unwrap();
+    let mut buf = [0u8; 64];
+    match listener.recv(&mut buf) {
+        Ok(n) => assert_eq!(&buf[..n], b"READY=1"),
+        Err(e) => {
+            let _ = child.kill();
+            let status = child.wait().ok();
+            let log = std::fs::read_to_string(log).unwrap_or_default();
+            panic!("{name} did not become ready ({e}; exit {status:?}): {log}");
+        }
+    }
+    child
+}
+
+/// Sends SIGTERM and waits; panics if the process failed.
+fn terminate(mut child: Child, log: &Path) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let status = child.wait().unwrap();
+    assert!(
+        status.success(),
+        "exited with {status}: {}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
 }
 
 /// A `lockbox-kms` in a temp dir: initialised on creation, started with [`Kms::start`].
@@ -91,6 +136,9 @@ impl Kms {
         }
         for a in &options.admins {
             cmd.arg("--admin").arg(a);
+        }
+        if options.enrol_daemon {
+            cmd.arg("--daemon").arg(my_subject());
         }
         let out = cmd.output().unwrap();
         assert!(
@@ -148,30 +196,16 @@ impl Kms {
     /// Starts `serve` with extra environment and waits for readiness.
     pub fn start_with(&mut self, env: &[(&str, &str)]) {
         assert!(self.child.is_none(), "already running");
-        let notify = self.dir.path().join("notify.sock");
-        let _ = std::fs::remove_file(&notify);
-        let listener = UnixDatagram::bind(&notify).unwrap();
-        listener.set_read_timeout(Some(READY_TIMEOUT)).unwrap();
         let mut cmd = self.serve_command();
-        cmd.env("NOTIFY_SOCKET", &notify)
-            .stderr(std::fs::File::create(self.log_path()).unwrap());
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().unwrap();
-        let mut buf = [0u8; 64];
-        match listener.recv(&mut buf) {
-            Ok(n) => assert_eq!(&buf[..n], b"READY=1"),
-            Err(e) => {
-                let _ = child.kill();
-                let status = child.wait().ok();
-                panic!(
-                    "lockbox-kms did not become ready ({e}; exit {status:?}): {}",
-                    self.log()
-                );
-            }
-        }
-        self.child = Some(child);
+        self.child = Some(spawn_ready(
+            cmd,
+            self.dir.path(),
+            &self.log_path(),
+            "lockbox-kms",
+        ));
     }
 
     /// Runs `serve` expecting it to fail at start-up; returns its stderr.
@@ -286,4 +320,213 @@ pub fn failure(out: &Output, code: &str) -> String {
 /// Parses CLI JSON output.
 pub fn json(out: &Output) -> serde_json::Value {
     serde_json::from_str(&success(out)).unwrap()
+}
+
+/// A `lockboxd` beside a [`Kms`], with its data directory in the KMS's temp dir.
+#[derive(Debug)]
+pub struct Daemon {
+    /// The temp dir (the KMS's).
+    dir: PathBuf,
+    /// The KMS socket it uses.
+    kms_socket: PathBuf,
+    /// The running daemon, if started.
+    child: Option<Child>,
+}
+
+impl Daemon {
+    /// A daemon for `kms` (which must have been initialised with `enrol_daemon`), with
+    /// `config` as its TOML configuration. Not started.
+    pub fn new(kms: &Kms, config: &str) -> Self {
+        std::fs::write(kms.dir().join("lockboxd.toml"), config).unwrap();
+        Self {
+            dir: kms.dir().to_owned(),
+            kms_socket: kms.socket(),
+            child: None,
+        }
+    }
+
+    /// Starts a KMS enrolled for the daemon and a daemon with `config`, both ready.
+    pub fn with_kms(config: &str) -> (Kms, Daemon) {
+        let mut kms = Kms::init(KmsOptions {
+            enrol_daemon: true,
+            ..KmsOptions::default()
+        });
+        kms.start();
+        let mut daemon = Daemon::new(&kms, config);
+        daemon.start();
+        (kms, daemon)
+    }
+
+    /// The daemon's socket.
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("lockbox.sock")
+    }
+
+    /// The RocksDB data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.join("lockboxd.log")
+    }
+
+    /// What the daemon logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(binary("lockboxd"));
+        cmd.arg("--config")
+            .arg(self.dir.join("lockboxd.toml"))
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .arg("--socket")
+            .arg(self.socket())
+            .arg("--kms-socket")
+            .arg(&self.kms_socket)
+            .arg("--danger-test-clock")
+            .env("LOCKBOX_LOG", "info");
+        cmd
+    }
+
+    /// Starts the daemon and waits for readiness.
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        self.child = Some(spawn_ready(
+            self.command(),
+            &self.dir,
+            &self.log_path(),
+            "lockboxd",
+        ));
+    }
+
+    /// Runs the daemon expecting it to fail at start-up; returns its stderr.
+    pub fn start_expecting_failure(&self) -> String {
+        let out = self.command().output().unwrap();
+        assert!(!out.status.success(), "lockboxd unexpectedly started");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// Stops the daemon with SIGTERM.
+    pub fn stop(&mut self) {
+        if let Some(child) = self.child.take() {
+            terminate(child, &self.log_path());
+        }
+    }
+
+    /// A client of the daemon.
+    pub async fn client(&self) -> lockbox_client::LockboxClient {
+        lockbox_client::LockboxClient::connect(&self.socket())
+            .await
+            .unwrap()
+    }
+
+    /// The `lockbox` CLI pointed at this daemon and its KMS.
+    pub fn cli(&self) -> Command {
+        let mut cmd = Command::new(binary("lockbox"));
+        cmd.env("LOCKBOX_SOCKET", self.socket())
+            .env("LOCKBOX_KMS_SOCKET", &self.kms_socket)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs the CLI with `args`.
+    pub fn run<I, S>(&self, args: I) -> Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.cli().args(args).output().unwrap()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Helpers for building and reading Lockbox payloads in tests.
+pub mod payload {
+    use lockbox_client::lockbox::Payload;
+    use lockbox_client::proto::SecretBytes;
+    use lockbox_client::proto::lockbox::{CreateSecret, PayloadEntryChange, PayloadValue};
+    use std::collections::BTreeMap;
+
+    /// Sets `key` to a text value.
+    pub fn set(key: &str, value: &str) -> PayloadEntryChange {
+        PayloadEntryChange {
+            key: key.into(),
+            value: Some(PayloadValue::Text(SecretBytes::new(
+                value.as_bytes().to_vec(),
+            ))),
+        }
+    }
+
+    /// Sets `key` to a binary value.
+    pub fn set_binary(key: &str, value: &[u8]) -> PayloadEntryChange {
+        PayloadEntryChange {
+            key: key.into(),
+            value: Some(PayloadValue::Binary(SecretBytes::new(value.to_vec()))),
+        }
+    }
+
+    /// Removes `key`.
+    pub fn remove(key: &str) -> PayloadEntryChange {
+        PayloadEntryChange {
+            key: key.into(),
+            value: None,
+        }
+    }
+
+    /// A secret in the default folder with these first entries.
+    pub fn secret(name: &str, entries: Vec<PayloadEntryChange>) -> CreateSecret {
+        CreateSecret {
+            folder_id: String::new(),
+            name: name.into(),
+            description: String::new(),
+            labels: BTreeMap::new(),
+            kms_key_id: String::new(),
+            version_description: String::new(),
+            version_payload_entries: entries,
+            deletion_protection: false,
+            password_payload_specification: None,
+        }
+    }
+
+    /// A payload as key → value text (binary values shown as `bin:<hex>`).
+    pub fn map(p: &Payload) -> BTreeMap<String, String> {
+        p.entries
+            .iter()
+            .map(|e| {
+                let v = match &e.value {
+                    PayloadValue::Text(t) => String::from_utf8_lossy(t.expose()).into_owned(),
+                    PayloadValue::Binary(b) => {
+                        format!(
+                            "bin:{}",
+                            b.expose()
+                                .iter()
+                                .map(|x| format!("{x:02x}"))
+                                .collect::<String>()
+                        )
+                    }
+                    _ => String::new(),
+                };
+                (e.key.clone(), v)
+            })
+            .collect()
+    }
+
+    /// `key → value` pairs as a map, for comparisons.
+    pub fn expect(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
 }

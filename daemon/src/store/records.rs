@@ -522,15 +522,15 @@ impl Records {
         )?;
         let mut out = Vec::with_capacity(entries.len());
         for (k, _) in entries {
-            let mut parts = k.splitn(3, |&b| b == keys::SEP);
-            let at = parts.next().and_then(keys::parse_time);
-            let secret = parts
-                .next()
+            // The time is a fixed 8 bytes (which may contain the separator byte), then a
+            // separator, then `secret \0 version`.
+            let at = keys::parse_time(&k);
+            let mut ids = k
+                .get(9..)
+                .unwrap_or_default()
+                .splitn(2, |&b| b == keys::SEP)
                 .map(|p| String::from_utf8_lossy(p).into_owned());
-            let version = parts
-                .next()
-                .map(|p| String::from_utf8_lossy(p).into_owned());
-            match (at, secret, version) {
+            match (at, ids.next(), ids.next()) {
                 (Some(at), Some(s), Some(v)) => out.push((at, s, v)),
                 _ => {
                     return Err(StoreError::Corrupt {
@@ -591,5 +591,29 @@ impl Records {
             }
             token = page.next_page_token;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::rocks::RocksStore;
+
+    #[test]
+    fn queued_destructions_round_trip_times_whose_bytes_contain_the_separator() {
+        let dir = tempfile::tempdir().unwrap();
+        let records = Records::new(Arc::new(RocksStore::open(dir.path()).unwrap()));
+        let mut batch = Batch::default();
+        // 256 has a zero low byte; negative and large times exercise the offset encoding.
+        for (at, v) in [(256, "v1"), (1_700_000_000, "v2"), (-1, "v0")] {
+            records.queue_destruction(&mut batch, at, "secret", v);
+        }
+        records.commit(batch).unwrap();
+        let queued = records.queued_destructions(10).unwrap();
+        let expected: Vec<(i64, String, String)> = [(-1, "v0"), (256, "v1"), (1_700_000_000, "v2")]
+            .into_iter()
+            .map(|(at, v)| (at, "secret".to_string(), v.to_string()))
+            .collect();
+        assert_eq!(queued, expected);
     }
 }
