@@ -84,7 +84,14 @@ fn spawn_ready(mut cmd: Command, dir: &Path, log: &Path, name: &str) -> Child {
         .stderr(std::fs::File::create(log).unwrap());
     let mut child = cmd.spawn().unwrap();
     let mut buf = [0u8; 64];
-    match listener.recv(&mut buf) {
+    let received = loop {
+        // A signal arriving in the test process interrupts the wait; that is not a failure.
+        match listener.recv(&mut buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => break other,
+        }
+    };
+    match received {
         Ok(n) => assert_eq!(&buf[..n], b"READY=1"),
         Err(e) => {
             let _ = child.kill();
