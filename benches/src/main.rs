@@ -1,22 +1,30 @@
 //! `lockbox-bench`: a load generator for lockbox's servers.
 //!
-//! `lockbox-bench kms-decrypt` drives a running `lockbox-kms`: it creates a key (the caller
-//! must be `kms.admin`, as the user who ran `init` is), grants itself
-//! `kms.keys.encrypterDecrypter`, encrypts a 32-byte data key and then decrypts it from
-//! `--connections` connections with `--in-flight` requests outstanding on each, for
-//! `--duration`. It prints throughput and latency percentiles as a table, or JSON.
+//! Each workload sets up what it needs, then runs `--connections` connections with
+//! `--in-flight` requests outstanding on each for `--duration` (after a warm-up of a tenth
+//! of it), and prints throughput and latency percentiles as a table, or JSON.
+//!
+//! - `kms-decrypt`: lockbox-kms decrypts a 32-byte data key. The caller must be `kms.admin`
+//!   (the user who ran `init` is).
+//! - `payload-get`: lockboxd reads a one-entry payload; with `--kms-key` the secret's data
+//!   key is wrapped by its own KMS key, so every read is a KMS round trip with the KMS's
+//!   authorization, else by the service keyring.
+//! - `add-version`: lockboxd adds a version (a synced write) per request.
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use hdrhistogram::Histogram;
-use lockbox_client::KmsClient;
 use lockbox_client::proto::kms::{
     AccessBinding, AccessBindingAction, AccessBindingDelta, CreateSymmetricKey, ResourceRef,
     SymmetricAlgorithm,
 };
+use lockbox_client::proto::lockbox::{AddVersion, CreateSecret, PayloadEntryChange, PayloadValue};
+use lockbox_client::proto::SecretBytes;
+use lockbox_client::{KmsClient, LockboxClient};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 #[derive(Parser)]
@@ -29,13 +37,35 @@ struct Cli {
 #[derive(Subcommand)]
 enum Workload {
     /// Decrypt a 32-byte data key over the KMS socket.
-    KmsDecrypt(LoadArgs),
+    KmsDecrypt(Load),
+    /// Read a secret's payload over the lockboxd socket.
+    PayloadGet {
+        #[command(flatten)]
+        load: Load,
+        /// Wrap the secret's data key with its own KMS key (a KMS round trip per read).
+        #[arg(long)]
+        kms_key: bool,
+        /// Bytes in the entry's value.
+        #[arg(long, default_value_t = 64)]
+        value_size: usize,
+    },
+    /// Add a version (one synced write) per request.
+    AddVersion {
+        #[command(flatten)]
+        load: Load,
+        /// Bytes in the entry's value.
+        #[arg(long, default_value_t = 64)]
+        value_size: usize,
+    },
 }
 
-#[derive(clap::Args)]
-struct LoadArgs {
+#[derive(Args)]
+struct Load {
     /// Socket of lockbox-kms.
     #[arg(long, env = "LOCKBOX_KMS_SOCKET", default_value = lockbox_client::DEFAULT_KMS_SOCKET)]
+    kms_socket: PathBuf,
+    /// Socket of lockboxd.
+    #[arg(long, env = "LOCKBOX_SOCKET", default_value = lockbox_client::DEFAULT_LOCKBOX_SOCKET)]
     socket: PathBuf,
     /// Connections to open.
     #[arg(long, default_value_t = 1)]
@@ -43,18 +73,15 @@ struct LoadArgs {
     /// Requests outstanding on each connection.
     #[arg(long, default_value_t = 1)]
     in_flight: usize,
-    /// How long to measure, after a warm-up of a tenth of it.
-    #[arg(long, default_value = "5s", value_parser = humantime_duration)]
+    /// How long to measure, in seconds (e.g. 5s).
+    #[arg(long, default_value = "5s", value_parser = seconds)]
     duration: Duration,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
-    /// Client runtime worker threads (default: one per core).
-    #[arg(long)]
-    client_threads: Option<usize>,
 }
 
-fn humantime_duration(s: &str) -> Result<Duration, String> {
+fn seconds(s: &str) -> Result<Duration, String> {
     let secs: f64 = s
         .trim_end_matches('s')
         .parse()
@@ -65,7 +92,7 @@ fn humantime_duration(s: &str) -> Result<Duration, String> {
 /// One run's results.
 #[derive(Debug, Serialize)]
 struct Report {
-    workload: &'static str,
+    workload: String,
     connections: usize,
     in_flight_per_connection: usize,
     seconds: f64,
@@ -79,18 +106,25 @@ struct Report {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    let Workload::KmsDecrypt(args) = cli.workload;
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = args.client_threads {
-        builder.worker_threads(n);
-    }
-    let runtime = builder.enable_all().build()?;
-    let report = runtime.block_on(kms_decrypt(&args))?;
-    if args.json {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let (report, json) = runtime.block_on(async {
+        match cli.workload {
+            Workload::KmsDecrypt(load) => Ok::<_, anyhow::Error>((kms_decrypt(&load).await?, load.json)),
+            Workload::PayloadGet {
+                load,
+                kms_key,
+                value_size,
+            } => Ok((payload_get(&load, kms_key, value_size).await?, load.json)),
+            Workload::AddVersion { load, value_size } => Ok((add_version(&load, value_size).await?, load.json)),
+        }
+    })?;
+    if json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         println!(
-            "{:<12} {:>5} conn x {:>3} in flight: {:>10.0} ops/s  p50 {:>7.1} us  p99 {:>7.1} us  p99.9 {:>7.1} us  errors {}",
+            "{:<20} {:>3} conn x {:>3} in flight: {:>9.0} ops/s  p50 {:>8.1} us  p99 {:>8.1} us  p99.9 {:>8.1} us  errors {}",
             report.workload,
             report.connections,
             report.in_flight_per_connection,
@@ -104,74 +138,29 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-async fn kms_decrypt(args: &LoadArgs) -> Result<Report> {
-    let admin = KmsClient::connect(&args.socket)
-        .await
-        .context("connecting to lockbox-kms")?;
-    let me = admin.subject().to_owned();
-    let key = admin
-        .create_symmetric_key(CreateSymmetricKey {
-            folder_id: "lockbox-bench".into(),
-            name: "bench".into(),
-            description: "created by lockbox-bench".into(),
-            labels: BTreeMap::new(),
-            default_algorithm: SymmetricAlgorithm::Aes256,
-            rotation_period: None,
-            deletion_protection: false,
-        })
-        .await
-        .context("creating the bench key (the bench user must be kms.admin)")?;
-    admin
-        .update_access_bindings(
-            ResourceRef::Key(key.id.clone()),
-            vec![AccessBindingDelta {
-                action: AccessBindingAction::Add,
-                binding: AccessBinding {
-                    role_id: "kms.keys.encrypterDecrypter".into(),
-                    subject: me,
-                },
-            }],
-        )
-        .await?;
-    let ciphertext = admin
-        .encrypt(&key.id, None, b"lockbox-bench", &[42u8; 32])
-        .await?
-        .ciphertext;
-    let check = admin
-        .decrypt(&key.id, b"lockbox-bench", &ciphertext)
-        .await?;
-    anyhow::ensure!(
-        check.plaintext.expose() == [42u8; 32],
-        "the KMS decrypted the data key to something else"
-    );
-
-    let mut clients = Vec::with_capacity(args.connections);
-    for _ in 0..args.connections {
-        clients.push(KmsClient::connect(&args.socket).await?);
-    }
-    let warmup = args.duration / 10;
-    let start = Instant::now();
-    let measure_from = start + warmup;
-    let end = measure_from + args.duration;
+/// Runs `op` on every connection with `in_flight` copies each, measuring after a warm-up.
+async fn run<C, F, Fut>(name: &str, load: &Load, clients: Vec<C>, op: F) -> Result<Report>
+where
+    C: Clone + Send + 'static,
+    F: Fn(C) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = bool> + Send,
+{
+    let warmup = load.duration / 10;
+    let measure_from = Instant::now() + warmup;
+    let end = measure_from + load.duration;
     let mut tasks = Vec::new();
     for client in &clients {
-        for _ in 0..args.in_flight {
-            let client = client.clone();
-            let key_id = key.id.clone();
-            let ciphertext = ciphertext.clone();
+        for _ in 0..load.in_flight {
+            let (client, op) = (client.clone(), op.clone());
             tasks.push(tokio::spawn(async move {
-                let mut hist = Histogram::<u64>::new(3)
-                    .unwrap_or_else(|_| unreachable!("3 significant figures is valid"));
+                let mut hist = Histogram::<u64>::new(3).unwrap_or_else(|_| unreachable!("3 significant figures is valid"));
                 let mut errors = 0u64;
                 loop {
                     let t0 = Instant::now();
                     if t0 >= end {
                         break;
                     }
-                    let ok = client
-                        .decrypt(&key_id, b"lockbox-bench", &ciphertext)
-                        .await
-                        .is_ok();
+                    let ok = op(client.clone()).await;
                     if t0 >= measure_from {
                         if ok {
                             let _ = hist.record(t0.elapsed().as_nanos() as u64);
@@ -191,19 +180,142 @@ async fn kms_decrypt(args: &LoadArgs) -> Result<Report> {
         hist.add(h)?;
         errors += e;
     }
-    let seconds = args.duration.as_secs_f64();
-    let requests = hist.len();
-    admin.delete_symmetric_key(&key.id).await?;
+    let seconds = load.duration.as_secs_f64();
     Ok(Report {
-        workload: "kms-decrypt",
-        connections: args.connections,
-        in_flight_per_connection: args.in_flight,
+        workload: name.to_owned(),
+        connections: load.connections,
+        in_flight_per_connection: load.in_flight,
         seconds,
-        requests,
+        requests: hist.len(),
         errors,
-        ops_per_second: requests as f64 / seconds,
+        ops_per_second: hist.len() as f64 / seconds,
         p50_us: hist.value_at_quantile(0.50) as f64 / 1000.0,
         p99_us: hist.value_at_quantile(0.99) as f64 / 1000.0,
         p999_us: hist.value_at_quantile(0.999) as f64 / 1000.0,
     })
+}
+
+/// Creates a KMS key in folder `lockbox-bench` and grants the caller encrypt and decrypt.
+async fn bench_key(admin: &KmsClient) -> Result<String> {
+    let key = admin
+        .create_symmetric_key(CreateSymmetricKey {
+            folder_id: "lockbox-bench".into(),
+            name: "bench".into(),
+            description: "created by lockbox-bench".into(),
+            labels: BTreeMap::new(),
+            default_algorithm: SymmetricAlgorithm::Aes256,
+            rotation_period: None,
+            deletion_protection: false,
+        })
+        .await
+        .context("creating the bench key (the bench user must be kms.admin)")?;
+    admin
+        .update_access_bindings(
+            ResourceRef::Key(key.id.clone()),
+            vec![AccessBindingDelta {
+                action: AccessBindingAction::Add,
+                binding: AccessBinding {
+                    role_id: "kms.keys.encrypterDecrypter".into(),
+                    subject: admin.subject().to_owned(),
+                },
+            }],
+        )
+        .await?;
+    Ok(key.id)
+}
+
+async fn kms_clients(socket: &Path, n: usize) -> Result<Vec<KmsClient>> {
+    let mut clients = Vec::with_capacity(n);
+    for _ in 0..n {
+        clients.push(KmsClient::connect(socket).await.context("connecting to lockbox-kms")?);
+    }
+    Ok(clients)
+}
+
+async fn lockbox_clients(socket: &Path, n: usize) -> Result<Vec<LockboxClient>> {
+    let mut clients = Vec::with_capacity(n);
+    for _ in 0..n {
+        clients.push(LockboxClient::connect(socket).await.context("connecting to lockboxd")?);
+    }
+    Ok(clients)
+}
+
+async fn kms_decrypt(load: &Load) -> Result<Report> {
+    let admin = KmsClient::connect(&load.kms_socket).await.context("connecting to lockbox-kms")?;
+    let key_id = bench_key(&admin).await?;
+    let ciphertext = admin.encrypt(&key_id, None, b"lockbox-bench", &[42u8; 32]).await?.ciphertext;
+    let check = admin.decrypt(&key_id, b"lockbox-bench", &ciphertext).await?;
+    anyhow::ensure!(check.plaintext.expose() == [42u8; 32], "the KMS decrypted the data key to something else");
+    let clients = kms_clients(&load.kms_socket, load.connections).await?;
+    let report = run("kms-decrypt", load, clients, move |c: KmsClient| {
+        let (key_id, ciphertext) = (key_id.clone(), ciphertext.clone());
+        async move { c.decrypt(&key_id, b"lockbox-bench", &ciphertext).await.is_ok() }
+    })
+    .await?;
+    Ok(report)
+}
+
+fn entry(value_size: usize) -> PayloadEntryChange {
+    PayloadEntryChange {
+        key: "value".into(),
+        value: Some(PayloadValue::Text(SecretBytes::new(vec![b'x'; value_size]))),
+    }
+}
+
+async fn bench_secret(load: &Load, kms_key: bool, value_size: usize) -> Result<(LockboxClient, String)> {
+    let kms_key_id = if kms_key {
+        let admin = KmsClient::connect(&load.kms_socket).await.context("connecting to lockbox-kms")?;
+        bench_key(&admin).await?
+    } else {
+        String::new()
+    };
+    let client = LockboxClient::connect(&load.socket).await.context("connecting to lockboxd")?;
+    let op = client
+        .create_secret(CreateSecret {
+            folder_id: String::new(),
+            name: String::new(),
+            description: "created by lockbox-bench".into(),
+            labels: BTreeMap::new(),
+            kms_key_id,
+            version_description: String::new(),
+            version_payload_entries: vec![entry(value_size)],
+            deletion_protection: false,
+            password_payload_specification: None,
+        })
+        .await?;
+    Ok((client, op.resource_id))
+}
+
+async fn payload_get(load: &Load, kms_key: bool, value_size: usize) -> Result<Report> {
+    let (check, secret_id) = bench_secret(load, kms_key, value_size).await?;
+    let payload = check.get_payload(&secret_id, None).await?;
+    anyhow::ensure!(payload.entries.len() == 1, "the payload read back is not the one written");
+    let clients = lockbox_clients(&load.socket, load.connections).await?;
+    let name = if kms_key { "payload-get-kms-key" } else { "payload-get-keyring" };
+    let report = run(name, load, clients, move |c: LockboxClient| {
+        let id = secret_id.clone();
+        async move { c.get_payload(&id, None).await.is_ok() }
+    })
+    .await?;
+    Ok(report)
+}
+
+async fn add_version(load: &Load, value_size: usize) -> Result<Report> {
+    // One secret per connection, so the quota of versions per secret is not the limit.
+    let mut targets = Vec::new();
+    for client in lockbox_clients(&load.socket, load.connections).await? {
+        let (_, id) = bench_secret(load, false, value_size).await?;
+        targets.push((client, id));
+    }
+    run("add-version", load, targets, move |(c, id): (LockboxClient, String)| async move {
+        c.add_version(AddVersion {
+            secret_id: id,
+            description: String::new(),
+            payload_entries: vec![entry(value_size)],
+            base_version_id: None,
+        })
+        .await
+        .is_ok()
+    })
+    .await
 }
