@@ -14,12 +14,12 @@
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use hdrhistogram::Histogram;
+use lockbox_client::proto::SecretBytes;
 use lockbox_client::proto::kms::{
     AccessBinding, AccessBindingAction, AccessBindingDelta, CreateSymmetricKey, ResourceRef,
     SymmetricAlgorithm,
 };
 use lockbox_client::proto::lockbox::{AddVersion, CreateSecret, PayloadEntryChange, PayloadValue};
-use lockbox_client::proto::SecretBytes;
 use lockbox_client::{KmsClient, LockboxClient};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -111,13 +111,17 @@ fn main() -> Result<()> {
         .build()?;
     let (report, json) = runtime.block_on(async {
         match cli.workload {
-            Workload::KmsDecrypt(load) => Ok::<_, anyhow::Error>((kms_decrypt(&load).await?, load.json)),
+            Workload::KmsDecrypt(load) => {
+                Ok::<_, anyhow::Error>((kms_decrypt(&load).await?, load.json))
+            }
             Workload::PayloadGet {
                 load,
                 kms_key,
                 value_size,
             } => Ok((payload_get(&load, kms_key, value_size).await?, load.json)),
-            Workload::AddVersion { load, value_size } => Ok((add_version(&load, value_size).await?, load.json)),
+            Workload::AddVersion { load, value_size } => {
+                Ok((add_version(&load, value_size).await?, load.json))
+            }
         }
     })?;
     if json {
@@ -153,7 +157,8 @@ where
         for _ in 0..load.in_flight {
             let (client, op) = (client.clone(), op.clone());
             tasks.push(tokio::spawn(async move {
-                let mut hist = Histogram::<u64>::new(3).unwrap_or_else(|_| unreachable!("3 significant figures is valid"));
+                let mut hist = Histogram::<u64>::new(3)
+                    .unwrap_or_else(|_| unreachable!("3 significant figures is valid"));
                 let mut errors = 0u64;
                 loop {
                     let t0 = Instant::now();
@@ -227,7 +232,11 @@ async fn bench_key(admin: &KmsClient) -> Result<String> {
 async fn kms_clients(socket: &Path, n: usize) -> Result<Vec<KmsClient>> {
     let mut clients = Vec::with_capacity(n);
     for _ in 0..n {
-        clients.push(KmsClient::connect(socket).await.context("connecting to lockbox-kms")?);
+        clients.push(
+            KmsClient::connect(socket)
+                .await
+                .context("connecting to lockbox-kms")?,
+        );
     }
     Ok(clients)
 }
@@ -235,21 +244,39 @@ async fn kms_clients(socket: &Path, n: usize) -> Result<Vec<KmsClient>> {
 async fn lockbox_clients(socket: &Path, n: usize) -> Result<Vec<LockboxClient>> {
     let mut clients = Vec::with_capacity(n);
     for _ in 0..n {
-        clients.push(LockboxClient::connect(socket).await.context("connecting to lockboxd")?);
+        clients.push(
+            LockboxClient::connect(socket)
+                .await
+                .context("connecting to lockboxd")?,
+        );
     }
     Ok(clients)
 }
 
 async fn kms_decrypt(load: &Load) -> Result<Report> {
-    let admin = KmsClient::connect(&load.kms_socket).await.context("connecting to lockbox-kms")?;
+    let admin = KmsClient::connect(&load.kms_socket)
+        .await
+        .context("connecting to lockbox-kms")?;
     let key_id = bench_key(&admin).await?;
-    let ciphertext = admin.encrypt(&key_id, None, b"lockbox-bench", &[42u8; 32]).await?.ciphertext;
-    let check = admin.decrypt(&key_id, b"lockbox-bench", &ciphertext).await?;
-    anyhow::ensure!(check.plaintext.expose() == [42u8; 32], "the KMS decrypted the data key to something else");
+    let ciphertext = admin
+        .encrypt(&key_id, None, b"lockbox-bench", &[42u8; 32])
+        .await?
+        .ciphertext;
+    let check = admin
+        .decrypt(&key_id, b"lockbox-bench", &ciphertext)
+        .await?;
+    anyhow::ensure!(
+        check.plaintext.expose() == [42u8; 32],
+        "the KMS decrypted the data key to something else"
+    );
     let clients = kms_clients(&load.kms_socket, load.connections).await?;
     let report = run("kms-decrypt", load, clients, move |c: KmsClient| {
         let (key_id, ciphertext) = (key_id.clone(), ciphertext.clone());
-        async move { c.decrypt(&key_id, b"lockbox-bench", &ciphertext).await.is_ok() }
+        async move {
+            c.decrypt(&key_id, b"lockbox-bench", &ciphertext)
+                .await
+                .is_ok()
+        }
     })
     .await?;
     Ok(report)
@@ -262,14 +289,22 @@ fn entry(value_size: usize) -> PayloadEntryChange {
     }
 }
 
-async fn bench_secret(load: &Load, kms_key: bool, value_size: usize) -> Result<(LockboxClient, String)> {
+async fn bench_secret(
+    load: &Load,
+    kms_key: bool,
+    value_size: usize,
+) -> Result<(LockboxClient, String)> {
     let kms_key_id = if kms_key {
-        let admin = KmsClient::connect(&load.kms_socket).await.context("connecting to lockbox-kms")?;
+        let admin = KmsClient::connect(&load.kms_socket)
+            .await
+            .context("connecting to lockbox-kms")?;
         bench_key(&admin).await?
     } else {
         String::new()
     };
-    let client = LockboxClient::connect(&load.socket).await.context("connecting to lockboxd")?;
+    let client = LockboxClient::connect(&load.socket)
+        .await
+        .context("connecting to lockboxd")?;
     let op = client
         .create_secret(CreateSecret {
             folder_id: String::new(),
@@ -289,9 +324,16 @@ async fn bench_secret(load: &Load, kms_key: bool, value_size: usize) -> Result<(
 async fn payload_get(load: &Load, kms_key: bool, value_size: usize) -> Result<Report> {
     let (check, secret_id) = bench_secret(load, kms_key, value_size).await?;
     let payload = check.get_payload(&secret_id, None).await?;
-    anyhow::ensure!(payload.entries.len() == 1, "the payload read back is not the one written");
+    anyhow::ensure!(
+        payload.entries.len() == 1,
+        "the payload read back is not the one written"
+    );
     let clients = lockbox_clients(&load.socket, load.connections).await?;
-    let name = if kms_key { "payload-get-kms-key" } else { "payload-get-keyring" };
+    let name = if kms_key {
+        "payload-get-kms-key"
+    } else {
+        "payload-get-keyring"
+    };
     let report = run(name, load, clients, move |c: LockboxClient| {
         let id = secret_id.clone();
         async move { c.get_payload(&id, None).await.is_ok() }
@@ -307,15 +349,20 @@ async fn add_version(load: &Load, value_size: usize) -> Result<Report> {
         let (_, id) = bench_secret(load, false, value_size).await?;
         targets.push((client, id));
     }
-    run("add-version", load, targets, move |(c, id): (LockboxClient, String)| async move {
-        c.add_version(AddVersion {
-            secret_id: id,
-            description: String::new(),
-            payload_entries: vec![entry(value_size)],
-            base_version_id: None,
-        })
-        .await
-        .is_ok()
-    })
+    run(
+        "add-version",
+        load,
+        targets,
+        move |(c, id): (LockboxClient, String)| async move {
+            c.add_version(AddVersion {
+                secret_id: id,
+                description: String::new(),
+                payload_entries: vec![entry(value_size)],
+                base_version_id: None,
+            })
+            .await
+            .is_ok()
+        },
+    )
     .await
 }
