@@ -68,19 +68,6 @@ pub struct ReEncrypted {
 /// A page of items and the token for the next (empty on the last page).
 pub type Listed<T> = (Vec<T>, String);
 
-fn unexpected(r: &KmsResponse) -> CallError {
-    CallError::Protocol(format!("unexpected response {r:?}"))
-}
-
-macro_rules! expect {
-    ($resp:expr, $pat:pat => $out:expr) => {
-        match $resp {
-            $pat => Ok($out),
-            other => Err(unexpected(&other)),
-        }
-    };
-}
-
 impl KmsClient {
     /// Connects to `lockbox-kms` at `socket`.
     pub async fn connect(socket: &Path) -> Result<Self, CallError> {

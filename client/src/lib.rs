@@ -4,6 +4,19 @@
 //! freely and issue calls concurrently from many tasks; responses are matched by request id.
 #![forbid(unsafe_code)]
 
+/// Matches a response against the variant a call expects, turning any other into a
+/// protocol error.
+macro_rules! expect {
+    ($resp:expr, $pat:pat => $out:expr) => {
+        match $resp {
+            $pat => Ok($out),
+            other => Err($crate::CallError::Protocol(format!(
+                "unexpected response {other:?}"
+            ))),
+        }
+    };
+}
+
 pub mod kms;
 pub mod lockbox;
 

@@ -30,19 +30,6 @@ pub struct LockboxClient {
     channel: Channel,
 }
 
-fn unexpected(r: &LockboxResponse) -> CallError {
-    CallError::Protocol(format!("unexpected response {r:?}"))
-}
-
-macro_rules! expect {
-    ($resp:expr, $pat:pat => $out:expr) => {
-        match $resp {
-            $pat => Ok($out),
-            other => Err(unexpected(&other)),
-        }
-    };
-}
-
 impl LockboxClient {
     /// Connects to `lockboxd` at `socket`.
     pub async fn connect(socket: &Path) -> Result<Self, CallError> {

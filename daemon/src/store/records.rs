@@ -64,6 +64,22 @@ fn decode<T: DeserializeOwned>(table: Table, key: &[u8], bytes: &[u8]) -> Result
     })
 }
 
+/// Calls `each` on every item of every page `fetch` returns, following the page tokens.
+fn for_each_page<T>(
+    fetch: impl Fn(&str) -> Result<Listed<T>, StoreError>,
+    mut each: impl FnMut(&T),
+) -> Result<(), StoreError> {
+    let mut token = String::new();
+    loop {
+        let page = fetch(&token)?;
+        page.items.iter().for_each(&mut each);
+        if page.next_page_token.is_empty() {
+            return Ok(());
+        }
+        token = page.next_page_token;
+    }
+}
+
 /// Keys of the resources table.
 mod resource_key {
     use super::key;
@@ -458,10 +474,9 @@ impl Records {
 
     /// Removes every version of a secret and every queued destruction of them.
     pub fn delete_versions(&self, batch: &mut Batch, secret_id: &str) -> Result<(), StoreError> {
-        let mut token = String::new();
-        loop {
-            let page = self.versions(secret_id, &token, 1000)?;
-            for v in &page.items {
+        for_each_page(
+            |token| self.versions(secret_id, token, 1000),
+            |v| {
                 batch.delete(
                     Table::Versions,
                     key(&[secret_id.as_bytes(), v.meta.id.as_bytes()]),
@@ -469,12 +484,8 @@ impl Records {
                 if let Some(at) = v.meta.destroy_at {
                     self.unqueue_destruction(batch, at, secret_id, &v.meta.id);
                 }
-            }
-            if page.next_page_token.is_empty() {
-                return Ok(());
-            }
-            token = page.next_page_token;
-        }
+            },
+        )
     }
 
     // ---- destruction queue ----
@@ -577,20 +588,15 @@ impl Records {
         batch: &mut Batch,
         resource_id: &str,
     ) -> Result<(), StoreError> {
-        let mut token = String::new();
-        loop {
-            let page = self.operations(resource_id, &token, 1000)?;
-            for op in &page.items {
+        for_each_page(
+            |token| self.operations(resource_id, token, 1000),
+            |op| {
                 batch.delete(
                     Table::Operations,
                     key(&[resource_id.as_bytes(), op.id.as_bytes()]),
                 );
-            }
-            if page.next_page_token.is_empty() {
-                return Ok(());
-            }
-            token = page.next_page_token;
-        }
+            },
+        )
     }
 }
 
