@@ -1,10 +1,10 @@
 //! Typed calls to `lockboxd`.
 
 use lockbox_proto::hello::Service;
-use lockbox_proto::kms::Page;
+use lockbox_proto::kms::{AccessBinding, AccessBindingDelta, Page};
 use lockbox_proto::lockbox::{
-    AddVersion, Cloud, CreateSecret, Folder, LockboxRequest, LockboxResponse, Operation,
-    PayloadEntry, Secret, SecretRef, UpdateSecret, Version,
+    AddVersion, Cloud, CreateSecret, Folder, LockboxRequest, LockboxResource, LockboxResponse,
+    Operation, PayloadEntry, Secret, SecretRef, UpdateSecret, Version,
 };
 use lockbox_rpc::{CallError, Channel};
 use std::path::Path;
@@ -310,6 +310,38 @@ impl LockboxClient {
             folder_id: folder_id.into(),
         })
         .await
+    }
+
+    /// Bindings attached directly to `resource`.
+    pub async fn list_access_bindings(
+        &self,
+        resource: LockboxResource,
+        page: Page,
+    ) -> Result<Listed<AccessBinding>, CallError> {
+        let r = self
+            .call(&LockboxRequest::ListAccessBindings { resource, page })
+            .await?;
+        expect!(r, LockboxResponse::AccessBindings { bindings, next_page_token } => (bindings, next_page_token))
+    }
+
+    /// Replaces the bindings on `resource`.
+    pub async fn set_access_bindings(
+        &self,
+        resource: LockboxResource,
+        bindings: Vec<AccessBinding>,
+    ) -> Result<Operation, CallError> {
+        self.operation(LockboxRequest::SetAccessBindings { resource, bindings })
+            .await
+    }
+
+    /// Adds and removes bindings on `resource`.
+    pub async fn update_access_bindings(
+        &self,
+        resource: LockboxResource,
+        deltas: Vec<AccessBindingDelta>,
+    ) -> Result<Operation, CallError> {
+        self.operation(LockboxRequest::UpdateAccessBindings { resource, deltas })
+            .await
     }
 
     /// Test servers only: moves the daemon's clock and destroys due versions.

@@ -29,6 +29,9 @@ pub struct FileConfig {
     pub max_connections: Option<usize>,
     /// Largest frame body, bytes.
     pub max_frame: Option<u32>,
+    /// Subjects made `organization-manager.organizations.owner` of the default organization
+    /// when no access binding exists yet (default: user:root and the daemon's own user).
+    pub admins: Option<Vec<String>>,
     /// Quotas and size limits.
     #[serde(default)]
     pub limits: Limits,

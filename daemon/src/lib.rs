@@ -10,6 +10,7 @@
 //! Plaintext payloads live only in zeroizing buffers: never on disk, in logs or metrics.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod config;
 pub mod envelope;
 pub mod error;

@@ -89,14 +89,15 @@ fn run(cli: Cli) -> Result<()> {
         .with_context(|| format!("creating {}", data_dir.display()))?;
     let store = RocksStore::open(&data_dir)?;
     let records = Records::new(Arc::new(store));
-    let defaults = bootstrap(&records, time.clock().now())?;
+    let admins = file.admins.unwrap_or_else(default_admins);
+    let defaults = bootstrap(&records, time.clock().now(), &admins)?;
     let lockbox = Arc::new(Lockbox::new(
         records,
         KmsLink::new(kms_socket),
         time,
         file.limits,
         defaults,
-    ));
+    )?);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -117,6 +118,16 @@ fn run(cli: Cli) -> Result<()> {
         tracing::info!("lockboxd stopped");
         Ok(())
     })
+}
+
+/// The administrators of a fresh install: root and the user lockboxd runs as.
+fn default_admins() -> Vec<String> {
+    let mut admins = vec!["user:root".to_owned()];
+    let me = lockbox_rpc::peer::user_subject(rustix::process::getuid().as_raw());
+    if !admins.contains(&me) {
+        admins.push(me);
+    }
+    admins
 }
 
 /// Destroys due versions, waking at the next scheduled destruction (at least once a minute).

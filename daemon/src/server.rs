@@ -2,7 +2,7 @@
 //! calls the service and encodes its answers. Knows nothing about storage.
 
 use crate::error::LockboxError;
-use crate::service::{Caller, Done, Lockbox, NewSecret, NewVersion};
+use crate::service::{BindingUpdate, Caller, Done, Lockbox, NewSecret, NewVersion};
 use crate::wire;
 use lockbox_proto::hello::Service;
 use lockbox_proto::lockbox::{LockboxRequest, LockboxResponse, SecretRef};
@@ -120,11 +120,12 @@ async fn dispatch(
             }
         }
         R::GetSecret { secret_id } => {
-            let (s, v) = lockbox.get_secret(&secret_id)?;
+            let (s, v) = lockbox.get_secret(caller, &secret_id)?;
             A::Secret(Box::new(wire::secret_to(s, v)))
         }
         R::ListSecrets { folder_id, page } => {
-            let listed = lockbox.list_secrets(&folder_id, page.page_size, &page.page_token)?;
+            let listed =
+                lockbox.list_secrets(caller, &folder_id, page.page_size, &page.page_token)?;
             A::Secrets {
                 secrets: listed
                     .items
@@ -167,7 +168,8 @@ async fn dispatch(
             operation(lockbox.deactivate_secret(caller, &secret_id).await?)
         }
         R::ListVersions { secret_id, page } => {
-            let listed = lockbox.list_versions(&secret_id, page.page_size, &page.page_token)?;
+            let listed =
+                lockbox.list_versions(caller, &secret_id, page.page_size, &page.page_token)?;
             A::Versions {
                 versions: listed.items.into_iter().map(wire::version_to).collect(),
                 next_page_token: listed.next_page_token,
@@ -210,7 +212,8 @@ async fn dispatch(
             operation(done)
         }
         R::ListOperations { secret_id, page } => {
-            let listed = lockbox.list_operations(&secret_id, page.page_size, &page.page_token)?;
+            let listed =
+                lockbox.list_operations(caller, &secret_id, page.page_size, &page.page_token)?;
             A::Operations {
                 operations: listed.items.into_iter().map(wire::operation_to).collect(),
                 next_page_token: listed.next_page_token,
@@ -226,9 +229,9 @@ async fn dispatch(
                 .await?;
             operation(done)
         }
-        R::GetCloud { cloud_id } => A::Cloud(wire::cloud_to(lockbox.get_cloud(&cloud_id)?)),
+        R::GetCloud { cloud_id } => A::Cloud(wire::cloud_to(lockbox.get_cloud(caller, &cloud_id)?)),
         R::ListClouds { page } => {
-            let listed = lockbox.list_clouds(page.page_size, &page.page_token)?;
+            let listed = lockbox.list_clouds(caller, page.page_size, &page.page_token)?;
             A::Clouds {
                 clouds: listed.items.into_iter().map(wire::cloud_to).collect(),
                 next_page_token: listed.next_page_token,
@@ -245,9 +248,12 @@ async fn dispatch(
                 .await?;
             operation(done)
         }
-        R::GetFolder { folder_id } => A::Folder(wire::folder_to(lockbox.get_folder(&folder_id)?)),
+        R::GetFolder { folder_id } => {
+            A::Folder(wire::folder_to(lockbox.get_folder(caller, &folder_id)?))
+        }
         R::ListFolders { cloud_id, page } => {
-            let listed = lockbox.list_folders(&cloud_id, page.page_size, &page.page_token)?;
+            let listed =
+                lockbox.list_folders(caller, &cloud_id, page.page_size, &page.page_token)?;
             A::Folders {
                 folders: listed.items.into_iter().map(wire::folder_to).collect(),
                 next_page_token: listed.next_page_token,
@@ -257,8 +263,42 @@ async fn dispatch(
             operation(lockbox.delete_folder(caller, &folder_id).await?)
         }
         R::DangerAdvanceClock { seconds } => A::ClockAdvanced {
-            now: lockbox.advance_clock(seconds).await?,
+            now: lockbox.advance_clock(caller, seconds).await?,
         },
+        R::ListAccessBindings { resource, page } => {
+            let resource = wire::resource_from(resource)?;
+            let listed = lockbox.list_access_bindings(
+                caller,
+                &resource,
+                page.page_size,
+                &page.page_token,
+            )?;
+            A::AccessBindings {
+                bindings: listed.items.into_iter().map(wire::binding_to).collect(),
+                next_page_token: listed.next_page_token,
+            }
+        }
+        R::SetAccessBindings { resource, bindings } => {
+            let resource = wire::resource_from(resource)?;
+            let update = BindingUpdate::Set(bindings.into_iter().map(wire::binding_from).collect());
+            operation(
+                lockbox
+                    .update_access_bindings(caller, &resource, update)
+                    .await?,
+            )
+        }
+        R::UpdateAccessBindings { resource, deltas } => {
+            let resource = wire::resource_from(resource)?;
+            let deltas = deltas
+                .into_iter()
+                .map(wire::delta_from)
+                .collect::<Result<Vec<_>, _>>()?;
+            operation(
+                lockbox
+                    .update_access_bindings(caller, &resource, BindingUpdate::Deltas(deltas))
+                    .await?,
+            )
+        }
         _ => {
             return Err(LockboxError::InvalidArgument(
                 "request kind not supported by this lockboxd".into(),

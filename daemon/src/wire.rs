@@ -1,6 +1,7 @@
 //! Hand-written conversions between `proto` messages and the daemon's domain types. The only
 //! place where the two meet.
 
+use crate::access::{Binding, Resource};
 use crate::error::LockboxError;
 use crate::model::{
     Cloud, Entry, Folder, OperationOutcome, OperationRecord, PasswordSpec, SecretRecord,
@@ -9,6 +10,7 @@ use crate::model::{
 use crate::service::SecretUpdate;
 use crate::service::versions::EntryChange;
 use lockbox_proto::SecretBytes;
+use lockbox_proto::kms as kms_wire;
 use lockbox_proto::lockbox as wire;
 
 pub(crate) fn version_to(v: VersionMeta) -> wire::Version {
@@ -187,4 +189,41 @@ pub(crate) fn secret_update_from(u: wire::UpdateSecret) -> Result<SecretUpdate, 
         }
     }
     Ok(update)
+}
+
+pub(crate) fn resource_from(r: wire::LockboxResource) -> Result<Resource, LockboxError> {
+    Ok(match r {
+        wire::LockboxResource::Organization(id) => Resource::Organization(id),
+        wire::LockboxResource::Cloud(id) => Resource::Cloud(id),
+        wire::LockboxResource::Folder(id) => Resource::Folder(id),
+        wire::LockboxResource::Secret(id) => Resource::Secret(id),
+        _ => {
+            return Err(LockboxError::InvalidArgument(
+                "resource: unknown kind".into(),
+            ));
+        }
+    })
+}
+
+pub(crate) fn binding_from(b: kms_wire::AccessBinding) -> Binding {
+    Binding {
+        role: b.role_id,
+        subject: b.subject,
+    }
+}
+
+pub(crate) fn binding_to(b: Binding) -> kms_wire::AccessBinding {
+    kms_wire::AccessBinding {
+        role_id: b.role,
+        subject: b.subject,
+    }
+}
+
+pub(crate) fn delta_from(d: kms_wire::AccessBindingDelta) -> Result<(bool, Binding), LockboxError> {
+    let add = match d.action {
+        kms_wire::AccessBindingAction::Add => true,
+        kms_wire::AccessBindingAction::Remove => false,
+        _ => return Err(LockboxError::InvalidArgument("action: unknown".into())),
+    };
+    Ok((add, binding_from(d.binding)))
 }

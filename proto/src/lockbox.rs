@@ -6,7 +6,7 @@
 
 use crate::bytes::SecretBytes;
 use crate::error::Error;
-use crate::kms::Page;
+use crate::kms::{AccessBinding, AccessBindingDelta, Page};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -279,6 +279,20 @@ pub struct Operation {
     pub result: Option<Result<OperationResult, Error>>,
 }
 
+/// A resource that access bindings attach to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum LockboxResource {
+    /// An organization, by id.
+    Organization(String),
+    /// A cloud, by id.
+    Cloud(String),
+    /// A folder, by id.
+    Folder(String),
+    /// A secret, by id.
+    Secret(String),
+}
+
 /// A request to `lockboxd`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -422,6 +436,27 @@ pub enum LockboxRequest {
         /// Seconds to move forward.
         seconds: u64,
     },
+    /// List the bindings attached directly to a resource.
+    ListAccessBindings {
+        /// The resource.
+        resource: LockboxResource,
+        /// Page.
+        page: Page,
+    },
+    /// Replace all bindings attached to a resource.
+    SetAccessBindings {
+        /// The resource.
+        resource: LockboxResource,
+        /// The new bindings.
+        bindings: Vec<AccessBinding>,
+    },
+    /// Add and remove bindings on a resource (at most 1000 deltas).
+    UpdateAccessBindings {
+        /// The resource.
+        resource: LockboxResource,
+        /// The changes, in order.
+        deltas: Vec<AccessBindingDelta>,
+    },
 }
 
 /// A successful answer from `lockboxd`.
@@ -484,5 +519,12 @@ pub enum LockboxResponse {
     ClockAdvanced {
         /// Unix seconds.
         now: i64,
+    },
+    /// A page of access bindings.
+    AccessBindings {
+        /// The bindings.
+        bindings: Vec<AccessBinding>,
+        /// Token for the next page; empty on the last.
+        next_page_token: String,
     },
 }

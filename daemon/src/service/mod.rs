@@ -6,12 +6,14 @@
 //! serialised by one writer lock, built as one batch, and committed durably before they
 //! answer; reads go straight to the store.
 
+mod authz;
 mod operations;
 mod payload;
 mod resources;
 mod secrets;
 pub mod versions;
 
+pub use authz::{BindingUpdate, MAX_DELTAS};
 pub use payload::PayloadRead;
 pub use resources::bootstrap;
 pub use secrets::{NewSecret, SecretUpdate};
@@ -88,6 +90,8 @@ pub struct Lockbox {
     writer: tokio::sync::Mutex<()>,
     /// Ids of the default organization, cloud and folder.
     defaults: Defaults,
+    /// Access bindings by resource, mirroring the store.
+    bindings: RwLock<authz::BindingMap>,
 }
 
 impl std::fmt::Debug for Lockbox {
@@ -107,8 +111,9 @@ impl Lockbox {
         time: TimeSource,
         limits: Limits,
         defaults: Defaults,
-    ) -> Self {
-        Self {
+    ) -> Result<Self, LockboxError> {
+        let bindings = records.all_bindings()?.into_iter().collect();
+        Ok(Self {
             records,
             kms,
             keyring: RwLock::new(None),
@@ -117,7 +122,8 @@ impl Lockbox {
             limits,
             writer: tokio::sync::Mutex::new(()),
             defaults,
-        }
+            bindings: RwLock::new(bindings),
+        })
     }
 
     /// Now, by the daemon's clock.
@@ -208,8 +214,11 @@ impl Lockbox {
         Ok((secret, current))
     }
 
-    /// Test-only: moves the manual clock and runs due destructions.
-    pub async fn advance_clock(&self, seconds: u64) -> Result<i64, LockboxError> {
+    /// Test-only: moves the manual clock and runs due destructions. Only those who may
+    /// change the default organization's bindings may move time.
+    pub async fn advance_clock(&self, caller: &Caller, seconds: u64) -> Result<i64, LockboxError> {
+        let org = crate::access::Resource::Organization(self.defaults.organization_id.clone());
+        self.authorize(caller, &[org], crate::access::Permission::SetAccessBindings)?;
         let Some(clock) = &self.manual_clock else {
             return Err(LockboxError::FailedPrecondition(
                 "the test clock is not enabled (start lockboxd with --danger-test-clock)".into(),

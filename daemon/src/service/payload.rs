@@ -1,6 +1,7 @@
 //! Reading payloads: by secret id, or by folder and secret name.
 
 use super::{Caller, Lockbox};
+use crate::access::Permission;
 use crate::error::LockboxError;
 use crate::model::{Entry, SecretRecord, SecretStatus};
 use crate::validate;
@@ -59,6 +60,7 @@ impl Lockbox {
         secret: SecretRecord,
         version_id: Option<&str>,
     ) -> Result<PayloadRead, LockboxError> {
+        self.authorize_secret(caller, &secret, Permission::GetPayload)?;
         if secret.status != SecretStatus::Active {
             return Err(LockboxError::FailedPrecondition(format!(
                 "secret {} is deactivated; its payload cannot be read until it is activated",

@@ -2,6 +2,7 @@
 //! clouds and folders managed by users.
 
 use super::{Caller, Done, Lockbox};
+use crate::access::{Binding, Permission, Resource, validate_binding};
 use crate::error::LockboxError;
 use crate::ids::{self, new_id};
 use crate::model::{Cloud, Folder, OperationOutcome, Organization, SCHEMA};
@@ -9,9 +10,37 @@ use crate::store::Batch;
 use crate::store::records::{Defaults, Listed, Records};
 use crate::validate;
 
-/// Prepares a store for use: refuses a newer schema, and on first start records the schema
-/// and creates the default organization, cloud and folder. Returns the default ids.
-pub fn bootstrap(records: &Records, now: i64) -> Result<Defaults, LockboxError> {
+/// Prepares a store for use: refuses a newer schema; on first start records the schema and
+/// creates the default organization, cloud and folder; and whenever no access binding
+/// exists at all, makes `admins` `organization-manager.organizations.owner` of the default
+/// organization, so a fresh install (or one from before access control) has someone who
+/// can manage it. Returns the default ids.
+pub fn bootstrap(records: &Records, now: i64, admins: &[String]) -> Result<Defaults, LockboxError> {
+    let defaults = ensure_defaults(records, now)?;
+    if records.all_bindings()?.is_empty() && !admins.is_empty() {
+        let owners: Vec<Binding> = admins
+            .iter()
+            .map(|subject| Binding {
+                role: "organization-manager.organizations.owner".into(),
+                subject: subject.clone(),
+            })
+            .collect();
+        for b in &owners {
+            validate_binding(b)?;
+        }
+        let mut batch = Batch::default();
+        records.put_bindings(
+            &mut batch,
+            &Resource::Organization(defaults.organization_id.clone()),
+            &owners,
+        );
+        records.commit(batch)?;
+        tracing::info!(admins = ?admins, "made the administrators owners of the default organization");
+    }
+    Ok(defaults)
+}
+
+fn ensure_defaults(records: &Records, now: i64) -> Result<Defaults, LockboxError> {
     match records.schema()? {
         Some(schema) if schema > SCHEMA => {
             return Err(LockboxError::FailedPrecondition(format!(
@@ -104,6 +133,11 @@ impl Lockbox {
             organization_id.to_owned()
         };
         let _writer = self.writer.lock().await;
+        self.authorize(
+            caller,
+            &[Resource::Organization(organization_id.clone())],
+            Permission::ManageResources,
+        )?;
         if self.records.organization(&organization_id)?.is_none() {
             return Err(LockboxError::NotFound(format!(
                 "organization {organization_id} not found"
@@ -157,21 +191,33 @@ impl Lockbox {
     }
 
     /// A cloud.
-    pub fn get_cloud(&self, cloud_id: &str) -> Result<Cloud, LockboxError> {
+    pub fn get_cloud(&self, caller: &Caller, cloud_id: &str) -> Result<Cloud, LockboxError> {
         validate::id("cloud_id", cloud_id)?;
-        self.cloud_or_default(cloud_id)
+        let cloud = self.cloud_or_default(cloud_id)?;
+        self.authorize(
+            caller,
+            &self.chain(&Resource::Cloud(cloud.id.clone()))?,
+            Permission::Get,
+        )?;
+        Ok(cloud)
     }
 
     /// Clouds, oldest first.
     pub fn list_clouds(
         &self,
+        caller: &Caller,
         page_size: u32,
         page_token: &str,
     ) -> Result<Listed<Cloud>, LockboxError> {
         validate::page_token(page_token)?;
-        Ok(self
+        let mut page = self
             .records
-            .clouds(page_token, validate::page_size(page_size)?)?)
+            .clouds(page_token, validate::page_size(page_size)?)?;
+        page.items.retain(|c| {
+            self.chain(&Resource::Cloud(c.id.clone()))
+                .is_ok_and(|chain| self.allowed(caller, &chain, Permission::Get))
+        });
+        Ok(page)
     }
 
     /// Deletes a cloud that has no folders.
@@ -183,6 +229,11 @@ impl Lockbox {
         validate::id("cloud_id", cloud_id)?;
         let _writer = self.writer.lock().await;
         let cloud = self.cloud_or_default(cloud_id)?;
+        self.authorize(
+            caller,
+            &self.chain(&Resource::Cloud(cloud.id.clone()))?,
+            Permission::ManageResources,
+        )?;
         if !self.records.folders(&cloud.id, "", 1)?.items.is_empty() {
             return Err(LockboxError::FailedPrecondition(format!(
                 "cloud {cloud_id} still has folders; delete them first"
@@ -213,6 +264,11 @@ impl Lockbox {
         validate::description("description", description)?;
         let _writer = self.writer.lock().await;
         let cloud = self.cloud_or_default(cloud_id)?;
+        self.authorize(
+            caller,
+            &self.chain(&Resource::Cloud(cloud.id.clone()))?,
+            Permission::ManageResources,
+        )?;
         let mut token = String::new();
         loop {
             let page = self.records.folders(&cloud.id, &token, 1000)?;
@@ -248,23 +304,36 @@ impl Lockbox {
     }
 
     /// A folder.
-    pub fn get_folder(&self, folder_id: &str) -> Result<Folder, LockboxError> {
+    pub fn get_folder(&self, caller: &Caller, folder_id: &str) -> Result<Folder, LockboxError> {
         validate::id("folder_id", folder_id)?;
-        self.folder_or_default(folder_id)
+        let folder = self.folder_or_default(folder_id)?;
+        self.authorize(
+            caller,
+            &self.chain(&Resource::Folder(folder.id.clone()))?,
+            Permission::Get,
+        )?;
+        Ok(folder)
     }
 
     /// A cloud's folders (empty: the default cloud), oldest first.
     pub fn list_folders(
         &self,
+        caller: &Caller,
         cloud_id: &str,
         page_size: u32,
         page_token: &str,
     ) -> Result<Listed<Folder>, LockboxError> {
         validate::page_token(page_token)?;
         let cloud = self.cloud_or_default(cloud_id)?;
-        Ok(self
-            .records
-            .folders(&cloud.id, page_token, validate::page_size(page_size)?)?)
+        let cloud_chain = self.chain(&Resource::Cloud(cloud.id.clone()))?;
+        let sees_all = self.allowed(caller, &cloud_chain, Permission::Get);
+        let mut page =
+            self.records
+                .folders(&cloud.id, page_token, validate::page_size(page_size)?)?;
+        page.items.retain(|f| {
+            sees_all || self.allowed(caller, &[Resource::Folder(f.id.clone())], Permission::Get)
+        });
+        Ok(page)
     }
 
     /// Deletes a folder that holds no secrets. The default folder stays.
@@ -276,6 +345,11 @@ impl Lockbox {
         validate::id("folder_id", folder_id)?;
         let _writer = self.writer.lock().await;
         let folder = self.folder_or_default(folder_id)?;
+        self.authorize(
+            caller,
+            &self.chain(&Resource::Folder(folder.id.clone()))?,
+            Permission::ManageResources,
+        )?;
         if folder.id == self.defaults.folder_id {
             return Err(LockboxError::FailedPrecondition(
                 "the default folder cannot be deleted".into(),

@@ -3,6 +3,7 @@
 
 use super::versions::{EntryChange, apply_changes, validate_changes};
 use super::{Caller, Done, Lockbox};
+use crate::access::{Permission, Resource};
 use crate::error::LockboxError;
 use crate::ids::{self, new_id};
 use crate::model::{
@@ -98,6 +99,11 @@ impl Lockbox {
         }
         validate_changes(&new.entries)?;
         let folder = self.folder_or_default(&new.folder_id)?;
+        self.authorize(
+            caller,
+            &self.chain(&Resource::Folder(folder.id.clone()))?,
+            Permission::Create,
+        )?;
         self.check_name_free(&folder.id, &new.name, None)?;
 
         let mut secret = SecretRecord {
@@ -185,21 +191,28 @@ impl Lockbox {
     /// A secret and its current version.
     pub fn get_secret(
         &self,
+        caller: &Caller,
         secret_id: &str,
     ) -> Result<(SecretRecord, Option<VersionMeta>), LockboxError> {
-        let (secret, current) = self.secret_with_current(self.secret(secret_id)?)?;
+        let secret = self.secret(secret_id)?;
+        self.authorize_secret(caller, &secret, Permission::Get)?;
+        let (secret, current) = self.secret_with_current(secret)?;
         Ok((secret, current.map(|m| self.visible(m))))
     }
 
-    /// A folder's secrets (empty: the default folder), oldest first.
+    /// A folder's secrets (empty: the default folder), oldest first: all of them for a caller
+    /// who may read metadata on the folder or above, else those the caller may read.
     pub fn list_secrets(
         &self,
+        caller: &Caller,
         folder_id: &str,
         page_size: u32,
         page_token: &str,
     ) -> Result<Listed<(SecretRecord, Option<VersionMeta>)>, LockboxError> {
         validate::page_token(page_token)?;
         let folder = self.folder_or_default(folder_id)?;
+        let folder_chain = self.chain(&Resource::Folder(folder.id.clone()))?;
+        let sees_all = self.allowed(caller, &folder_chain, Permission::Get);
         let page = self.records.secrets_in_folder(
             &folder.id,
             page_token,
@@ -208,6 +221,9 @@ impl Lockbox {
         let items = page
             .items
             .into_iter()
+            .filter(|s| {
+                sees_all || self.allowed(caller, &[Resource::Secret(s.id.clone())], Permission::Get)
+            })
             .map(|s| self.secret_with_current(s))
             .collect::<Result<_, _>>()?;
         Ok(Listed {
@@ -237,6 +253,7 @@ impl Lockbox {
         }
         let _writer = self.writer.lock().await;
         let mut secret = self.secret(secret_id)?;
+        self.authorize_secret(caller, &secret, Permission::Update)?;
         let previous_name = secret.name.clone();
         if let Some(name) = update.name {
             self.check_name_free(&secret.folder_id, &name, Some(&secret.id))?;
@@ -290,6 +307,7 @@ impl Lockbox {
     ) -> Result<Done, LockboxError> {
         let _writer = self.writer.lock().await;
         let mut secret = self.secret(secret_id)?;
+        self.authorize_secret(caller, &secret, Permission::Update)?;
         secret.status = status;
         let name = secret.name.clone();
         let description = match status {
@@ -327,6 +345,7 @@ impl Lockbox {
     ) -> Result<Done, LockboxError> {
         let _writer = self.writer.lock().await;
         let secret = self.secret(secret_id)?;
+        self.authorize_secret(caller, &secret, Permission::Delete)?;
         if secret.deletion_protection {
             return Err(LockboxError::FailedPrecondition(format!(
                 "secret {secret_id} has deletion protection; turn it off first"

@@ -2,6 +2,7 @@
 //! one current, scheduling and cancelling destruction, and destroying due versions.
 
 use super::{Caller, Done, Lockbox};
+use crate::access::Permission;
 use crate::envelope::{self, Dek, KEYRING_KEY_ID};
 use crate::error::LockboxError;
 use crate::ids::{self, new_id};
@@ -243,6 +244,7 @@ impl Lockbox {
         validate::description("description", &new.description)?;
         validate_changes(&new.changes)?;
         let secret = self.secret(secret_id)?;
+        self.authorize_secret(caller, &secret, Permission::AddVersion)?;
         self.check_version_quota(&secret)?;
         let base_id = match &new.base_version_id {
             Some(id) => Some(id.clone()),
@@ -284,12 +286,14 @@ impl Lockbox {
     /// A secret's versions, newest first.
     pub fn list_versions(
         &self,
+        caller: &Caller,
         secret_id: &str,
         page_size: u32,
         page_token: &str,
     ) -> Result<Listed<VersionMeta>, LockboxError> {
         validate::page_token(page_token)?;
         let secret = self.secret(secret_id)?;
+        self.authorize_secret(caller, &secret, Permission::Get)?;
         let page =
             self.records
                 .versions(&secret.id, page_token, validate::page_size(page_size)?)?;
@@ -321,6 +325,7 @@ impl Lockbox {
     ) -> Result<Done, LockboxError> {
         let _writer = self.writer.lock().await;
         let mut secret = self.secret(secret_id)?;
+        self.authorize_secret(caller, &secret, Permission::Update)?;
         let version = self.version(&secret, version_id)?;
         if version.meta.status != VersionStatus::Active {
             return Err(LockboxError::FailedPrecondition(format!(
@@ -357,6 +362,7 @@ impl Lockbox {
         })?;
         let _writer = self.writer.lock().await;
         let secret = self.secret(secret_id)?;
+        self.authorize_secret(caller, &secret, Permission::Update)?;
         let mut version = self.version(&secret, version_id)?;
         if secret.current_version_id.as_deref() == Some(version_id) {
             return Err(LockboxError::FailedPrecondition(format!(
@@ -396,6 +402,7 @@ impl Lockbox {
     ) -> Result<(VersionMeta, Done), LockboxError> {
         let _writer = self.writer.lock().await;
         let secret = self.secret(secret_id)?;
+        self.authorize_secret(caller, &secret, Permission::Update)?;
         let mut version = self.version(&secret, version_id)?;
         let at = match (version.meta.status, version.meta.destroy_at) {
             (VersionStatus::ScheduledForDestruction, Some(at)) if at > self.now() => at,

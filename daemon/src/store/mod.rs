@@ -27,11 +27,13 @@ pub enum Table {
     Operations,
     /// `destroy_at \0 secret \0 version` → (), versions waiting for destruction.
     DestroyQueue,
+    /// Resource → its access bindings.
+    Bindings,
 }
 
 impl Table {
     /// Every table, in a fixed order.
-    pub const ALL: [Table; 8] = [
+    pub const ALL: [Table; 9] = [
         Table::Meta,
         Table::Resources,
         Table::Secrets,
@@ -40,6 +42,7 @@ impl Table {
         Table::Versions,
         Table::Operations,
         Table::DestroyQueue,
+        Table::Bindings,
     ];
 
     /// Stable name (the RocksDB column family).
@@ -53,6 +56,7 @@ impl Table {
             Table::Versions => "versions",
             Table::Operations => "operations",
             Table::DestroyQueue => "destroy_queue",
+            Table::Bindings => "bindings",
         }
     }
 }

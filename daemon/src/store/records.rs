@@ -5,6 +5,7 @@
 
 use super::keys::{self, key, prefix};
 use super::{Batch, KvStore, Scan, StoreError, Table};
+use crate::access::{Binding, Resource};
 use crate::model::{Cloud, Folder, OperationRecord, Organization, SecretRecord, VersionRecord};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -553,6 +554,42 @@ impl Records {
             }
         }
         Ok(out)
+    }
+
+    // ---- access bindings ----
+
+    /// Every resource's bindings (loaded once at start into the in-memory cache).
+    pub fn all_bindings(&self) -> Result<Vec<(Resource, Vec<Binding>)>, StoreError> {
+        let mut out = Vec::new();
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let entries = self.kv.scan(
+                Table::Bindings,
+                Scan {
+                    prefix: b"",
+                    after: after.as_deref(),
+                    reverse: false,
+                    limit: 1000,
+                },
+            )?;
+            let Some((last, _)) = entries.last() else {
+                return Ok(out);
+            };
+            after = Some(last.clone());
+            for (k, v) in &entries {
+                out.push(decode(Table::Bindings, k, v)?);
+            }
+        }
+    }
+
+    /// Replaces a resource's bindings (removing the record when there are none).
+    pub fn put_bindings(&self, batch: &mut Batch, resource: &Resource, bindings: &[Binding]) {
+        let k = encode(resource);
+        if bindings.is_empty() {
+            batch.delete(Table::Bindings, k);
+        } else {
+            batch.put(Table::Bindings, k, encode(&(resource, bindings)));
+        }
     }
 
     // ---- operations ----

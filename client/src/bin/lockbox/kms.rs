@@ -84,10 +84,10 @@ pub(crate) struct KeyMetaArgs {
 pub(crate) struct PageArgs {
     /// Return one page of this size (default: every page).
     #[arg(long)]
-    page_size: Option<u32>,
+    pub(crate) page_size: Option<u32>,
     /// Continue from this token.
     #[arg(long, default_value = "")]
-    page_token: String,
+    pub(crate) page_token: String,
 }
 
 #[derive(Subcommand)]

@@ -1,5 +1,6 @@
 //! `lockbox`: the command-line tool for lockboxd and lockbox-kms.
 
+mod access;
 mod io;
 mod kms;
 mod render;

@@ -6,6 +6,7 @@ use crate::render::{self, print};
 use anyhow::Result;
 use clap::Subcommand;
 use lockbox_client::LockboxClient;
+use lockbox_client::proto::lockbox::LockboxResource;
 use serde_json::Value;
 
 #[derive(Subcommand)]
@@ -44,6 +45,8 @@ pub(crate) enum CloudCommand {
         /// Cloud id.
         id: String,
     },
+    #[command(flatten)]
+    Access(crate::access::ByIdCommand),
 }
 
 #[derive(Subcommand)]
@@ -78,6 +81,8 @@ pub(crate) enum FolderCommand {
         /// Folder id.
         id: String,
     },
+    #[command(flatten)]
+    Access(crate::access::ByIdCommand),
 }
 
 pub(crate) async fn run(
@@ -96,6 +101,11 @@ pub(crate) async fn run(
             }
             CloudCommand::Get { id } => render::cloud(&client.get_cloud(&id).await?),
             CloudCommand::Delete { id } => render::operation(&client.delete_cloud(&id).await?),
+            CloudCommand::Access(c) => {
+                let (id, action) = c.split();
+                return crate::access::run(client, format, LockboxResource::Cloud(id), action)
+                    .await;
+            }
         },
         ResourceCommand::Folder(f) => match f {
             FolderCommand::Create {
@@ -109,6 +119,11 @@ pub(crate) async fn run(
             }
             FolderCommand::Get { id } => render::folder(&client.get_folder(&id).await?),
             FolderCommand::Delete { id } => render::operation(&client.delete_folder(&id).await?),
+            FolderCommand::Access(c) => {
+                let (id, action) = c.split();
+                return crate::access::run(client, format, LockboxResource::Folder(id), action)
+                    .await;
+            }
         },
     };
     print(format, &value);

@@ -1,6 +1,7 @@
 //! `lockbox secret …` and `lockbox payload get`: secrets, versions and payloads on lockboxd.
 
 use crate::Format;
+use crate::access::{self, AccessAction};
 use crate::io::{invalid, parse_duration, parse_labels, read_input, write_output};
 use crate::kms::PageArgs;
 use crate::render::{self, print};
@@ -11,8 +12,8 @@ use lockbox_client::LockboxClient;
 use lockbox_client::proto::SecretBytes;
 use lockbox_client::proto::kms::Page;
 use lockbox_client::proto::lockbox::{
-    AddVersion, CreateSecret, PasswordPayloadSpecification, PayloadEntryChange, PayloadValue,
-    UpdateSecret,
+    AddVersion, CreateSecret, LockboxResource, PasswordPayloadSpecification, PayloadEntryChange,
+    PayloadValue, UpdateSecret,
 };
 use serde_json::Value;
 use std::path::PathBuf;
@@ -232,6 +233,40 @@ pub(crate) enum SecretCommand {
         /// Version id.
         #[arg(long)]
         version_id: String,
+    },
+    /// List the bindings attached directly to a secret.
+    ListAccessBindings {
+        #[command(flatten)]
+        secret: SecretArg,
+        #[command(flatten)]
+        folder: FolderArg,
+    },
+    /// Replace all bindings on a secret.
+    SetAccessBindings {
+        #[command(flatten)]
+        secret: SecretArg,
+        #[command(flatten)]
+        folder: FolderArg,
+        #[command(flatten)]
+        set: crate::access::SetArgs,
+    },
+    /// Grant a role on a secret.
+    AddAccessBinding {
+        #[command(flatten)]
+        secret: SecretArg,
+        #[command(flatten)]
+        folder: FolderArg,
+        #[command(flatten)]
+        binding: crate::access::BindingArgs,
+    },
+    /// Revoke a role on a secret.
+    RemoveAccessBinding {
+        #[command(flatten)]
+        secret: SecretArg,
+        #[command(flatten)]
+        folder: FolderArg,
+        #[command(flatten)]
+        binding: crate::access::BindingArgs,
     },
     /// List a secret's operations, newest first.
     ListOperations {
@@ -503,6 +538,49 @@ pub(crate) async fn run(
         } => {
             let id = secret_id(client, secret, &folder).await?;
             client.cancel_version_destruction(&id, &version_id).await?
+        }
+        C::ListAccessBindings { secret, folder } => {
+            let id = secret_id(client, secret, &folder).await?;
+            return access::run(
+                client,
+                format,
+                LockboxResource::Secret(id),
+                AccessAction::List,
+            )
+            .await;
+        }
+        C::SetAccessBindings {
+            secret,
+            folder,
+            set,
+        } => {
+            let id = secret_id(client, secret, &folder).await?;
+            let action = AccessAction::Set(set.access_bindings);
+            return access::run(client, format, LockboxResource::Secret(id), action).await;
+        }
+        C::AddAccessBinding {
+            secret,
+            folder,
+            binding,
+        } => {
+            let id = secret_id(client, secret, &folder).await?;
+            let action = AccessAction::Add {
+                role: binding.role,
+                subject: binding.subject,
+            };
+            return access::run(client, format, LockboxResource::Secret(id), action).await;
+        }
+        C::RemoveAccessBinding {
+            secret,
+            folder,
+            binding,
+        } => {
+            let id = secret_id(client, secret, &folder).await?;
+            let action = AccessAction::Remove {
+                role: binding.role,
+                subject: binding.subject,
+            };
+            return access::run(client, format, LockboxResource::Secret(id), action).await;
         }
         C::ListOperations {
             secret,

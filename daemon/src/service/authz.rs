@@ -1,0 +1,283 @@
+//! Authorization: every call is checked against the caller's bindings on the resource and
+//! its ancestors, and bindings are listed and changed here.
+//!
+//! Bindings are cached in memory (they are read on every request and change rarely); the
+//! cache is replaced under the writer lock after each committed change.
+
+use super::{Caller, Done, Lockbox};
+use crate::access::{Binding, Permission, Resource, is_owner_role, role_grants, validate_binding};
+use crate::error::LockboxError;
+use crate::model::{OperationOutcome, SecretRecord};
+use crate::store::Batch;
+use crate::store::records::Listed;
+use crate::validate;
+use std::collections::{BTreeSet, HashMap};
+
+/// Most bindings changed by one call.
+pub const MAX_DELTAS: usize = 1000;
+
+/// Bindings by resource.
+pub(super) type BindingMap = HashMap<Resource, Vec<Binding>>;
+
+/// A change to a resource's bindings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BindingUpdate {
+    /// Replace them all.
+    Set(Vec<Binding>),
+    /// Add (`true`) or remove (`false`), in order.
+    Deltas(Vec<(bool, Binding)>),
+}
+
+fn matches(caller: &Caller, subject: &str) -> bool {
+    // Every local caller is authenticated by the kernel, so both system groups match.
+    subject == caller.principal.subject
+        || subject == "system:allAuthenticatedUsers"
+        || subject == "system:allUsers"
+        || caller.principal.groups.iter().any(|g| g == subject)
+}
+
+impl Lockbox {
+    /// The resource and its ancestors, nearest first.
+    pub(super) fn chain(&self, resource: &Resource) -> Result<Vec<Resource>, LockboxError> {
+        let not_found = |what: String| LockboxError::NotFound(format!("{what} not found"));
+        let mut chain = vec![resource.clone()];
+        let cloud_id = match resource {
+            Resource::Organization(_) => return Ok(chain),
+            Resource::Cloud(id) => id.clone(),
+            Resource::Folder(id) => {
+                let folder = self
+                    .records
+                    .folder(id)?
+                    .ok_or_else(|| not_found(resource.to_string()))?;
+                chain.push(Resource::Cloud(folder.cloud_id.clone()));
+                folder.cloud_id
+            }
+            Resource::Secret(id) => {
+                let secret = self
+                    .records
+                    .secret(id)?
+                    .ok_or_else(|| not_found(resource.to_string()))?;
+                chain.push(Resource::Folder(secret.folder_id));
+                chain.push(Resource::Cloud(secret.cloud_id.clone()));
+                secret.cloud_id
+            }
+        };
+        let cloud = self
+            .records
+            .cloud(&cloud_id)?
+            .ok_or_else(|| not_found(format!("cloud {cloud_id}")))?;
+        chain.push(Resource::Organization(cloud.organization_id));
+        Ok(chain)
+    }
+
+    /// The chain of a secret already read.
+    pub(super) fn secret_chain(
+        &self,
+        secret: &SecretRecord,
+    ) -> Result<Vec<Resource>, LockboxError> {
+        let cloud = self.records.cloud(&secret.cloud_id)?.ok_or_else(|| {
+            LockboxError::Internal(format!(
+                "cloud {} of secret {} is missing",
+                secret.cloud_id, secret.id
+            ))
+        })?;
+        Ok(vec![
+            Resource::Secret(secret.id.clone()),
+            Resource::Folder(secret.folder_id.clone()),
+            Resource::Cloud(secret.cloud_id.clone()),
+            Resource::Organization(cloud.organization_id),
+        ])
+    }
+
+    /// Whether `caller` holds `permission` through a binding anywhere on `chain`.
+    pub(super) fn allowed(
+        &self,
+        caller: &Caller,
+        chain: &[Resource],
+        permission: Permission,
+    ) -> bool {
+        let bindings = self.bindings.read().unwrap_or_else(|p| p.into_inner());
+        chain.iter().any(|r| {
+            bindings.get(r).is_some_and(|list| {
+                list.iter()
+                    .any(|b| role_grants(&b.role, permission) && matches(caller, &b.subject))
+            })
+        })
+    }
+
+    /// `PermissionDenied` naming the permission and the resource unless `caller` holds it.
+    pub(super) fn authorize(
+        &self,
+        caller: &Caller,
+        chain: &[Resource],
+        permission: Permission,
+    ) -> Result<(), LockboxError> {
+        if self.allowed(caller, chain, permission) {
+            return Ok(());
+        }
+        let resource = chain.first().map(ToString::to_string).unwrap_or_default();
+        Err(LockboxError::PermissionDenied(format!(
+            "permission {} denied on {resource} for {}",
+            permission.name(),
+            caller.subject()
+        )))
+    }
+
+    /// Checks `permission` on a secret.
+    pub(super) fn authorize_secret(
+        &self,
+        caller: &Caller,
+        secret: &SecretRecord,
+        permission: Permission,
+    ) -> Result<(), LockboxError> {
+        self.authorize(caller, &self.secret_chain(secret)?, permission)
+    }
+
+    fn check_resource_id(resource: &Resource) -> Result<(), LockboxError> {
+        let (field, id) = match resource {
+            Resource::Organization(id) => ("organization_id", id),
+            Resource::Cloud(id) => ("cloud_id", id),
+            Resource::Folder(id) => ("folder_id", id),
+            Resource::Secret(id) => ("secret_id", id),
+        };
+        validate::id(field, id)
+    }
+
+    /// Bindings attached directly to `resource`.
+    pub fn list_access_bindings(
+        &self,
+        caller: &Caller,
+        resource: &Resource,
+        page_size: u32,
+        page_token: &str,
+    ) -> Result<Listed<Binding>, LockboxError> {
+        Self::check_resource_id(resource)?;
+        let size = validate::page_size(page_size)?;
+        let chain = self.chain(resource)?;
+        self.authorize(caller, &chain, Permission::ListAccessBindings)?;
+        let all = self
+            .bindings
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(resource)
+            .cloned()
+            .unwrap_or_default();
+        let start = if page_token.is_empty() {
+            0
+        } else {
+            page_token.parse::<usize>().map_err(|_| {
+                LockboxError::InvalidArgument("page_token: not a token from this list".into())
+            })?
+        };
+        let items: Vec<Binding> = all.iter().skip(start).take(size).cloned().collect();
+        let end = start + items.len();
+        Ok(Listed {
+            items,
+            next_page_token: if end < all.len() {
+                end.to_string()
+            } else {
+                String::new()
+            },
+        })
+    }
+
+    /// Whether `caller` may grant `role` on `chain`: it needs every permission the role
+    /// carries, and only owners grant owner roles.
+    fn may_grant(&self, caller: &Caller, chain: &[Resource], role: &str) -> bool {
+        if is_owner_role(role) {
+            let bindings = self.bindings.read().unwrap_or_else(|p| p.into_inner());
+            return chain.iter().any(|r| {
+                bindings.get(r).is_some_and(|list| {
+                    list.iter()
+                        .any(|b| is_owner_role(&b.role) && matches(caller, &b.subject))
+                })
+            });
+        }
+        Permission::ALL
+            .iter()
+            .filter(|p| role_grants(role, **p))
+            .all(|p| self.allowed(caller, chain, *p))
+    }
+
+    /// Replaces or edits the bindings attached to `resource`.
+    pub async fn update_access_bindings(
+        &self,
+        caller: &Caller,
+        resource: &Resource,
+        update: BindingUpdate,
+    ) -> Result<Done, LockboxError> {
+        Self::check_resource_id(resource)?;
+        let touched: Vec<&Binding> = match &update {
+            BindingUpdate::Set(list) => list.iter().collect(),
+            BindingUpdate::Deltas(d) => d.iter().map(|(_, b)| b).collect(),
+        };
+        if touched.len() > MAX_DELTAS {
+            return Err(LockboxError::InvalidArgument(format!(
+                "access_binding_deltas: at most {MAX_DELTAS} per call, got {}",
+                touched.len()
+            )));
+        }
+        for b in &touched {
+            validate_binding(b)?;
+        }
+        let _writer = self.writer.lock().await;
+        let chain = self.chain(resource)?;
+        self.authorize(caller, &chain, Permission::SetAccessBindings)?;
+        let current: BTreeSet<Binding> = self
+            .bindings
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(resource)
+            .map(|l| l.iter().cloned().collect())
+            .unwrap_or_default();
+        let next: BTreeSet<Binding> = match update {
+            BindingUpdate::Set(list) => list.into_iter().collect(),
+            BindingUpdate::Deltas(deltas) => {
+                let mut next = current.clone();
+                for (add, b) in deltas {
+                    if add {
+                        next.insert(b);
+                    } else {
+                        next.remove(&b);
+                    }
+                }
+                next
+            }
+        };
+        // Granting and revoking a role both need the reach of that role.
+        for b in current.symmetric_difference(&next) {
+            if !self.may_grant(caller, &chain, &b.role) {
+                return Err(LockboxError::PermissionDenied(format!(
+                    "{} may not grant or revoke {} on {resource}: it is beyond the caller's own roles",
+                    caller.subject(),
+                    b.role
+                )));
+            }
+        }
+        let next: Vec<Binding> = next.into_iter().collect();
+        let mut batch = Batch::default();
+        self.records.put_bindings(&mut batch, resource, &next);
+        let id = match resource {
+            Resource::Organization(id)
+            | Resource::Cloud(id)
+            | Resource::Folder(id)
+            | Resource::Secret(id) => id.clone(),
+        };
+        let done = self.record(
+            &mut batch,
+            caller,
+            "Update access bindings",
+            &id,
+            OperationOutcome::Empty,
+        );
+        self.commit(batch).await?;
+        let mut cache = self.bindings.write().unwrap_or_else(|p| p.into_inner());
+        if next.is_empty() {
+            cache.remove(resource);
+        } else {
+            cache.insert(resource.clone(), next);
+        }
+        tracing::info!(%resource, subject = caller.subject(), "access bindings changed");
+        Ok(done)
+    }
+}

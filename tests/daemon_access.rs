@@ -1,0 +1,557 @@
+//! Lockbox access control through real processes.
+//!
+//! The permission matrix: the action table of the seed documents (Yandex Lockbox access
+//! management), written out here independently of the daemon's code, is checked for every
+//! role at every level of the hierarchy, with the actions performed by a second local user
+//! (`nobody`, via setuid in the CLI's process) whom the daemon identifies by SO_PEERCRED.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers abort the test on failure
+
+use lockbox_client::LockboxClient;
+use lockbox_client::proto::kms::{AccessBinding, AccessBindingAction, AccessBindingDelta, Page};
+use lockbox_client::proto::lockbox::LockboxResource;
+use lockbox_tests::payload::{secret, set};
+use lockbox_tests::{Daemon, NOBODY, is_root};
+use std::os::unix::process::CommandExt;
+
+/// The seed's actions, in the table's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Create,
+    Delete,
+    ChangeMetadata,
+    ReadMetadata,
+    ChangeContent,
+    ReadContent,
+    ControlAccess,
+}
+
+const ACTIONS: [Action; 7] = [
+    Action::Create,
+    Action::Delete,
+    Action::ChangeMetadata,
+    Action::ReadMetadata,
+    Action::ChangeContent,
+    Action::ReadContent,
+    Action::ControlAccess,
+];
+
+/// What each role may do, from the seeds: the action table for lockbox.admin, editor,
+/// viewer and payloadViewer; the role descriptions for lockbox.auditor ("viewing info on
+/// secrets") and the primitive roles (auditor: metadata only; viewer: "access to service data
+/// in read mode"; editor: manage resources, not roles; admin: everything); the owners may do
+/// everything; resource-manager.admin may assign roles (and so read what it assigns on);
+/// clouds.member grants nothing by itself.
+fn expected(role: &str, action: Action) -> bool {
+    use Action::*;
+    match role {
+        "lockbox.admin"
+        | "admin"
+        | "organization-manager.organizations.owner"
+        | "resource-manager.clouds.owner" => true,
+        "lockbox.editor" => matches!(
+            action,
+            Create | Delete | ChangeMetadata | ReadMetadata | ChangeContent
+        ),
+        "editor" => action != ControlAccess,
+        "lockbox.viewer" | "lockbox.auditor" | "auditor" => action == ReadMetadata,
+        "viewer" => matches!(action, ReadMetadata | ReadContent),
+        "lockbox.payloadViewer" => action == ReadContent,
+        "resource-manager.admin" => matches!(action, ReadMetadata | ControlAccess),
+        "resource-manager.clouds.member" | "none" => false,
+        other => panic!("no expectation for {other}"),
+    }
+}
+
+const ROLES: [&str; 13] = [
+    "lockbox.auditor",
+    "lockbox.viewer",
+    "lockbox.editor",
+    "lockbox.admin",
+    "lockbox.payloadViewer",
+    "auditor",
+    "viewer",
+    "editor",
+    "admin",
+    "resource-manager.admin",
+    "resource-manager.clouds.owner",
+    "resource-manager.clouds.member",
+    "organization-manager.organizations.owner",
+];
+
+struct World {
+    organization: String,
+    cloud: String,
+    folder: String,
+}
+
+async fn world(c: &LockboxClient) -> World {
+    let (clouds, _) = c.list_clouds(Page::default()).await.unwrap();
+    let (folders, _) = c.list_folders("", Page::default()).await.unwrap();
+    World {
+        organization: clouds[0].organization_id.clone(),
+        cloud: clouds[0].id.clone(),
+        folder: folders[0].id.clone(),
+    }
+}
+
+async fn change(
+    c: &LockboxClient,
+    resource: &LockboxResource,
+    add: bool,
+    role: &str,
+    subject: &str,
+) {
+    let action = if add {
+        AccessBindingAction::Add
+    } else {
+        AccessBindingAction::Remove
+    };
+    c.update_access_bindings(
+        resource.clone(),
+        vec![AccessBindingDelta {
+            action,
+            binding: AccessBinding {
+                role_id: role.into(),
+                subject: subject.into(),
+            },
+        }],
+    )
+    .await
+    .unwrap();
+}
+
+/// Runs the CLI as `nobody`; `Ok` on success, `Err` on PERMISSION_DENIED, a panic otherwise.
+fn as_nobody(daemon: &Daemon, args: &[&str]) -> Result<(), String> {
+    let out = daemon
+        .cli()
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .args(args)
+        .output()
+        .unwrap();
+    if out.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        stderr.starts_with("lockbox: PERMISSION_DENIED: "),
+        "{args:?} failed with something other than PERMISSION_DENIED: {stderr}"
+    );
+    Err(stderr)
+}
+
+fn perform(
+    daemon: &Daemon,
+    w: &World,
+    action: Action,
+    target: &str,
+    doomed: &str,
+    case: usize,
+) -> Result<(), String> {
+    let name = format!("made-by-nobody-{case}");
+    match action {
+        Action::Create => as_nobody(
+            daemon,
+            &[
+                "secret",
+                "create",
+                "--name",
+                &name,
+                "--folder-id",
+                &w.folder,
+            ],
+        ),
+        Action::Delete => as_nobody(daemon, &["secret", "delete", "--id", doomed]),
+        Action::ChangeMetadata => as_nobody(
+            daemon,
+            &[
+                "secret",
+                "update",
+                "--id",
+                target,
+                "--description",
+                "changed",
+            ],
+        ),
+        Action::ReadMetadata => as_nobody(daemon, &["secret", "get", "--id", target]),
+        Action::ChangeContent => as_nobody(
+            daemon,
+            &[
+                "secret",
+                "add-version",
+                "--id",
+                target,
+                "--payload",
+                r#"[{"key":"k","text_value":"new"}]"#,
+            ],
+        ),
+        Action::ReadContent => as_nobody(daemon, &["payload", "get", "--id", target]),
+        Action::ControlAccess => as_nobody(
+            daemon,
+            &[
+                "secret",
+                "add-access-binding",
+                "--id",
+                target,
+                "--role",
+                "lockbox.auditor",
+                "--subject",
+                "user:somebody",
+            ],
+        ),
+    }
+}
+
+fn started() -> (lockbox_tests::Kms, Daemon) {
+    assert!(
+        is_root(),
+        "these tests run the CLI as another Unix user and must run as root (CI does)"
+    );
+    let (kms, daemon) = Daemon::with_kms("");
+    let status = std::process::Command::new("chgrp")
+        .arg("65534")
+        .arg(daemon.socket())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    (kms, daemon)
+}
+
+#[tokio::test]
+async fn permission_matrix_follows_the_seed_action_table() {
+    let (_kms, daemon) = started();
+    let admin = daemon.client().await;
+    let w = world(&admin).await;
+    let mut mismatches = Vec::new();
+    let mut case = 0;
+    let levels = ["organization", "cloud", "folder", "secret"];
+    // Every role at every level for user:nobody; a few through its group and system groups;
+    // and nobody with no binding at all.
+    let mut cases: Vec<(&str, &str, String)> = Vec::new();
+    for role in ROLES {
+        for level in levels {
+            cases.push((role, level, "user:nobody".into()));
+        }
+    }
+    for (role, subject) in [
+        ("lockbox.payloadViewer", "group:nogroup"),
+        ("lockbox.editor", "system:allAuthenticatedUsers"),
+        ("lockbox.viewer", "system:allUsers"),
+    ] {
+        cases.push((role, "folder", subject.into()));
+    }
+    cases.push(("none", "folder", String::new()));
+
+    for (role, level, subject) in cases {
+        case += 1;
+        let target = admin
+            .create_secret(secret(&format!("target-{case}"), vec![set("k", "v")]))
+            .await
+            .unwrap()
+            .resource_id;
+        let doomed = admin
+            .create_secret(secret(&format!("doomed-{case}"), vec![]))
+            .await
+            .unwrap()
+            .resource_id;
+        let resources: Vec<LockboxResource> = match level {
+            "organization" => vec![LockboxResource::Organization(w.organization.clone())],
+            "cloud" => vec![LockboxResource::Cloud(w.cloud.clone())],
+            "folder" => vec![LockboxResource::Folder(w.folder.clone())],
+            _ => vec![
+                LockboxResource::Secret(target.clone()),
+                LockboxResource::Secret(doomed.clone()),
+            ],
+        };
+        if role != "none" {
+            for r in &resources {
+                change(&admin, r, true, role, &subject).await;
+            }
+        }
+        for action in ACTIONS {
+            // Creating needs a binding on the folder or above: a binding on a secret cannot
+            // grant it.
+            let want = expected(role, action) && !(level == "secret" && action == Action::Create);
+            let got = perform(&daemon, &w, action, &target, &doomed, case);
+            if got.is_ok() != want {
+                mismatches.push(format!(
+                    "{role} on {level} for {subject}: {action:?} expected {} got {got:?}",
+                    if want { "allowed" } else { "denied" }
+                ));
+            }
+        }
+        if role != "none" {
+            for r in &resources {
+                // The doomed secret may be gone; its bindings went with it.
+                if admin
+                    .list_access_bindings(r.clone(), Page::default())
+                    .await
+                    .is_ok()
+                {
+                    change(&admin, r, false, role, &subject).await;
+                }
+            }
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} mismatches:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
+}
+
+#[tokio::test]
+async fn denials_name_the_permission_and_lists_show_only_what_the_caller_may_see() {
+    let (_kms, daemon) = started();
+    let admin = daemon.client().await;
+    let visible = admin
+        .create_secret(secret("visible", vec![set("k", "v")]))
+        .await
+        .unwrap()
+        .resource_id;
+    admin
+        .create_secret(secret("hidden", vec![set("k", "v")]))
+        .await
+        .unwrap();
+    change(
+        &admin,
+        &LockboxResource::Secret(visible.clone()),
+        true,
+        "lockbox.viewer",
+        "user:nobody",
+    )
+    .await;
+
+    let out = daemon
+        .cli()
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .args(["secret", "list", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<_> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, vec!["visible"]);
+
+    let err = as_nobody(&daemon, &["payload", "get", "--id", &visible]).unwrap_err();
+    assert!(err.contains("lockbox.payloads.get"), "{err}");
+    assert!(err.contains(&format!("secret {visible}")), "{err}");
+    assert!(err.contains("user:nobody"), "{err}");
+}
+
+#[tokio::test]
+async fn nobody_grants_beyond_their_own_reach() {
+    let (_kms, daemon) = started();
+    let admin = daemon.client().await;
+    let w = world(&admin).await;
+    let folder = LockboxResource::Folder(w.folder.clone());
+    // lockbox.admin on the folder may grant roles within its reach…
+    change(&admin, &folder, true, "lockbox.admin", "user:nobody").await;
+    let grant = |role: &str| {
+        as_nobody(
+            &daemon,
+            &[
+                "resource-manager",
+                "folder",
+                "add-access-binding",
+                &w.folder,
+                "--role",
+                role,
+                "--subject",
+                "user:friend",
+            ],
+        )
+    };
+    grant("lockbox.payloadViewer").unwrap();
+    grant("lockbox.editor").unwrap();
+    // …but not the primitive admin (which can manage resources) nor an owner role.
+    assert!(grant("admin").unwrap_err().contains("beyond"));
+    assert!(
+        grant("resource-manager.clouds.owner")
+            .unwrap_err()
+            .contains("beyond")
+    );
+    // And nothing at all on the cloud above.
+    as_nobody(
+        &daemon,
+        &[
+            "resource-manager",
+            "cloud",
+            "add-access-binding",
+            &w.cloud,
+            "--role",
+            "lockbox.viewer",
+            "--subject",
+            "user:friend",
+        ],
+    )
+    .unwrap_err();
+    let (bindings, _) = admin
+        .list_access_bindings(folder, Page::default())
+        .await
+        .unwrap();
+    let friend: Vec<_> = bindings
+        .iter()
+        .filter(|b| b.subject == "user:friend")
+        .map(|b| b.role_id.as_str())
+        .collect();
+    assert_eq!(friend, vec!["lockbox.editor", "lockbox.payloadViewer"]);
+}
+
+#[tokio::test]
+async fn bad_bindings_are_refused_with_invalid_argument() {
+    let (_kms, daemon) = started();
+    let admin = daemon.client().await;
+    let w = world(&admin).await;
+    for (role, subject) in [
+        ("lockbox.superuser", "user:a"),
+        ("lockbox.viewer", "alice"),
+        ("lockbox.viewer", "system:everyone"),
+    ] {
+        let err = admin
+            .update_access_bindings(
+                LockboxResource::Folder(w.folder.clone()),
+                vec![AccessBindingDelta {
+                    action: AccessBindingAction::Add,
+                    binding: AccessBinding {
+                        role_id: role.into(),
+                        subject: subject.into(),
+                    },
+                }],
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            lockbox_client::error_code(&err),
+            lockbox_client::proto::ErrorCode::InvalidArgument,
+            "{err}"
+        );
+    }
+    let too_many: Vec<_> = (0..1001)
+        .map(|i| AccessBindingDelta {
+            action: AccessBindingAction::Add,
+            binding: AccessBinding {
+                role_id: "lockbox.viewer".into(),
+                subject: format!("user:u{i}"),
+            },
+        })
+        .collect();
+    let err = admin
+        .update_access_bindings(LockboxResource::Folder(w.folder.clone()), too_many)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        lockbox_client::error_code(&err),
+        lockbox_client::proto::ErrorCode::InvalidArgument
+    );
+    let (bindings, _) = admin
+        .list_access_bindings(LockboxResource::Folder(w.folder), Page::default())
+        .await
+        .unwrap();
+    assert!(bindings.is_empty());
+}
+
+/// Grants `role` on `key_id` to `subject` in the KMS.
+async fn kms_grant(kms: &lockbox_client::KmsClient, key_id: &str, role: &str, subject: &str) {
+    use lockbox_client::proto::kms::ResourceRef;
+    kms.update_access_bindings(
+        ResourceRef::Key(key_id.into()),
+        vec![AccessBindingDelta {
+            action: AccessBindingAction::Add,
+            binding: AccessBinding {
+                role_id: role.into(),
+                subject: subject.into(),
+            },
+        }],
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn reading_a_kms_keyed_secret_needs_both_authorities() {
+    use lockbox_client::proto::kms::{CreateSymmetricKey, SymmetricAlgorithm};
+    let (kms, daemon) = started();
+    let k = kms.client().await;
+    let admin = daemon.client().await;
+    let key = k
+        .create_symmetric_key(CreateSymmetricKey {
+            folder_id: "apps".into(),
+            name: String::new(),
+            description: String::new(),
+            labels: Default::default(),
+            default_algorithm: SymmetricAlgorithm::Aes256,
+            rotation_period: None,
+            deletion_protection: false,
+        })
+        .await
+        .unwrap()
+        .id;
+    kms_grant(&k, &key, "kms.keys.encrypterDecrypter", admin.subject()).await;
+    let mut spec = secret("split", vec![set("k", "v")]);
+    spec.kms_key_id = key.clone();
+    let id = admin.create_secret(spec).await.unwrap().resource_id;
+    let on_secret = LockboxResource::Secret(id.clone());
+    let read = || as_nobody(&daemon, &["payload", "get", "--id", &id, "--key", "k"]);
+
+    // lockbox.admin without a KMS role: the KMS refuses.
+    change(&admin, &on_secret, true, "lockbox.admin", "user:nobody").await;
+    let err = read().unwrap_err();
+    assert!(
+        err.contains("lockbox-kms") && err.contains("kms.keys.decrypt"),
+        "{err}"
+    );
+    change(&admin, &on_secret, false, "lockbox.admin", "user:nobody").await;
+
+    // kms.admin and even kms.keys.decrypter without a Lockbox role: lockboxd refuses.
+    kms_grant(&k, &key, "kms.admin", "user:nobody").await;
+    kms_grant(&k, &key, "kms.keys.decrypter", "user:nobody").await;
+    let err = read().unwrap_err();
+    assert!(err.contains("lockbox.payloads.get"), "{err}");
+
+    // Both: allowed.
+    change(
+        &admin,
+        &on_secret,
+        true,
+        "lockbox.payloadViewer",
+        "user:nobody",
+    )
+    .await;
+    read().unwrap();
+
+    // Writing a version needs kms.keys.encrypter as well as lockbox.editor.
+    change(&admin, &on_secret, true, "lockbox.editor", "user:nobody").await;
+    let write = || {
+        as_nobody(
+            &daemon,
+            &[
+                "secret",
+                "add-version",
+                "--id",
+                &id,
+                "--payload",
+                r#"[{"key":"k","text_value":"w"}]"#,
+            ],
+        )
+    };
+    let err = write().unwrap_err();
+    assert!(err.contains("kms.keys.encrypt"), "{err}");
+    kms_grant(&k, &key, "kms.keys.encrypter", "user:nobody").await;
+    write().unwrap();
+    assert!(
+        kms.log().contains("user:nobody"),
+        "the KMS logs the relayed subject"
+    );
+}
