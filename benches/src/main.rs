@@ -48,6 +48,11 @@ enum Workload {
         /// Bytes in the entry's value.
         #[arg(long, default_value_t = 64)]
         value_size: usize,
+        /// Before measuring, put this many bindings on the default folder: the bench user's
+        /// lockbox.payloadViewer and others' lockbox.auditor (sorted before it), so every
+        /// read is authorized through a folder carrying that many bindings.
+        #[arg(long, default_value_t = 0)]
+        folder_bindings: usize,
     },
     /// Add a version (one synced write) per request.
     AddVersion {
@@ -118,7 +123,11 @@ fn main() -> Result<()> {
                 load,
                 kms_key,
                 value_size,
-            } => Ok((payload_get(&load, kms_key, value_size).await?, load.json)),
+                folder_bindings,
+            } => Ok((
+                payload_get(&load, kms_key, value_size, folder_bindings).await?,
+                load.json,
+            )),
             Workload::AddVersion { load, value_size } => {
                 Ok((add_version(&load, value_size).await?, load.json))
             }
@@ -321,8 +330,37 @@ async fn bench_secret(
     Ok((client, op.resource_id))
 }
 
-async fn payload_get(load: &Load, kms_key: bool, value_size: usize) -> Result<Report> {
+/// Puts `n` bindings on the default folder, the caller's own lockbox.payloadViewer among them.
+async fn folder_bindings(client: &LockboxClient, n: usize) -> Result<()> {
+    use lockbox_client::proto::lockbox::LockboxResource;
+    let (folders, _) = client.list_folders("", Default::default()).await?;
+    let folder = folders.first().context("no default folder")?.id.clone();
+    let mut bindings: Vec<AccessBinding> = (1..n)
+        .map(|i| AccessBinding {
+            role_id: "lockbox.auditor".into(),
+            subject: format!("user:bench-{i}"),
+        })
+        .collect();
+    bindings.push(AccessBinding {
+        role_id: "lockbox.payloadViewer".into(),
+        subject: client.subject().to_owned(),
+    });
+    client
+        .set_access_bindings(LockboxResource::Folder(folder), bindings)
+        .await?;
+    Ok(())
+}
+
+async fn payload_get(
+    load: &Load,
+    kms_key: bool,
+    value_size: usize,
+    bindings: usize,
+) -> Result<Report> {
     let (check, secret_id) = bench_secret(load, kms_key, value_size).await?;
+    if bindings > 0 {
+        folder_bindings(&check, bindings).await?;
+    }
     let payload = check.get_payload(&secret_id, None).await?;
     anyhow::ensure!(
         payload.entries.len() == 1,

@@ -112,7 +112,7 @@ impl Lockbox {
         limits: Limits,
         defaults: Defaults,
     ) -> Result<Self, LockboxError> {
-        let bindings = records.all_bindings()?.into_iter().collect();
+        let bindings = authz::binding_map(records.all_bindings()?);
         Ok(Self {
             records,
             kms,
