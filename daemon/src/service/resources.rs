@@ -7,7 +7,7 @@ use crate::error::LockboxError;
 use crate::ids::{self, new_id};
 use crate::model::{Cloud, Folder, OperationOutcome, Organization, SCHEMA};
 use crate::store::Batch;
-use crate::store::records::{Defaults, Listed, Records};
+use crate::store::records::{Defaults, Listed, Records, for_each_page};
 use crate::validate;
 
 /// Prepares a store for use: refuses a newer schema; on first start records the schema and
@@ -143,7 +143,7 @@ impl Lockbox {
                 "organization {organization_id} not found"
             )));
         }
-        if self.find_cloud_by_name(&organization_id, name)?.is_some() {
+        if self.cloud_name_taken(&organization_id, name)? {
             return Err(LockboxError::AlreadyExists(format!(
                 "a cloud named {name:?} already exists"
             )));
@@ -168,26 +168,15 @@ impl Lockbox {
         Ok((cloud, done))
     }
 
-    fn find_cloud_by_name(
-        &self,
-        organization_id: &str,
-        name: &str,
-    ) -> Result<Option<Cloud>, LockboxError> {
-        let mut token = String::new();
-        loop {
-            let page = self.records.clouds(&token, 1000)?;
-            if let Some(c) = page
-                .items
-                .into_iter()
-                .find(|c| c.organization_id == organization_id && c.name == name)
-            {
-                return Ok(Some(c));
-            }
-            if page.next_page_token.is_empty() {
-                return Ok(None);
-            }
-            token = page.next_page_token;
-        }
+    fn cloud_name_taken(&self, organization_id: &str, name: &str) -> Result<bool, LockboxError> {
+        let mut taken = false;
+        for_each_page(
+            |token| self.records.clouds(token, 1000),
+            |c| {
+                taken |= c.organization_id == organization_id && c.name == name;
+            },
+        )?;
+        Ok(taken)
     }
 
     /// A cloud.
@@ -269,19 +258,18 @@ impl Lockbox {
             &self.chain(&Resource::Cloud(cloud.id.clone()))?,
             Permission::ManageResources,
         )?;
-        let mut token = String::new();
-        loop {
-            let page = self.records.folders(&cloud.id, &token, 1000)?;
-            if page.items.iter().any(|f| f.name == name) {
-                return Err(LockboxError::AlreadyExists(format!(
-                    "a folder named {name:?} already exists in cloud {}",
-                    cloud.id
-                )));
-            }
-            if page.next_page_token.is_empty() {
-                break;
-            }
-            token = page.next_page_token;
+        let mut taken = false;
+        for_each_page(
+            |token| self.records.folders(&cloud.id, token, 1000),
+            |f| {
+                taken |= f.name == name;
+            },
+        )?;
+        if taken {
+            return Err(LockboxError::AlreadyExists(format!(
+                "a folder named {name:?} already exists in cloud {}",
+                cloud.id
+            )));
         }
         let folder = Folder {
             id: new_id(ids::FOLDER),

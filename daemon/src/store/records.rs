@@ -66,7 +66,7 @@ fn decode<T: DeserializeOwned>(table: Table, key: &[u8], bytes: &[u8]) -> Result
 }
 
 /// Calls `each` on every item of every page `fetch` returns, following the page tokens.
-fn for_each_page<T>(
+pub(crate) fn for_each_page<T>(
     fetch: impl Fn(&str) -> Result<Listed<T>, StoreError>,
     mut each: impl FnMut(&T),
 ) -> Result<(), StoreError> {
@@ -292,17 +292,30 @@ impl Records {
         token: &str,
         limit: usize,
     ) -> Result<Listed<Folder>, StoreError> {
-        let page = self.page(
+        self.indexed_page(
             Table::Resources,
             &prefix(&[b"cf", cloud_id.as_bytes()]),
             token,
-            false,
             limit,
-        )?;
+            |id| self.folder(id),
+        )
+    }
+
+    /// A page of an index whose keys end in ids, each looked up with `lookup` (ids whose
+    /// record has gone are skipped).
+    fn indexed_page<T>(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        token: &str,
+        limit: usize,
+        lookup: impl Fn(&str) -> Result<Option<T>, StoreError>,
+    ) -> Result<Listed<T>, StoreError> {
+        let page = self.page(table, prefix, token, false, limit)?;
         let mut items = Vec::with_capacity(page.items.len());
         for (id, _) in page.items {
-            if let Some(f) = self.folder(&id)? {
-                items.push(f);
+            if let Some(item) = lookup(&id)? {
+                items.push(item);
             }
         }
         Ok(Listed {
@@ -398,23 +411,13 @@ impl Records {
         token: &str,
         limit: usize,
     ) -> Result<Listed<SecretRecord>, StoreError> {
-        let page = self.page(
+        self.indexed_page(
             Table::FolderSecrets,
             &prefix(&[folder_id.as_bytes()]),
             token,
-            false,
             limit,
-        )?;
-        let mut items = Vec::with_capacity(page.items.len());
-        for (id, _) in page.items {
-            if let Some(s) = self.secret(&id)? {
-                items.push(s);
-            }
-        }
-        Ok(Listed {
-            items,
-            next_page_token: page.next_page_token,
-        })
+            |id| self.secret(id),
+        )
     }
 
     /// Whether `folder_id` holds any secret.
