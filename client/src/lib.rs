@@ -19,6 +19,7 @@ macro_rules! expect {
 
 pub mod kms;
 pub mod lockbox;
+pub mod sa;
 
 pub use kms::KmsClient;
 pub use lockbox::LockboxClient;

@@ -4,7 +4,8 @@ use lockbox_proto::hello::Service;
 use lockbox_proto::kms::{AccessBinding, AccessBindingDelta, Page};
 use lockbox_proto::lockbox::{
     AddVersion, Cloud, CreateSecret, Folder, LockboxRequest, LockboxResource, LockboxResponse,
-    Operation, PayloadEntry, Secret, SecretRef, UpdateSecret, Version,
+    Operation, PayloadEntry, Secret, SecretRef, ServiceAccount, ServiceAccountKey, UpdateSecret,
+    Version,
 };
 use lockbox_rpc::{CallError, Channel};
 use std::path::Path;
@@ -42,7 +43,139 @@ impl LockboxClient {
         Ok(Self { channel })
     }
 
-    /// The subject the daemon identified this connection as.
+    /// Connects and authenticates as the service account of `key`, with a freshly signed
+    /// short-lived token.
+    pub async fn connect_as(socket: &Path, key: &crate::sa::KeyFile) -> Result<Self, CallError> {
+        let client = Self::connect(socket).await?;
+        let token = key
+            .sign_token(
+                lockbox_proto::token::LOCKBOXD_AUDIENCE,
+                crate::sa::now(),
+                crate::sa::TOKEN_LIFETIME,
+            )
+            .map_err(|e| {
+                CallError::Server(lockbox_proto::Error::new(
+                    lockbox_proto::ErrorCode::Unauthenticated,
+                    e.to_string(),
+                ))
+            })?;
+        client.authenticate(&token).await?;
+        Ok(client)
+    }
+
+    /// Acts as the service account `token` names for the rest of the connection; returns
+    /// its subject.
+    pub async fn authenticate(&self, token: &str) -> Result<String, CallError> {
+        let r = self
+            .call(&LockboxRequest::Authenticate {
+                token: token.into(),
+            })
+            .await?;
+        expect!(r, LockboxResponse::Authenticated { subject } => subject)
+    }
+
+    /// Creates a service account (empty folder id: the default folder).
+    pub async fn create_service_account(
+        &self,
+        folder_id: &str,
+        name: &str,
+        description: &str,
+    ) -> Result<ServiceAccount, CallError> {
+        let r = self
+            .call(&LockboxRequest::CreateServiceAccount {
+                folder_id: folder_id.into(),
+                name: name.into(),
+                description: description.into(),
+            })
+            .await?;
+        expect!(r, LockboxResponse::ServiceAccount(a) => a)
+    }
+
+    /// Gets a service account.
+    pub async fn get_service_account(&self, id: &str) -> Result<ServiceAccount, CallError> {
+        let r = self
+            .call(&LockboxRequest::GetServiceAccount {
+                service_account_id: id.into(),
+            })
+            .await?;
+        expect!(r, LockboxResponse::ServiceAccount(a) => a)
+    }
+
+    /// Lists a folder's service accounts.
+    pub async fn list_service_accounts(
+        &self,
+        folder_id: &str,
+        page: Page,
+    ) -> Result<Listed<ServiceAccount>, CallError> {
+        let r = self
+            .call(&LockboxRequest::ListServiceAccounts {
+                folder_id: folder_id.into(),
+                page,
+            })
+            .await?;
+        expect!(r, LockboxResponse::ServiceAccounts { service_accounts, next_page_token } => (service_accounts, next_page_token))
+    }
+
+    /// Deletes a service account and its keys.
+    pub async fn delete_service_account(&self, id: &str) -> Result<(), CallError> {
+        let r = self
+            .call(&LockboxRequest::DeleteServiceAccount {
+                service_account_id: id.into(),
+            })
+            .await?;
+        expect!(r, LockboxResponse::Done => ())
+    }
+
+    /// Creates a key; returns it with the private key as a key file (shown only once).
+    pub async fn create_service_account_key(
+        &self,
+        id: &str,
+        description: &str,
+    ) -> Result<crate::sa::KeyFile, CallError> {
+        let r = self
+            .call(&LockboxRequest::CreateServiceAccountKey {
+                service_account_id: id.into(),
+                description: description.into(),
+            })
+            .await?;
+        expect!(r, LockboxResponse::ServiceAccountKeyCreated { key, private_key_pem } => crate::sa::KeyFile {
+            id: key.id,
+            service_account_id: key.service_account_id,
+            key_algorithm: "ECDSA_P256".into(),
+            public_key: key.public_key_pem,
+            private_key: String::from_utf8_lossy(private_key_pem.expose()).into_owned(),
+        })
+    }
+
+    /// Lists a service account's keys.
+    pub async fn list_service_account_keys(
+        &self,
+        id: &str,
+    ) -> Result<Vec<ServiceAccountKey>, CallError> {
+        let r = self
+            .call(&LockboxRequest::ListServiceAccountKeys {
+                service_account_id: id.into(),
+            })
+            .await?;
+        expect!(r, LockboxResponse::ServiceAccountKeys { keys } => keys)
+    }
+
+    /// Deletes a key.
+    pub async fn delete_service_account_key(
+        &self,
+        id: &str,
+        key_id: &str,
+    ) -> Result<(), CallError> {
+        let r = self
+            .call(&LockboxRequest::DeleteServiceAccountKey {
+                service_account_id: id.into(),
+                key_id: key_id.into(),
+            })
+            .await?;
+        expect!(r, LockboxResponse::Done => ())
+    }
+
+    /// The subject the daemon identified this connection as when it connected.
     pub fn subject(&self) -> &str {
         &self.channel.server_info().subject
     }

@@ -20,6 +20,9 @@ pub enum LockboxError {
     /// The caller lacks a permission (here or in `lockbox-kms`).
     #[error("{0}")]
     PermissionDenied(String),
+    /// The caller could not be identified (a bad, expired or replayed token).
+    #[error("{0}")]
+    Unauthenticated(String),
     /// The resource's state does not allow the operation.
     #[error("{0}")]
     FailedPrecondition(String),
@@ -72,6 +75,7 @@ impl From<&LockboxError> for ErrorCode {
             LockboxError::NotFound(_) => ErrorCode::NotFound,
             LockboxError::AlreadyExists(_) => ErrorCode::AlreadyExists,
             LockboxError::PermissionDenied(_) => ErrorCode::PermissionDenied,
+            LockboxError::Unauthenticated(_) => ErrorCode::Unauthenticated,
             LockboxError::FailedPrecondition(_) => ErrorCode::FailedPrecondition,
             LockboxError::ResourceExhausted(_) => ErrorCode::ResourceExhausted,
             LockboxError::Unavailable(_) => ErrorCode::Unavailable,

@@ -16,6 +16,10 @@ pub const SECRET: &str = "e6q";
 pub const VERSION: &str = "e6v";
 /// Operation ids.
 pub const OPERATION: &str = "e6o";
+/// Service account ids.
+pub const SERVICE_ACCOUNT: &str = "aje";
+/// Service account key ids.
+pub const SERVICE_ACCOUNT_KEY: &str = "ajk";
 /// Organization ids.
 pub const ORGANIZATION: &str = "bpf";
 /// Cloud ids.

@@ -220,3 +220,34 @@ impl std::fmt::Debug for Entry {
             .finish()
     }
 }
+
+/// A service account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceAccountRecord {
+    /// Id.
+    pub id: String,
+    /// Folder.
+    pub folder_id: String,
+    /// Name, unique in the folder.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// Creation time.
+    pub created_at: i64,
+}
+
+/// The public half of a service-account key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceAccountKeyRecord {
+    /// Key id.
+    pub id: String,
+    /// The account.
+    pub service_account_id: String,
+    /// Description.
+    pub description: String,
+    /// Creation time.
+    pub created_at: i64,
+    /// SEC1-encoded P-256 public key.
+    #[serde(with = "lockbox_proto::bytes::vec")]
+    pub public_key: Vec<u8>,
+}

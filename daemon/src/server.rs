@@ -27,29 +27,50 @@ impl LockboxHandler {
     }
 }
 
+/// A connection: the local user the kernel reported, and the service account it switched
+/// to with a token, if it did.
+#[derive(Debug)]
+pub struct Session {
+    /// From SO_PEERCRED.
+    local: Caller,
+    /// Set once by `Authenticate`.
+    service_account: std::sync::OnceLock<Caller>,
+}
+
+impl Session {
+    /// Who the connection's requests act as.
+    fn caller(&self) -> &Caller {
+        self.service_account.get().unwrap_or(&self.local)
+    }
+}
+
 impl Handler for LockboxHandler {
-    type Session = Caller;
+    type Session = Session;
 
     fn service(&self) -> Service {
         Service::Lockbox
     }
 
-    fn open(&self, cred: PeerCred) -> Result<Caller, Error> {
+    fn open(&self, cred: PeerCred) -> Result<Session, Error> {
         let id = peer::resolve(&cred);
         tracing::debug!(subject = %id.subject, pid = ?cred.pid, "connection opened");
-        Ok(Caller {
-            principal: Principal {
-                subject: id.subject,
-                groups: id.groups,
+        Ok(Session {
+            local: Caller {
+                principal: Principal {
+                    subject: id.subject,
+                    groups: id.groups,
+                },
             },
+            service_account: std::sync::OnceLock::new(),
         })
     }
 
-    fn subject(&self, caller: &Caller) -> String {
-        caller.subject().to_owned()
+    fn subject(&self, session: &Session) -> String {
+        session.local.subject().to_owned()
     }
 
-    async fn call(&self, caller: &Caller, body: &[u8], out: &mut Vec<u8>) {
+    async fn call(&self, session: &Session, body: &[u8], out: &mut Vec<u8>) {
+        let caller = session.caller();
         let request = match decode_request::<LockboxRequest>(body) {
             Ok(r) => r,
             Err((id, e)) => return respond::<()>(out, id, Err(e), self.max_frame),
@@ -58,6 +79,8 @@ impl Handler for LockboxHandler {
             Err(LockboxError::PermissionDenied(
                 "lockboxd does not accept requests on behalf of other subjects".into(),
             ))
+        } else if let LockboxRequest::Authenticate { token } = &request.body {
+            authenticate(&self.lockbox, session, token)
         } else {
             dispatch(&self.lockbox, caller, request.body).await
         };
@@ -68,6 +91,26 @@ impl Handler for LockboxHandler {
             self.max_frame,
         );
     }
+}
+
+/// Switches the connection to the service account a token names, once.
+fn authenticate(
+    lockbox: &Lockbox,
+    session: &Session,
+    token: &str,
+) -> Result<LockboxResponse, LockboxError> {
+    if session.service_account.get().is_some() {
+        return Err(LockboxError::FailedPrecondition(
+            "this connection already acts as a service account".into(),
+        ));
+    }
+    let caller = lockbox.authenticate(token)?;
+    let subject = caller.subject().to_owned();
+    session
+        .service_account
+        .set(caller)
+        .map_err(|_| LockboxError::FailedPrecondition("authenticated concurrently".into()))?;
+    Ok(LockboxResponse::Authenticated { subject })
 }
 
 fn operation(done: Done) -> LockboxResponse {
@@ -298,6 +341,66 @@ async fn dispatch(
                     .update_access_bindings(caller, &resource, BindingUpdate::Deltas(deltas))
                     .await?,
             )
+        }
+        R::CreateServiceAccount {
+            folder_id,
+            name,
+            description,
+        } => A::ServiceAccount(wire::account_to(
+            lockbox
+                .create_service_account(caller, &folder_id, &name, &description)
+                .await?,
+        )),
+        R::GetServiceAccount { service_account_id } => A::ServiceAccount(wire::account_to(
+            lockbox.get_service_account(caller, &service_account_id)?,
+        )),
+        R::ListServiceAccounts { folder_id, page } => {
+            let listed = lockbox.list_service_accounts(
+                caller,
+                &folder_id,
+                page.page_size,
+                &page.page_token,
+            )?;
+            A::ServiceAccounts {
+                service_accounts: listed.items.into_iter().map(wire::account_to).collect(),
+                next_page_token: listed.next_page_token,
+            }
+        }
+        R::DeleteServiceAccount { service_account_id } => {
+            lockbox
+                .delete_service_account(caller, &service_account_id)
+                .await?;
+            A::Done
+        }
+        R::CreateServiceAccountKey {
+            service_account_id,
+            description,
+        } => {
+            let new = lockbox
+                .create_service_account_key(caller, &service_account_id, &description)
+                .await?;
+            A::ServiceAccountKeyCreated {
+                key: wire::key_to(&new.record),
+                private_key_pem: lockbox_proto::SecretBytes::new(
+                    new.private_key_pem.as_bytes().to_vec(),
+                ),
+            }
+        }
+        R::ListServiceAccountKeys { service_account_id } => A::ServiceAccountKeys {
+            keys: lockbox
+                .list_service_account_keys(caller, &service_account_id)?
+                .iter()
+                .map(wire::key_to)
+                .collect(),
+        },
+        R::DeleteServiceAccountKey {
+            service_account_id,
+            key_id,
+        } => {
+            lockbox
+                .delete_service_account_key(caller, &service_account_id, &key_id)
+                .await?;
+            A::Done
         }
         _ => {
             return Err(LockboxError::InvalidArgument(

@@ -227,3 +227,23 @@ pub(crate) fn delta_from(d: kms_wire::AccessBindingDelta) -> Result<(bool, Bindi
     };
     Ok((add, binding_from(d.binding)))
 }
+
+pub(crate) fn account_to(a: crate::model::ServiceAccountRecord) -> wire::ServiceAccount {
+    wire::ServiceAccount {
+        id: a.id,
+        folder_id: a.folder_id,
+        name: a.name,
+        description: a.description,
+        created_at: a.created_at,
+    }
+}
+
+pub(crate) fn key_to(k: &crate::model::ServiceAccountKeyRecord) -> wire::ServiceAccountKey {
+    wire::ServiceAccountKey {
+        id: k.id.clone(),
+        service_account_id: k.service_account_id.clone(),
+        description: k.description.clone(),
+        created_at: k.created_at,
+        public_key_pem: crate::service::public_key_pem(k),
+    }
+}

@@ -6,6 +6,8 @@
 //! client may pipeline many requests on one connection. Failures carry a stable
 //! [`error::ErrorCode`] and a human message.
 //!
+//! Service-account tokens ([`token`]) are defined here too, since they cross the boundary.
+//!
 //! This crate has no I/O: the transports live in `lockbox-rpc`.
 #![forbid(unsafe_code)]
 
@@ -16,6 +18,7 @@ pub mod frame;
 pub mod hello;
 pub mod kms;
 pub mod lockbox;
+pub mod token;
 
 pub use bytes::SecretBytes;
 pub use envelope::{Principal, Request, Response};

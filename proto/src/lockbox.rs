@@ -293,6 +293,36 @@ pub enum LockboxResource {
     Secret(String),
 }
 
+/// A service account: an identity for programs, authenticated by keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceAccount {
+    /// Id; the subject is `serviceAccount:<id>`.
+    pub id: String,
+    /// Folder it belongs to.
+    pub folder_id: String,
+    /// Name, unique in the folder.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// Creation time.
+    pub created_at: i64,
+}
+
+/// An authorized key of a service account (its public half).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceAccountKey {
+    /// Key id, the `kid` of tokens signed with it.
+    pub id: String,
+    /// The service account.
+    pub service_account_id: String,
+    /// Description.
+    pub description: String,
+    /// Creation time.
+    pub created_at: i64,
+    /// PEM SubjectPublicKeyInfo of the P-256 public key.
+    pub public_key_pem: String,
+}
+
 /// A request to `lockboxd`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -457,6 +487,58 @@ pub enum LockboxRequest {
         /// The changes, in order.
         deltas: Vec<AccessBindingDelta>,
     },
+    /// Act as a service account for the rest of the connection: a compact ES256 JWS signed
+    /// with one of its keys (`kid`), `iss` the account, `aud` "lockboxd", at most an hour
+    /// long, used once.
+    Authenticate {
+        /// The token.
+        token: String,
+    },
+    /// Create a service account.
+    CreateServiceAccount {
+        /// Folder; empty means the default folder.
+        folder_id: String,
+        /// Name.
+        name: String,
+        /// Description.
+        description: String,
+    },
+    /// Get a service account.
+    GetServiceAccount {
+        /// Id.
+        service_account_id: String,
+    },
+    /// List a folder's service accounts.
+    ListServiceAccounts {
+        /// Folder; empty means the default folder.
+        folder_id: String,
+        /// Page.
+        page: Page,
+    },
+    /// Delete a service account and its keys.
+    DeleteServiceAccount {
+        /// Id.
+        service_account_id: String,
+    },
+    /// Create a key pair; the private key is returned once and never stored.
+    CreateServiceAccountKey {
+        /// The service account.
+        service_account_id: String,
+        /// Description.
+        description: String,
+    },
+    /// List a service account's keys.
+    ListServiceAccountKeys {
+        /// The service account.
+        service_account_id: String,
+    },
+    /// Delete a key; tokens signed with it are refused from then on.
+    DeleteServiceAccountKey {
+        /// The service account.
+        service_account_id: String,
+        /// Key id.
+        key_id: String,
+    },
 }
 
 /// A successful answer from `lockboxd`.
@@ -520,6 +602,34 @@ pub enum LockboxResponse {
         /// Unix seconds.
         now: i64,
     },
+    /// The connection now acts as this subject.
+    Authenticated {
+        /// `serviceAccount:<id>`.
+        subject: String,
+    },
+    /// A service account.
+    ServiceAccount(ServiceAccount),
+    /// A page of service accounts.
+    ServiceAccounts {
+        /// The accounts.
+        service_accounts: Vec<ServiceAccount>,
+        /// Token for the next page; empty on the last.
+        next_page_token: String,
+    },
+    /// A new key and, this once, its private half.
+    ServiceAccountKeyCreated {
+        /// The key.
+        key: ServiceAccountKey,
+        /// PEM PKCS#8 private key. Not stored by the server.
+        private_key_pem: SecretBytes,
+    },
+    /// A service account's keys.
+    ServiceAccountKeys {
+        /// The keys.
+        keys: Vec<ServiceAccountKey>,
+    },
+    /// Done, nothing to return.
+    Done,
     /// A page of access bindings.
     AccessBindings {
         /// The bindings.

@@ -6,6 +6,7 @@
 //! serialised by one writer lock, built as one batch, and committed durably before they
 //! answer; reads go straight to the store.
 
+mod accounts;
 mod authz;
 mod operations;
 mod payload;
@@ -13,6 +14,7 @@ mod resources;
 mod secrets;
 pub mod versions;
 
+pub use accounts::{NewKey, public_key_pem};
 pub use authz::{BindingUpdate, MAX_DELTAS};
 pub use payload::PayloadRead;
 pub use resources::bootstrap;
@@ -92,6 +94,8 @@ pub struct Lockbox {
     defaults: Defaults,
     /// Access bindings by resource, mirroring the store.
     bindings: RwLock<authz::BindingMap>,
+    /// Service-account token ids already accepted.
+    replays: std::sync::Mutex<accounts::ReplayCache>,
 }
 
 impl std::fmt::Debug for Lockbox {
@@ -123,6 +127,7 @@ impl Lockbox {
             writer: tokio::sync::Mutex::new(()),
             defaults,
             bindings: RwLock::new(bindings),
+            replays: std::sync::Mutex::new(accounts::ReplayCache::default()),
         })
     }
 

@@ -29,11 +29,14 @@ pub enum Table {
     DestroyQueue,
     /// Resource → its access bindings.
     Bindings,
+    /// Service accounts (`a \0 id`), their folder index (`f \0 folder \0 id`) and their
+    /// keys (`k \0 account \0 key`).
+    ServiceAccounts,
 }
 
 impl Table {
     /// Every table, in a fixed order.
-    pub const ALL: [Table; 9] = [
+    pub const ALL: [Table; 10] = [
         Table::Meta,
         Table::Resources,
         Table::Secrets,
@@ -43,6 +46,7 @@ impl Table {
         Table::Operations,
         Table::DestroyQueue,
         Table::Bindings,
+        Table::ServiceAccounts,
     ];
 
     /// Stable name (the RocksDB column family).
@@ -57,6 +61,7 @@ impl Table {
             Table::Operations => "operations",
             Table::DestroyQueue => "destroy_queue",
             Table::Bindings => "bindings",
+            Table::ServiceAccounts => "service_accounts",
         }
     }
 }

@@ -6,7 +6,10 @@
 use super::keys::{self, key, prefix};
 use super::{Batch, KvStore, Scan, StoreError, Table};
 use crate::access::{Binding, Resource};
-use crate::model::{Cloud, Folder, OperationRecord, Organization, SecretRecord, VersionRecord};
+use crate::model::{
+    Cloud, Folder, OperationRecord, Organization, SecretRecord, ServiceAccountKeyRecord,
+    ServiceAccountRecord, VersionRecord,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
@@ -593,6 +596,110 @@ impl Records {
         } else {
             batch.put(Table::Bindings, k, encode(&(resource, bindings)));
         }
+    }
+
+    // ---- service accounts ----
+
+    /// A service account.
+    pub fn service_account(&self, id: &str) -> Result<Option<ServiceAccountRecord>, StoreError> {
+        self.get(Table::ServiceAccounts, &key(&[b"a", id.as_bytes()]))
+    }
+
+    /// Stores a service account and its folder index.
+    pub fn put_service_account(&self, batch: &mut Batch, sa: &ServiceAccountRecord) {
+        batch.put(
+            Table::ServiceAccounts,
+            key(&[b"a", sa.id.as_bytes()]),
+            encode(sa),
+        );
+        batch.put(
+            Table::ServiceAccounts,
+            key(&[b"f", sa.folder_id.as_bytes(), sa.id.as_bytes()]),
+            Vec::new(),
+        );
+    }
+
+    /// Removes a service account, its index entry and its keys.
+    pub fn delete_service_account(
+        &self,
+        batch: &mut Batch,
+        sa: &ServiceAccountRecord,
+    ) -> Result<(), StoreError> {
+        for k in self.service_account_keys(&sa.id)? {
+            self.delete_service_account_key(batch, &sa.id, &k.id);
+        }
+        batch.delete(Table::ServiceAccounts, key(&[b"a", sa.id.as_bytes()]));
+        batch.delete(
+            Table::ServiceAccounts,
+            key(&[b"f", sa.folder_id.as_bytes(), sa.id.as_bytes()]),
+        );
+        Ok(())
+    }
+
+    /// A folder's service accounts, oldest first.
+    pub fn service_accounts_in_folder(
+        &self,
+        folder_id: &str,
+        token: &str,
+        limit: usize,
+    ) -> Result<Listed<ServiceAccountRecord>, StoreError> {
+        self.indexed_page(
+            Table::ServiceAccounts,
+            &prefix(&[b"f", folder_id.as_bytes()]),
+            token,
+            limit,
+            |id| self.service_account(id),
+        )
+    }
+
+    /// A key of a service account.
+    pub fn service_account_key(
+        &self,
+        sa_id: &str,
+        key_id: &str,
+    ) -> Result<Option<ServiceAccountKeyRecord>, StoreError> {
+        self.get(
+            Table::ServiceAccounts,
+            &key(&[b"k", sa_id.as_bytes(), key_id.as_bytes()]),
+        )
+    }
+
+    /// Stores a key.
+    pub fn put_service_account_key(&self, batch: &mut Batch, k: &ServiceAccountKeyRecord) {
+        batch.put(
+            Table::ServiceAccounts,
+            key(&[b"k", k.service_account_id.as_bytes(), k.id.as_bytes()]),
+            encode(k),
+        );
+    }
+
+    /// Removes a key.
+    pub fn delete_service_account_key(&self, batch: &mut Batch, sa_id: &str, key_id: &str) {
+        batch.delete(
+            Table::ServiceAccounts,
+            key(&[b"k", sa_id.as_bytes(), key_id.as_bytes()]),
+        );
+    }
+
+    /// A service account's keys (there are few), oldest first.
+    pub fn service_account_keys(
+        &self,
+        sa_id: &str,
+    ) -> Result<Vec<ServiceAccountKeyRecord>, StoreError> {
+        let mut keys = Vec::new();
+        for_each_page(
+            |token| {
+                self.typed_page(
+                    Table::ServiceAccounts,
+                    &prefix(&[b"k", sa_id.as_bytes()]),
+                    token,
+                    false,
+                    1000,
+                )
+            },
+            |k: &ServiceAccountKeyRecord| keys.push(k.clone()),
+        )?;
+        Ok(keys)
     }
 
     // ---- operations ----

@@ -1,6 +1,7 @@
 //! `lockbox`: the command-line tool for lockboxd and lockbox-kms.
 
 mod access;
+mod iam;
 mod io;
 mod kms;
 mod render;
@@ -20,6 +21,10 @@ struct Cli {
     /// Socket of lockboxd.
     #[arg(long, global = true, env = "LOCKBOX_SOCKET", default_value = lockbox_client::DEFAULT_LOCKBOX_SOCKET)]
     socket: PathBuf,
+    /// Act as a service account: its key file from `lockbox iam key create`. Each
+    /// connection to lockboxd then signs a short-lived token with it.
+    #[arg(long, global = true, env = "LOCKBOX_SA_KEY")]
+    sa_key: Option<PathBuf>,
     /// Socket of lockbox-kms.
     #[arg(long, global = true, env = "LOCKBOX_KMS_SOCKET", default_value = lockbox_client::DEFAULT_KMS_SOCKET)]
     kms_socket: PathBuf,
@@ -50,11 +55,29 @@ enum Command {
     /// Manage clouds and folders.
     #[command(subcommand)]
     ResourceManager(resource::ResourceCommand),
+    /// Manage service accounts and their keys.
+    #[command(subcommand)]
+    Iam(iam::IamCommand),
     /// Manage lockbox-kms: keys, crypto operations and KMS access bindings.
     Kms {
         #[command(subcommand)]
         command: kms::KmsCommand,
     },
+}
+
+/// Connects to lockboxd, as a service account when a key file is given.
+async fn connect(
+    socket: &std::path::Path,
+    sa_key: Option<&std::path::Path>,
+) -> anyhow::Result<lockbox_client::LockboxClient> {
+    Ok(match sa_key {
+        Some(path) => {
+            let key =
+                lockbox_client::sa::KeyFile::read(path).map_err(|e| io::invalid(e.to_string()))?;
+            lockbox_client::LockboxClient::connect_as(socket, &key).await?
+        }
+        None => lockbox_client::LockboxClient::connect(socket).await?,
+    })
 }
 
 fn main() -> ExitCode {
@@ -73,16 +96,20 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Kms { command } => kms::run(&cli.kms_socket, cli.format, command).await,
             Command::Secret(command) => {
-                let client = lockbox_client::LockboxClient::connect(&cli.socket).await?;
+                let client = connect(&cli.socket, cli.sa_key.as_deref()).await?;
                 secret::run(&client, cli.format, command).await
             }
             Command::Payload(command) => {
-                let client = lockbox_client::LockboxClient::connect(&cli.socket).await?;
+                let client = connect(&cli.socket, cli.sa_key.as_deref()).await?;
                 secret::payload(&client, cli.format, command).await
             }
             Command::ResourceManager(command) => {
-                let client = lockbox_client::LockboxClient::connect(&cli.socket).await?;
+                let client = connect(&cli.socket, cli.sa_key.as_deref()).await?;
                 resource::run(&client, cli.format, command).await
+            }
+            Command::Iam(command) => {
+                let client = connect(&cli.socket, cli.sa_key.as_deref()).await?;
+                iam::run(&client, cli.format, command).await
             }
         }
     });
