@@ -10,6 +10,13 @@
 //!   key is wrapped by its own KMS key, so every read is a KMS round trip with the KMS's
 //!   authorization, else by the service keyring.
 //! - `add-version`: lockboxd adds a version (a synced write) per request.
+//! - `redis-get`, `redis-set`: the same loop against Redis over a Unix socket (the
+//!   baseline), with this tool speaking Redis's protocol so both sides have the same client.
+//! - `echo` against `lockbox-bench echo-server`: the same framing, transport and runtime as
+//!   lockbox's servers with a handler that only answers (the socket limit).
+
+mod echo;
+mod redis;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -61,6 +68,36 @@ enum Workload {
         /// Bytes in the entry's value.
         #[arg(long, default_value_t = 64)]
         value_size: usize,
+    },
+    /// Redis GET of a value over its Unix socket.
+    RedisGet {
+        #[command(flatten)]
+        load: Load,
+        /// Redis's Unix socket.
+        #[arg(long)]
+        redis_socket: PathBuf,
+        /// Bytes in the value.
+        #[arg(long, default_value_t = 64)]
+        value_size: usize,
+    },
+    /// Redis SET of a value over its Unix socket.
+    RedisSet {
+        #[command(flatten)]
+        load: Load,
+        /// Redis's Unix socket.
+        #[arg(long)]
+        redis_socket: PathBuf,
+        /// Bytes in the value.
+        #[arg(long, default_value_t = 64)]
+        value_size: usize,
+    },
+    /// Empty requests to `lockbox-bench echo-server` at --socket.
+    Echo(Load),
+    /// Serve the echo handler on a socket until interrupted.
+    EchoServer {
+        /// Socket to listen on.
+        #[arg(long)]
+        socket: PathBuf,
     },
 }
 
@@ -130,6 +167,27 @@ fn main() -> Result<()> {
             )),
             Workload::AddVersion { load, value_size } => {
                 Ok((add_version(&load, value_size).await?, load.json))
+            }
+            Workload::RedisGet {
+                load,
+                redis_socket,
+                value_size,
+            } => Ok((
+                redis_load(&load, &redis_socket, value_size, false).await?,
+                load.json,
+            )),
+            Workload::RedisSet {
+                load,
+                redis_socket,
+                value_size,
+            } => Ok((
+                redis_load(&load, &redis_socket, value_size, true).await?,
+                load.json,
+            )),
+            Workload::Echo(load) => Ok((echo_load(&load).await?, load.json)),
+            Workload::EchoServer { socket } => {
+                echo::run(&socket).await?;
+                std::process::exit(0);
             }
         }
     })?;
@@ -402,5 +460,45 @@ async fn add_version(load: &Load, value_size: usize) -> Result<Report> {
             .is_ok()
         },
     )
+    .await
+}
+
+async fn redis_load(load: &Load, socket: &Path, value_size: usize, write: bool) -> Result<Report> {
+    let value = vec![b'x'; value_size];
+    let setup = redis::Redis::connect(socket).await?;
+    setup.command(&[b"SET", b"lockbox-bench", &value]).await?;
+    match setup.command(&[b"GET", b"lockbox-bench"]).await? {
+        redis::Reply::Bulk(Some(v)) if v == value => {}
+        other => anyhow::bail!("redis returned {other:?} for the value just set"),
+    }
+    let mut clients = Vec::with_capacity(load.connections);
+    for _ in 0..load.connections {
+        clients.push(redis::Redis::connect(socket).await?);
+    }
+    let name = if write { "redis-set" } else { "redis-get" };
+    run(name, load, clients, move |c: redis::Redis| {
+        let value = value.clone();
+        async move {
+            let reply = if write {
+                c.command(&[b"SET", b"lockbox-bench", &value]).await
+            } else {
+                c.command(&[b"GET", b"lockbox-bench"]).await
+            };
+            reply.is_ok()
+        }
+    })
+    .await
+}
+
+async fn echo_load(load: &Load) -> Result<Report> {
+    use lockbox_client::proto::hello::Service;
+    use lockbox_rpc::Channel;
+    let mut clients = Vec::with_capacity(load.connections);
+    for _ in 0..load.connections {
+        clients.push(Channel::connect(&load.socket, Service::Lockbox, "lockbox-bench").await?);
+    }
+    run("echo", load, clients, |c: Channel| async move {
+        c.call::<(), ()>(None, &()).await.is_ok()
+    })
     .await
 }
