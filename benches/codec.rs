@@ -1,0 +1,47 @@
+//! Criterion benches of the wire codec: encoding, splitting and decoding one request frame
+//! (a KMS Decrypt of a 32-byte data key's ciphertext, the hot request).
+#![allow(clippy::unwrap_used)] // a bench that cannot set up should abort
+#![allow(missing_docs)] // criterion's macros generate undocumented functions
+
+use criterion::{Criterion, black_box, criterion_group, criterion_main};
+use lockbox_proto::Request;
+use lockbox_proto::frame::{self, DEFAULT_MAX_FRAME};
+use lockbox_proto::kms::KmsRequest;
+
+fn request() -> Request<KmsRequest> {
+    Request {
+        id: 123_456,
+        on_behalf_of: None,
+        body: KmsRequest::Decrypt {
+            key_id: "abj01k82q5kevjajpei9".into(),
+            aad_context: b"lockbox dek e6q01k82q5kevjajpei9".to_vec(),
+            ciphertext: vec![7u8; 82],
+        },
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let req = request();
+    let mut buf = Vec::with_capacity(256);
+    frame::encode(&req, &mut buf, DEFAULT_MAX_FRAME).unwrap();
+    let encoded = buf.clone();
+    let mut group = c.benchmark_group("frame_kms_decrypt_request");
+    group.bench_function("encode", |b| {
+        b.iter(|| {
+            buf.clear();
+            frame::encode(black_box(&req), &mut buf, DEFAULT_MAX_FRAME).unwrap();
+        })
+    });
+    group.bench_function("split_and_decode", |b| {
+        b.iter(|| {
+            let (_, body) = frame::split(black_box(&encoded), DEFAULT_MAX_FRAME)
+                .unwrap()
+                .unwrap();
+            frame::decode::<Request<KmsRequest>>(body).unwrap()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
