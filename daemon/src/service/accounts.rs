@@ -63,6 +63,18 @@ impl Lockbox {
         self.chain(&Resource::Folder(folder_id.to_owned()))
     }
 
+    /// A service account the caller holds `permission` on (through its folder).
+    fn authorized_account(
+        &self,
+        caller: &Caller,
+        id: &str,
+        permission: Permission,
+    ) -> Result<ServiceAccountRecord, LockboxError> {
+        let account = self.account(id)?;
+        self.authorize(caller, &self.folder_chain(&account.folder_id)?, permission)?;
+        Ok(account)
+    }
+
     /// A service account, or `NotFound`.
     fn account(&self, id: &str) -> Result<ServiceAccountRecord, LockboxError> {
         validate::id("service_account_id", id)?;
@@ -119,13 +131,7 @@ impl Lockbox {
         caller: &Caller,
         id: &str,
     ) -> Result<ServiceAccountRecord, LockboxError> {
-        let account = self.account(id)?;
-        self.authorize(
-            caller,
-            &self.folder_chain(&account.folder_id)?,
-            Permission::Get,
-        )?;
-        Ok(account)
+        self.authorized_account(caller, id, Permission::Get)
     }
 
     /// A folder's service accounts.
@@ -153,12 +159,7 @@ impl Lockbox {
         id: &str,
     ) -> Result<(), LockboxError> {
         let _writer = self.writer.lock().await;
-        let account = self.account(id)?;
-        self.authorize(
-            caller,
-            &self.folder_chain(&account.folder_id)?,
-            Permission::SetAccessBindings,
-        )?;
+        let account = self.authorized_account(caller, id, Permission::SetAccessBindings)?;
         let mut batch = Batch::default();
         self.records.delete_service_account(&mut batch, &account)?;
         self.commit(batch).await
@@ -173,12 +174,7 @@ impl Lockbox {
     ) -> Result<NewKey, LockboxError> {
         validate::description("description", description)?;
         let _writer = self.writer.lock().await;
-        let account = self.account(id)?;
-        self.authorize(
-            caller,
-            &self.folder_chain(&account.folder_id)?,
-            Permission::SetAccessBindings,
-        )?;
+        let account = self.authorized_account(caller, id, Permission::SetAccessBindings)?;
         let signing = loop {
             let mut bytes = Zeroizing::new([0u8; 32]);
             crate::envelope::fill_random(bytes.as_mut());
@@ -212,12 +208,7 @@ impl Lockbox {
         caller: &Caller,
         id: &str,
     ) -> Result<Vec<ServiceAccountKeyRecord>, LockboxError> {
-        let account = self.account(id)?;
-        self.authorize(
-            caller,
-            &self.folder_chain(&account.folder_id)?,
-            Permission::Get,
-        )?;
+        let account = self.authorized_account(caller, id, Permission::Get)?;
         Ok(self.records.service_account_keys(&account.id)?)
     }
 
@@ -230,12 +221,7 @@ impl Lockbox {
     ) -> Result<(), LockboxError> {
         validate::id("key_id", key_id)?;
         let _writer = self.writer.lock().await;
-        let account = self.account(id)?;
-        self.authorize(
-            caller,
-            &self.folder_chain(&account.folder_id)?,
-            Permission::SetAccessBindings,
-        )?;
+        let account = self.authorized_account(caller, id, Permission::SetAccessBindings)?;
         if self
             .records
             .service_account_key(&account.id, key_id)?

@@ -103,6 +103,24 @@ pub(crate) struct BindingArgs {
     pub(crate) subject: String,
 }
 
+impl BindingArgs {
+    /// Grant this binding.
+    pub(crate) fn add(self) -> AccessAction {
+        AccessAction::Add {
+            role: self.role,
+            subject: self.subject,
+        }
+    }
+
+    /// Revoke this binding.
+    pub(crate) fn remove(self) -> AccessAction {
+        AccessAction::Remove {
+            role: self.role,
+            subject: self.subject,
+        }
+    }
+}
+
 /// `--access-binding` of set.
 #[derive(clap::Args)]
 pub(crate) struct SetArgs {
@@ -150,20 +168,8 @@ impl ByIdCommand {
             ByIdCommand::SetAccessBindings { id, set } => {
                 (id, AccessAction::Set(set.access_bindings))
             }
-            ByIdCommand::AddAccessBinding { id, binding } => (
-                id,
-                AccessAction::Add {
-                    role: binding.role,
-                    subject: binding.subject,
-                },
-            ),
-            ByIdCommand::RemoveAccessBinding { id, binding } => (
-                id,
-                AccessAction::Remove {
-                    role: binding.role,
-                    subject: binding.subject,
-                },
-            ),
+            ByIdCommand::AddAccessBinding { id, binding } => (id, binding.add()),
+            ByIdCommand::RemoveAccessBinding { id, binding } => (id, binding.remove()),
         }
     }
 }

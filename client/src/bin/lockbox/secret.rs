@@ -564,11 +564,7 @@ pub(crate) async fn run(
             binding,
         } => {
             let id = secret_id(client, secret, &folder).await?;
-            let action = AccessAction::Add {
-                role: binding.role,
-                subject: binding.subject,
-            };
-            return access::run(client, format, LockboxResource::Secret(id), action).await;
+            return access::run(client, format, LockboxResource::Secret(id), binding.add()).await;
         }
         C::RemoveAccessBinding {
             secret,
@@ -576,11 +572,13 @@ pub(crate) async fn run(
             binding,
         } => {
             let id = secret_id(client, secret, &folder).await?;
-            let action = AccessAction::Remove {
-                role: binding.role,
-                subject: binding.subject,
-            };
-            return access::run(client, format, LockboxResource::Secret(id), action).await;
+            return access::run(
+                client,
+                format,
+                LockboxResource::Secret(id),
+                binding.remove(),
+            )
+            .await;
         }
         C::ListOperations {
             secret,
