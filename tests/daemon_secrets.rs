@@ -525,3 +525,96 @@ async fn folders_and_clouds_scope_secrets() {
         ErrorCode::FailedPrecondition
     );
 }
+
+/// Reads every change right after making it, with each read first filling lockboxd's read
+/// cache: a cached secret or version must never outlive the change that replaced it. Run with
+/// the cache on (default) and off, which must answer the same.
+#[tokio::test]
+async fn payload_reads_follow_every_change() {
+    for config in ["", "read_cache_entries = 0"] {
+        let (_kms, daemon) = Daemon::with_kms(config);
+        let c = daemon.client().await;
+        let value = |id: String, version: Option<String>| {
+            let c = &c;
+            async move { map(&c.get_payload(&id, version.as_deref()).await.unwrap())["k"].clone() }
+        };
+        let id = create(&c, "cached", vec![set("k", "one")]).await;
+        let v1 = c.get_secret(&id).await.unwrap().current_version.unwrap().id;
+        assert_eq!(value(id.clone(), None).await, "one", "{config}");
+
+        let v2 = version_of(
+            &c.add_version(add(&id, vec![set("k", "two")], None))
+                .await
+                .unwrap(),
+        );
+        assert_eq!(
+            value(id.clone(), None).await,
+            "two",
+            "{config}: new version"
+        );
+        assert_eq!(value(id.clone(), Some(v1.clone())).await, "one");
+
+        c.set_current_version(&id, &v1).await.unwrap();
+        assert_eq!(
+            value(id.clone(), None).await,
+            "one",
+            "{config}: current moved back"
+        );
+
+        c.deactivate_secret(&id).await.unwrap();
+        assert_eq!(
+            code(c.get_payload(&id, None).await),
+            ErrorCode::FailedPrecondition,
+            "{config}: deactivated"
+        );
+        c.activate_secret(&id).await.unwrap();
+        assert_eq!(value(id.clone(), Some(v2.clone())).await, "two");
+
+        // Another secret's version, cached by a read of its own, is not this secret's.
+        let other = create(&c, "other", vec![set("k", "elsewhere")]).await;
+        let other_version = c
+            .get_secret(&other)
+            .await
+            .unwrap()
+            .current_version
+            .unwrap()
+            .id;
+        assert_eq!(value(other.clone(), None).await, "elsewhere");
+        assert_eq!(
+            code(c.get_payload(&id, Some(&other_version)).await),
+            ErrorCode::NotFound,
+            "{config}: a version of another secret"
+        );
+
+        c.update_secret(UpdateSecret {
+            secret_id: id.clone(),
+            update_mask: vec!["name".into()],
+            name: "renamed".into(),
+            description: String::new(),
+            labels: BTreeMap::new(),
+            deletion_protection: false,
+            password_payload_specification: None,
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            code(c.get_payload_by_name("", "cached", None).await),
+            ErrorCode::NotFound,
+            "{config}: old name"
+        );
+        let by_name = c.get_payload_by_name("", "renamed", None).await.unwrap();
+        assert_eq!(map(&by_name)["k"], "one");
+
+        c.delete_secret(&id).await.unwrap();
+        assert_eq!(
+            code(c.get_payload(&id, None).await),
+            ErrorCode::NotFound,
+            "{config}: deleted"
+        );
+        assert_eq!(
+            code(c.get_payload(&id, Some(&v2)).await),
+            ErrorCode::NotFound,
+            "{config}: deleted version"
+        );
+    }
+}

@@ -227,11 +227,28 @@ async fn relayed_subjects_are_authorized_as_themselves() {
         ErrorCode::PermissionDenied
     );
 
+    // Stopping the KMS drains its audit writer, so every decision is in the log.
+    kms.stop();
     let log = kms.log();
-    assert!(
-        log.contains("relayed request") && log.contains("user:alice") && log.contains(&me),
-        "both relay and subject are logged: {log}"
-    );
+    let line = |permission: &str, allowed: bool| {
+        format!(
+            "AUDIT lockbox-kms relayed decision: relay={me:?} subject=\"user:alice\" \
+             permission={permission} key={:?} allowed={allowed}\n",
+            key.id
+        )
+    };
+    // Refused, then allowed once the group holds decrypter, then encrypt refused.
+    for (permission, allowed, times) in [
+        ("kms.keys.decrypt", false, 1),
+        ("kms.keys.decrypt", true, 1),
+        ("kms.keys.encrypt", false, 1),
+    ] {
+        assert_eq!(
+            log.matches(&line(permission, allowed)).count(),
+            times,
+            "one audit line for {permission} allowed={allowed}: {log}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -32,10 +32,19 @@ pub struct FileConfig {
     /// Subjects made `organization-manager.organizations.owner` of the default organization
     /// when no access binding exists yet (default: user:root and the daemon's own user).
     pub admins: Option<Vec<String>>,
+    /// Runtime worker threads (default: half the CPUs, at least one; the clients of a
+    /// local daemon run on the same machine and need the rest).
+    pub worker_threads: Option<usize>,
+    /// Secrets (and as many versions) kept decoded in memory for reads (default 65536;
+    /// 0 turns the cache off).
+    pub read_cache_entries: Option<usize>,
     /// Quotas and size limits.
     #[serde(default)]
     pub limits: Limits,
 }
+
+/// Secrets kept in the read cache unless configured.
+pub const DEFAULT_READ_CACHE_ENTRIES: usize = 65_536;
 
 impl FileConfig {
     /// Reads and parses `path`.

@@ -50,10 +50,18 @@ impl Dek {
     pub fn expose(&self) -> &[u8; 32] {
         &self.0
     }
+
+    /// The AES-256-GCM cipher of this key (the `aes` crate's `zeroize` feature wipes the
+    /// expanded key schedule when the cipher is dropped).
+    pub fn cipher(&self) -> Aes256Gcm {
+        Aes256Gcm::new(self.0.as_ref().into())
+    }
 }
 
 fn aad(label: &[u8], parts: &[&str]) -> Vec<u8> {
-    let mut out = label.to_vec();
+    let len = label.len() + parts.iter().map(|p| 4 + p.len()).sum::<usize>();
+    let mut out = Vec::with_capacity(len);
+    out.extend_from_slice(label);
     for p in parts {
         // Ids are short; their lengths fit in u32.
         out.extend_from_slice(&(p.len() as u32).to_be_bytes());
@@ -62,10 +70,9 @@ fn aad(label: &[u8], parts: &[&str]) -> Vec<u8> {
     out
 }
 
-fn seal(key: &[u8; 32], aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, LockboxError> {
+fn seal(cipher: &Aes256Gcm, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, LockboxError> {
     let mut nonce = [0u8; NONCE_LEN];
     fill_random(&mut nonce);
-    let cipher = Aes256Gcm::new(key.into());
     let sealed = cipher
         .encrypt(
             &Nonce::from(nonce),
@@ -81,11 +88,10 @@ fn seal(key: &[u8; 32], aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, Lockbox
     Ok(out)
 }
 
-fn open(key: &[u8; 32], aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, LockboxError> {
+fn open(cipher: &Aes256Gcm, aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, LockboxError> {
     let (nonce, body) = sealed
         .split_first_chunk::<NONCE_LEN>()
         .ok_or_else(|| LockboxError::Internal("stored ciphertext is truncated".into()))?;
-    let cipher = Aes256Gcm::new(key.into());
     cipher
         .decrypt(&Nonce::from(*nonce), Payload { msg: body, aad })
         .map(Zeroizing::new)
@@ -111,7 +117,7 @@ pub fn seal_entries(
             .map_err(|e| LockboxError::Internal(format!("payload encoding failed: {e}")))?,
     );
     seal(
-        dek.expose(),
+        &dek.cipher(),
         &aad(PAYLOAD_AAD_LABEL, &[secret_id, version_id, wrapping_key_id]),
         &plain,
     )
@@ -125,8 +131,25 @@ pub fn open_entries(
     wrapping_key_id: &str,
     ciphertext: &[u8],
 ) -> Result<Vec<Entry>, LockboxError> {
+    open_entries_with(
+        &dek.cipher(),
+        secret_id,
+        version_id,
+        wrapping_key_id,
+        ciphertext,
+    )
+}
+
+/// Decrypts entries sealed by [`seal_entries`], with the data key's cipher ([`Dek::cipher`]).
+pub fn open_entries_with(
+    dek: &Aes256Gcm,
+    secret_id: &str,
+    version_id: &str,
+    wrapping_key_id: &str,
+    ciphertext: &[u8],
+) -> Result<Vec<Entry>, LockboxError> {
     let plain = open(
-        dek.expose(),
+        dek,
         &aad(PAYLOAD_AAD_LABEL, &[secret_id, version_id, wrapping_key_id]),
         ciphertext,
     )?;
@@ -136,7 +159,11 @@ pub fn open_entries(
 
 /// The daemon's service keyring: a random key, kept wrapped by a `lockbox-kms` key and
 /// unwrapped once at start, that wraps the DEKs of secrets without their own KMS key.
-pub struct Keyring(Zeroizing<[u8; 32]>);
+pub struct Keyring {
+    key: Zeroizing<[u8; 32]>,
+    /// The key's expanded schedule, built once.
+    cipher: Aes256Gcm,
+}
 
 impl std::fmt::Debug for Keyring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -149,7 +176,12 @@ impl Keyring {
     pub fn generate() -> Self {
         let mut k = Zeroizing::new([0u8; 32]);
         fill_random(k.as_mut());
-        Self(k)
+        Self::new(k)
+    }
+
+    fn new(key: Zeroizing<[u8; 32]>) -> Self {
+        let cipher = Aes256Gcm::new(key.as_ref().into());
+        Self { key, cipher }
     }
 
     /// A keyring from unwrapped bytes.
@@ -157,12 +189,12 @@ impl Keyring {
         let arr: [u8; 32] = bytes
             .try_into()
             .map_err(|_| LockboxError::Internal("unwrapped keyring has the wrong length".into()))?;
-        Ok(Self(Zeroizing::new(arr)))
+        Ok(Self::new(Zeroizing::new(arr)))
     }
 
     /// The raw key, for wrapping by the KMS.
     pub fn expose(&self) -> &[u8; 32] {
-        &self.0
+        &self.key
     }
 
     /// Wraps a DEK for one version.
@@ -173,7 +205,7 @@ impl Keyring {
         version_id: &str,
     ) -> Result<Vec<u8>, LockboxError> {
         seal(
-            &self.0,
+            &self.cipher,
             &aad(KEYRING_AAD_LABEL, &[secret_id, version_id]),
             dek.expose(),
         )
@@ -187,7 +219,7 @@ impl Keyring {
         version_id: &str,
     ) -> Result<Dek, LockboxError> {
         let plain = open(
-            &self.0,
+            &self.cipher,
             &aad(KEYRING_AAD_LABEL, &[secret_id, version_id]),
             wrapped,
         )?;

@@ -6,10 +6,8 @@ use crate::envelope::fill_random;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Digits of the id alphabet, in ascending ASCII order.
-const ALPHABET: &[u8; 32] = b"0123456789abcdefghijklmnopqrstuv";
-/// Length of every id.
-pub const ID_LEN: usize = 20;
+pub use lockbox_proto::ids::{ALPHABET, ID_LEN, looks_like_id};
+
 /// Secret ids.
 pub const SECRET: &str = "e6q";
 /// Version ids.
@@ -58,11 +56,6 @@ pub fn new_id(prefix: &str) -> String {
         id.push(char::from(ALPHABET[usize::from(b & 31)]));
     }
     id
-}
-
-/// Whether `s` has the shape of an id: 20 characters of `[0-9a-v]`.
-pub fn looks_like_id(s: &str) -> bool {
-    s.len() == ID_LEN && s.bytes().all(|b| ALPHABET.contains(&b))
 }
 
 #[cfg(test)]

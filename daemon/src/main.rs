@@ -97,11 +97,11 @@ fn run(cli: Cli) -> Result<()> {
         time,
         file.limits,
         defaults,
+        file.read_cache_entries
+            .unwrap_or(config::DEFAULT_READ_CACHE_ENTRIES),
     )?);
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = listen::runtime(file.worker_threads)?;
     runtime.block_on(async move {
         if let Err(e) = keyring::unlock(&lockbox, &kms_folder).await {
             tracing::warn!(error = %e, "service keyring locked until lockbox-kms answers");

@@ -30,6 +30,9 @@ pub struct FileConfig {
     pub max_connections: Option<usize>,
     /// Largest frame body, bytes.
     pub max_frame: Option<u32>,
+    /// Runtime worker threads (default: half the CPUs, at least one; the KMS's clients run
+    /// on the same machine and need the rest).
+    pub worker_threads: Option<usize>,
     /// Quotas.
     #[serde(default)]
     pub quotas: Quotas,

@@ -1,13 +1,9 @@
 //! Resource ids: a three-letter prefix and 17 random characters, like Yandex Cloud ids.
 
-/// Alphabet of the random part: 32 symbols, so each character carries 5 bits (85 in all).
-const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuv0123456789";
+pub use lockbox_proto::ids::{ALPHABET, ID_LEN, looks_like_id};
 
 /// Prefix of KMS key and key version ids.
 pub const KEY_PREFIX: &str = "abj";
-
-/// Length of every id.
-pub const ID_LEN: usize = 20;
 
 /// A fresh random id with `prefix` (three characters).
 pub fn new_id(prefix: &str) -> String {
@@ -19,12 +15,6 @@ pub fn new_id(prefix: &str) -> String {
         id.push(char::from(ALPHABET[usize::from(b & 31)]));
     }
     id
-}
-
-/// Whether `s` could be an id this service issued: checks shape only, so a malformed id gets
-/// `InvalidArgument` instead of `NotFound`.
-pub fn looks_like_id(s: &str) -> bool {
-    s.len() == ID_LEN && s.bytes().all(|b| ALPHABET.contains(&b))
 }
 
 #[cfg(test)]

@@ -210,9 +210,8 @@ fn run_serve(args: ServeArgs) -> Result<()> {
     let time = TimeSource::for_tests_if(args.danger_test_clock);
     let kms = Arc::new(Kms::new(state, keystore, time, file.quotas)?);
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    lockbox_kms::audit::start(std::io::stderr());
+    let runtime = lockbox_rpc::listen::runtime(file.worker_threads)?;
     runtime.block_on(async move {
         let listener = lockbox_rpc::listen::bind(&socket, socket_mode)?;
         tracing::info!(socket = %socket.display(), "lockbox-kms serving");
@@ -227,6 +226,7 @@ fn run_serve(args: ServeArgs) -> Result<()> {
         )
         .await;
         maintenance.abort();
+        lockbox_kms::audit::flush();
         let _ = std::fs::remove_file(&socket);
         tracing::info!("lockbox-kms stopped");
         Ok(())

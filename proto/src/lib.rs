@@ -16,6 +16,7 @@ pub mod envelope;
 pub mod error;
 pub mod frame;
 pub mod hello;
+pub mod ids;
 pub mod kms;
 pub mod lockbox;
 pub mod token;

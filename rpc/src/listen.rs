@@ -1,5 +1,5 @@
 //! Process plumbing both servers share: binding the Unix socket safely, the socket mode
-//! setting, the shutdown signal, and logging.
+//! setting, the runtime, the shutdown signal, and logging.
 
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -74,6 +74,20 @@ pub fn init_logging() {
         .with_writer(io::stderr)
         .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
         .init();
+}
+
+/// The multi-threaded runtime a server runs on, with `worker_threads` workers (`None`: half
+/// the CPUs this process may use, at least one). A local server's clients run on the same
+/// machine, so by default it leaves them the other half: on a small machine, workers fighting
+/// their own clients for cores cost more in wake-ups than they add.
+pub fn runtime(worker_threads: Option<usize>) -> io::Result<tokio::runtime::Runtime> {
+    let workers = worker_threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)))
+        .max(1);
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 
 mod accounts;
 mod authz;
+mod hot;
 mod operations;
 mod payload;
 mod resources;
@@ -25,8 +26,8 @@ use crate::envelope::Keyring;
 use crate::error::LockboxError;
 use crate::kms::KmsLink;
 use crate::model::{OperationOutcome, OperationRecord, SecretRecord, VersionMeta};
-use crate::store::Batch;
 use crate::store::records::{Defaults, Records};
+use crate::store::{Batch, Table};
 use lockbox_proto::Principal;
 use lockbox_rpc::clock::{Clock, ManualClock, TimeSource};
 use std::sync::{Arc, RwLock};
@@ -96,6 +97,8 @@ pub struct Lockbox {
     bindings: RwLock<authz::BindingMap>,
     /// Service-account token ids already accepted.
     replays: std::sync::Mutex<accounts::ReplayCache>,
+    /// Decoded secrets and versions for the read path.
+    hot: hot::ReadCache,
 }
 
 impl std::fmt::Debug for Lockbox {
@@ -115,6 +118,7 @@ impl Lockbox {
         time: TimeSource,
         limits: Limits,
         defaults: Defaults,
+        read_cache: usize,
     ) -> Result<Self, LockboxError> {
         let bindings = authz::binding_map(records.all_bindings()?);
         Ok(Self {
@@ -128,6 +132,7 @@ impl Lockbox {
             defaults,
             bindings: RwLock::new(bindings),
             replays: std::sync::Mutex::new(accounts::ReplayCache::default()),
+            hot: hot::ReadCache::new(read_cache),
         })
     }
 
@@ -169,12 +174,17 @@ impl Lockbox {
             })
     }
 
-    /// Commits `batch` on a blocking thread (the write waits for fsync).
+    /// Commits `batch` on a blocking thread (the write waits for fsync), then forgets the
+    /// cached secrets and versions it changed.
     async fn commit(&self, batch: Batch) -> Result<(), LockboxError> {
+        let touched = Touched::of(&batch);
         let records = self.records.clone();
-        tokio::task::spawn_blocking(move || records.commit(batch))
+        let written = tokio::task::spawn_blocking(move || records.commit(batch))
             .await
-            .map_err(|e| LockboxError::Internal(format!("storage task failed: {e}")))??;
+            .map_err(|e| LockboxError::Internal(format!("storage task failed: {e}")));
+        // Invalidate even after a failure: the batch may have been applied before the error.
+        touched.invalidate(&self.hot);
+        written??;
         Ok(())
     }
 
@@ -207,6 +217,35 @@ impl Lockbox {
             .ok_or_else(|| LockboxError::NotFound(format!("secret {secret_id} not found")))
     }
 
+    /// A secret and its resource chain, from the read cache or the store; `NotFound` when
+    /// absent. For reads only: a mutation reads the store under the writer lock.
+    fn hot_secret(&self, secret_id: &str) -> Result<Arc<hot::HotSecret>, LockboxError> {
+        crate::validate::id("secret_id", secret_id)?;
+        let epoch = match self.hot.secret(secret_id) {
+            hot::Lookup::Hit(secret) => return Ok(secret),
+            hot::Lookup::Miss(epoch) => epoch,
+        };
+        let record = self.secret(secret_id)?;
+        let chain = self.secret_chain(&record)?;
+        Ok(self
+            .hot
+            .insert_secret(epoch, hot::HotSecret { record, chain }))
+    }
+
+    /// A version of a secret, from the read cache or the store; `NotFound` when absent.
+    fn hot_version(
+        &self,
+        secret: &SecretRecord,
+        version_id: &str,
+    ) -> Result<Arc<hot::HotVersion>, LockboxError> {
+        let epoch = match self.hot.version(&secret.id, version_id) {
+            hot::Lookup::Hit(version) => return Ok(version),
+            hot::Lookup::Miss(epoch) => epoch,
+        };
+        let record = self.version(secret, version_id)?;
+        Ok(self.hot.insert_version(epoch, record))
+    }
+
     /// A secret with its current version's metadata.
     fn secret_with_current(
         &self,
@@ -232,5 +271,43 @@ impl Lockbox {
         let now = clock.advance(seconds);
         self.destroy_due_versions().await?;
         Ok(now)
+    }
+}
+
+/// The secrets and versions a batch writes, to invalidate in the read cache once it is
+/// applied.
+#[derive(Debug, Default)]
+struct Touched {
+    secrets: Vec<String>,
+    /// (secret, version).
+    versions: Vec<(String, String)>,
+}
+
+impl Touched {
+    fn of(batch: &Batch) -> Self {
+        let mut touched = Self::default();
+        for (table, key) in batch.keys() {
+            match table {
+                Table::Secrets => touched
+                    .secrets
+                    .push(String::from_utf8_lossy(key).into_owned()),
+                Table::Versions => {
+                    if let Some((secret, version)) = crate::store::keys::split_pair(key) {
+                        touched.versions.push((secret, version));
+                    }
+                }
+                _ => {}
+            }
+        }
+        touched
+    }
+
+    fn invalidate(&self, cache: &hot::ReadCache) {
+        for id in &self.secrets {
+            cache.invalidate_secret(id);
+        }
+        for (secret, version) in &self.versions {
+            cache.invalidate_version(secret, version);
+        }
     }
 }

@@ -1,9 +1,10 @@
 //! Reading payloads: by secret id, or by folder and secret name.
 
+use super::hot::HotSecret;
 use super::{Caller, Lockbox};
 use crate::access::Permission;
 use crate::error::LockboxError;
-use crate::model::{Entry, SecretRecord, SecretStatus};
+use crate::model::{Entry, SecretStatus};
 use crate::validate;
 
 /// A payload as read.
@@ -25,8 +26,8 @@ impl Lockbox {
         secret_id: &str,
         version_id: Option<&str>,
     ) -> Result<PayloadRead, LockboxError> {
-        let secret = self.secret(secret_id)?;
-        self.read_payload(caller, secret, version_id).await
+        let secret = self.hot_secret(secret_id)?;
+        self.read_payload(caller, &secret, version_id).await
     }
 
     /// The payload of the secret named `name` in a folder (empty: the default folder).
@@ -50,34 +51,37 @@ impl Lockbox {
             .ok_or_else(|| {
                 LockboxError::NotFound(format!("no secret named {name:?} in folder {}", folder.id))
             })?;
-        let secret = self.secret(&id)?;
-        self.read_payload(caller, secret, version_id).await
+        let secret = self.hot_secret(&id)?;
+        self.read_payload(caller, &secret, version_id).await
     }
 
     async fn read_payload(
         &self,
         caller: &Caller,
-        secret: SecretRecord,
+        secret: &HotSecret,
         version_id: Option<&str>,
     ) -> Result<PayloadRead, LockboxError> {
-        self.authorize_secret(caller, &secret, Permission::GetPayload)?;
-        if secret.status != SecretStatus::Active {
+        self.authorize(caller, &secret.chain, Permission::GetPayload)?;
+        let record = &secret.record;
+        if record.status != SecretStatus::Active {
             return Err(LockboxError::FailedPrecondition(format!(
                 "secret {} is deactivated; its payload cannot be read until it is activated",
-                secret.id
+                record.id
             )));
         }
         let version_id = match version_id {
-            Some(v) => v.to_owned(),
-            None => secret.current_version_id.clone().ok_or_else(|| {
-                LockboxError::NotFound(format!("secret {} has no versions", secret.id))
+            Some(v) => v,
+            None => record.current_version_id.as_deref().ok_or_else(|| {
+                LockboxError::NotFound(format!("secret {} has no versions", record.id))
             })?,
         };
-        let version = self.version(&secret, &version_id)?;
-        let entries = self.open(caller, &secret, &version).await?;
+        let version = self.hot_version(record, version_id)?;
+        let entries = self
+            .open_cached(caller, record, &version.record, Some(&version.dek))
+            .await?;
         Ok(PayloadRead {
-            secret_id: secret.id,
-            version_id,
+            secret_id: record.id.clone(),
+            version_id: version_id.to_owned(),
             entries,
         })
     }

@@ -13,7 +13,9 @@ use crate::model::{
 use crate::store::Batch;
 use crate::store::records::Listed;
 use crate::validate;
+use aes_gcm::Aes256Gcm;
 use std::collections::BTreeSet;
+use std::sync::OnceLock;
 
 /// One change to a payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,6 +133,19 @@ impl Lockbox {
         secret: &SecretRecord,
         version: &VersionRecord,
     ) -> Result<Vec<Entry>, LockboxError> {
+        self.open_cached(caller, secret, version, None).await
+    }
+
+    /// Decrypts a version's entries. `dek_cache` keeps the unwrapped data key of a
+    /// keyring-wrapped version for the next read; a KMS-wrapped key is never kept, so every
+    /// read of such a version is authorized by `lockbox-kms`.
+    pub(super) async fn open_cached(
+        &self,
+        caller: &Caller,
+        secret: &SecretRecord,
+        version: &VersionRecord,
+        dek_cache: Option<&OnceLock<Aes256Gcm>>,
+    ) -> Result<Vec<Entry>, LockboxError> {
         let id = &version.meta.id;
         let sealed = match &version.sealed {
             Some(s) if !self.is_destroyed(&version.meta) => s,
@@ -141,8 +156,21 @@ impl Lockbox {
                 )));
             }
         };
+        let unwrapped;
         let dek = match (&sealed.dek, &secret.kms_key_id) {
-            (WrappedDek::Keyring(w), None) => self.keyring()?.unwrap(w, &secret.id, id)?,
+            (WrappedDek::Keyring(w), None) => match dek_cache {
+                Some(cache) => match cache.get() {
+                    Some(cipher) => cipher,
+                    None => {
+                        let cipher = self.keyring()?.unwrap(w, &secret.id, id)?.cipher();
+                        cache.get_or_init(|| cipher)
+                    }
+                },
+                None => {
+                    unwrapped = self.keyring()?.unwrap(w, &secret.id, id)?.cipher();
+                    &unwrapped
+                }
+            },
             (WrappedDek::Kms(w), Some(key_id)) => {
                 let plain = self
                     .kms
@@ -153,7 +181,8 @@ impl Lockbox {
                         w,
                     )
                     .await?;
-                Dek::from_bytes(&plain)?
+                unwrapped = Dek::from_bytes(&plain)?.cipher();
+                &unwrapped
             }
             _ => {
                 return Err(LockboxError::Internal(format!(
@@ -161,8 +190,8 @@ impl Lockbox {
                 )));
             }
         };
-        envelope::open_entries(
-            &dek,
+        envelope::open_entries_with(
+            dek,
             &secret.id,
             id,
             Self::wrapping_key_id(secret),

@@ -24,6 +24,19 @@ pub fn prefix(parts: &[&[u8]]) -> Vec<u8> {
     out
 }
 
+/// The two parts of a `a \0 b` key, as text; `None` for any other shape.
+pub fn split_pair(key: &[u8]) -> Option<(String, String)> {
+    let at = key.iter().position(|&b| b == SEP)?;
+    let (a, b) = (&key[..at], &key[at + 1..]);
+    if b.contains(&SEP) {
+        return None;
+    }
+    Some((
+        String::from_utf8_lossy(a).into_owned(),
+        String::from_utf8_lossy(b).into_owned(),
+    ))
+}
+
 /// The last part of a key, as text (ids are ASCII).
 pub fn last_part(key: &[u8]) -> String {
     let start = key.iter().rposition(|&b| b == SEP).map_or(0, |i| i + 1);
@@ -51,6 +64,9 @@ mod tests {
         assert_eq!(prefix(&[b"a"]), b"a\0");
         assert_eq!(last_part(b"a\0bc"), "bc");
         assert_eq!(last_part(b"solo"), "solo");
+        assert_eq!(split_pair(b"s\0v"), Some(("s".into(), "v".into())));
+        assert_eq!(split_pair(b"solo"), None);
+        assert_eq!(split_pair(b"a\0b\0c"), None);
     }
 
     #[test]

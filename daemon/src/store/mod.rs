@@ -93,6 +93,13 @@ impl Batch {
         self.ops.push(BatchOp::Delete(table, key));
     }
 
+    /// The table and key of every change, in order.
+    pub fn keys(&self) -> impl Iterator<Item = (Table, &[u8])> {
+        self.ops.iter().map(|op| match op {
+            BatchOp::Put(table, key, _) | BatchOp::Delete(table, key) => (*table, key.as_slice()),
+        })
+    }
+
     /// Whether there is nothing to write.
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()

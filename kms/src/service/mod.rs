@@ -232,26 +232,26 @@ impl Kms {
         let allowed = snap
             .bindings
             .allows(caller.principal, key, folder, permission);
-        let resource = match key {
-            Some(k) => format!("key {k}"),
-            None => format!("folder {folder}"),
+        let (resource_kind, resource_id) = match key {
+            Some(k) => ("key", k),
+            None => ("folder", folder),
         };
         if let Some(relay) = caller.relay {
-            tracing::info!(
+            crate::audit::record(crate::audit::Decision {
                 relay,
-                subject = caller.principal.subject,
-                permission = permission.name(),
-                %resource,
+                subject: caller.principal.subject,
+                permission: permission.name(),
+                resource_kind,
+                resource_id,
                 allowed,
-                "relayed request"
-            );
+            });
         }
         if allowed {
             Ok(())
         } else {
             Err(KmsError::PermissionDenied {
                 permission: permission.name(),
-                resource,
+                resource: format!("{resource_kind} {resource_id}"),
                 subject: caller.principal.subject.to_owned(),
             })
         }

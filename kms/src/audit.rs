@@ -1,0 +1,279 @@
+//! The audit trail of relayed decisions: one line for every decision the KMS makes on behalf
+//! of a relayed subject, naming the relay, the subject, the permission, the resource and the
+//! outcome.
+//!
+//! A relayed decrypt happens on every payload read of a KMS-keyed secret, so this is on the
+//! hot path. Recording a decision formats one line into a shared buffer; a background thread
+//! drains the buffer to the output in chunks of whole lines, each at most [`CHUNK`] bytes so a
+//! write to a pipe (journald) is atomic and never interleaves with other log output. No line
+//! is ever dropped: when the writer falls [`MAX_BUFFERED`] bytes behind, recording waits for
+//! it.
+//!
+//! Until [`start`] is called (unit tests, embedding) decisions go to `tracing` at info level.
+
+use std::fmt::Write as _;
+use std::io::Write;
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Largest single write: `PIPE_BUF` on Linux.
+const CHUNK: usize = 4096;
+/// Bytes waiting for the writer before recording blocks.
+const MAX_BUFFERED: usize = 8 << 20;
+
+struct Sink {
+    state: Mutex<State>,
+    /// Signalled when the buffer gains data (for the writer) or is drained (for recorders
+    /// and [`flush`]).
+    changed: Condvar,
+}
+
+struct State {
+    /// Lines not yet taken by the writer.
+    buffer: String,
+    /// Whether the writer is writing lines it took.
+    writing: bool,
+}
+
+static SINK: OnceLock<Sink> = OnceLock::new();
+
+/// One relayed decision.
+#[derive(Debug, Clone, Copy)]
+pub struct Decision<'a> {
+    /// The enrolled identity that relayed the request.
+    pub relay: &'a str,
+    /// The subject the decision was made for.
+    pub subject: &'a str,
+    /// Permission checked.
+    pub permission: &'a str,
+    /// `key` or `folder`.
+    pub resource_kind: &'a str,
+    /// The resource id.
+    pub resource_id: &'a str,
+    /// Whether it was allowed.
+    pub allowed: bool,
+}
+
+/// Starts the background writer; every later decision is written to `out`. Only the first
+/// call has an effect.
+pub fn start(out: impl Write + Send + 'static) {
+    let sink = Sink {
+        state: Mutex::new(State {
+            buffer: String::with_capacity(64 * 1024),
+            writing: false,
+        }),
+        changed: Condvar::new(),
+    };
+    if SINK.set(sink).is_ok() {
+        let spawned = std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || write_loop(out));
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the audit writer");
+        }
+    }
+}
+
+/// Records a relayed decision.
+pub fn record(decision: Decision<'_>) {
+    let Some(sink) = SINK.get() else {
+        tracing::info!(
+            relay = decision.relay,
+            subject = decision.subject,
+            permission = decision.permission,
+            resource = format!("{} {}", decision.resource_kind, decision.resource_id),
+            allowed = decision.allowed,
+            "relayed request"
+        );
+        return;
+    };
+    let mut state = lock(&sink.state);
+    while state.buffer.len() >= MAX_BUFFERED {
+        state = wait(&sink.changed, state);
+    }
+    let was_empty = state.buffer.is_empty();
+    format_line(&mut state.buffer, now_micros(), &decision);
+    drop(state);
+    if was_empty {
+        sink.changed.notify_all();
+    }
+}
+
+/// Waits until every decision recorded so far has been written (at shutdown).
+pub fn flush() {
+    let Some(sink) = SINK.get() else { return };
+    let mut state = lock(&sink.state);
+    while !state.buffer.is_empty() || state.writing {
+        state = wait(&sink.changed, state);
+    }
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    // Appends and swaps leave the state valid even if a holder panicked.
+    state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn wait<'a>(changed: &Condvar, guard: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+    changed.wait(guard).unwrap_or_else(|p| p.into_inner())
+}
+
+fn write_loop(mut out: impl Write) {
+    let Some(sink) = SINK.get() else { return };
+    let mut pending = String::with_capacity(64 * 1024);
+    loop {
+        {
+            let mut state = lock(&sink.state);
+            state.writing = false;
+            if pending.capacity() > MAX_BUFFERED {
+                pending = String::with_capacity(64 * 1024);
+            }
+            // Recorders waiting for room, and `flush`, may go on.
+            sink.changed.notify_all();
+            while state.buffer.is_empty() {
+                state = wait(&sink.changed, state);
+            }
+            std::mem::swap(&mut state.buffer, &mut pending);
+            state.writing = true;
+        }
+        sink.changed.notify_all();
+        for chunk in whole_line_chunks(&pending, CHUNK) {
+            if let Err(e) = out.write_all(chunk.as_bytes()) {
+                tracing::error!(error = %e, "writing the audit trail failed");
+            }
+        }
+        let _ = out.flush();
+        pending.clear();
+    }
+}
+
+/// Splits `text` (whole lines) into pieces of at most `max` bytes that end at line ends; a
+/// single longer line is its own piece.
+fn whole_line_chunks(text: &str, max: usize) -> impl Iterator<Item = &str> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let end = if rest.len() <= max {
+            rest.len()
+        } else {
+            match rest[..max].rfind('\n') {
+                Some(i) => i + 1,
+                None => rest.find('\n').map_or(rest.len(), |i| i + 1),
+            }
+        };
+        let (chunk, tail) = rest.split_at(end);
+        rest = tail;
+        Some(chunk)
+    })
+}
+
+fn now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// Appends one audit line: an RFC 3339 UTC timestamp, then `name=value` fields with the
+/// free-form ones quoted and escaped.
+fn format_line(out: &mut String, micros: i64, d: &Decision<'_>) {
+    let (days, rem) = (
+        micros.div_euclid(86_400_000_000),
+        micros.rem_euclid(86_400_000_000),
+    );
+    let (year, month, day) = civil_from_days(days);
+    let secs = rem / 1_000_000;
+    // Writing to a String cannot fail.
+    let _ = writeln!(
+        out,
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z AUDIT lockbox-kms relayed decision: \
+         relay={:?} subject={:?} permission={} {}={:?} allowed={}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60,
+        rem % 1_000_000,
+        d.relay,
+        d.subject,
+        d.permission,
+        d.resource_kind,
+        d.resource_id,
+        d.allowed,
+    );
+}
+
+/// The proleptic Gregorian (year, month, day) of a count of days since 1970-01-01.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    // Shift to a calendar whose years start on March 1st, so the leap day ends a year, and
+    // count in 400-year eras of 146,097 days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
+    let month = if shifted_month < 10 {
+        shifted_month + 3
+    } else {
+        shifted_month - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    // Both are small positive numbers by construction.
+    (year, month as u32, day as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_match_known_days() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+        // 2000-02-29, a leap day in a year divisible by 400.
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(civil_from_days(11_017), (2000, 3, 1));
+        assert_eq!(civil_from_days(20_415), (2025, 11, 23));
+        // Every day follows the previous one over a few centuries.
+        let mut previous = civil_from_days(-80_000);
+        for d in -79_999..80_000 {
+            let next = civil_from_days(d);
+            let follows =
+                (next.0 == previous.0 && next.1 == previous.1 && next.2 == previous.2 + 1)
+                    || (next.0 == previous.0 && next.1 == previous.1 + 1 && next.2 == 1)
+                    || (next.0 == previous.0 + 1 && next.1 == 1 && next.2 == 1 && previous.1 == 12);
+            assert!(follows, "{previous:?} -> {next:?}");
+            previous = next;
+        }
+    }
+
+    #[test]
+    fn a_line_names_everything() {
+        let mut line = String::new();
+        let decision = Decision {
+            relay: "user:lockbox",
+            subject: "serviceAccount:aje0123",
+            permission: "kms.keys.decrypt",
+            resource_kind: "key",
+            resource_id: "abj0123",
+            allowed: false,
+        };
+        format_line(&mut line, 1_763_861_840_471_645, &decision);
+        assert_eq!(
+            line,
+            "2025-11-23T01:37:20.471645Z AUDIT lockbox-kms relayed decision: \
+             relay=\"user:lockbox\" subject=\"serviceAccount:aje0123\" \
+             permission=kms.keys.decrypt key=\"abj0123\" allowed=false\n"
+        );
+    }
+
+    #[test]
+    fn chunks_end_at_line_ends() {
+        let text = "aaaa\nbbbb\ncccccccccc\nd\n";
+        let chunks: Vec<&str> = whole_line_chunks(text, 10).collect();
+        assert_eq!(chunks, ["aaaa\nbbbb\n", "cccccccccc\n", "d\n"]);
+        assert_eq!(chunks.concat(), text);
+        assert_eq!(whole_line_chunks("", 10).count(), 0);
+    }
+}
