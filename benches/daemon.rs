@@ -30,7 +30,7 @@ fn bench(c: &mut Criterion) {
     let wrapped = keyring.wrap(&dek, SECRET, VERSION).unwrap();
 
     let dir = tempfile::tempdir().unwrap();
-    let records = Records::new(Arc::new(RocksStore::open(dir.path()).unwrap()));
+    let records = Records::new(Arc::new(RocksStore::open(dir.path()).unwrap())).unwrap();
     let mut batch = Batch::default();
     records.put_version(
         &mut batch,

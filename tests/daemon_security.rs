@@ -248,7 +248,8 @@ async fn a_locked_or_newer_data_directory_is_refused() {
         use lockbox_daemon::store::rocks::RocksStore;
         let records = Records::new(std::sync::Arc::new(
             RocksStore::open(&daemon.data_dir()).unwrap(),
-        ));
+        ))
+        .unwrap();
         let mut batch = lockbox_daemon::store::Batch::default();
         records.put_schema(&mut batch, lockbox_daemon::model::SCHEMA + 1);
         records.commit(batch).unwrap();
@@ -258,4 +259,56 @@ async fn a_locked_or_newer_data_directory_is_refused() {
         stderr.contains("newer than this lockboxd understands"),
         "{stderr}"
     );
+}
+
+/// Concurrent additions over the current version all land: a version sealed while another
+/// became current is built again on that one, so none loses another's entry. The KMS-keyed
+/// secret makes the race real: sealing waits for lockbox-kms, so other additions commit
+/// meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_additions_keep_every_change() {
+    let (kms, daemon) = Daemon::with_kms("");
+    let k = kms.client().await;
+    let c = daemon.client().await;
+    let key_id = kms_key(&k, &["kms.keys.encrypterDecrypter"]).await;
+    let mut spec = secret("shared", vec![set("start", "yes")]);
+    spec.kms_key_id = key_id;
+    let kms_keyed = c.create_secret(spec).await.unwrap().resource_id;
+    let keyring = c
+        .create_secret(secret("keyring", vec![set("start", "yes")]))
+        .await
+        .unwrap()
+        .resource_id;
+    for id in [kms_keyed, keyring] {
+        // One connection each: a connection's requests are answered in order.
+        let mut clients = Vec::new();
+        for _ in 0..16 {
+            clients.push(daemon.client().await);
+        }
+        let writers: Vec<_> = clients
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let id = id.clone();
+                tokio::spawn(async move {
+                    c.add_version(AddVersion {
+                        secret_id: id,
+                        description: String::new(),
+                        payload_entries: vec![set(&format!("k{i}"), "v")],
+                        base_version_id: None,
+                    })
+                    .await
+                    .unwrap();
+                })
+            })
+            .collect();
+        for w in writers {
+            w.await.unwrap();
+        }
+        let payload = map(&c.get_payload(&id, None).await.unwrap());
+        assert_eq!(payload.len(), 17, "{payload:?}");
+        for i in 0..16 {
+            assert_eq!(payload[&format!("k{i}")], "v");
+        }
+    }
 }

@@ -88,7 +88,7 @@ fn run(cli: Cli) -> Result<()> {
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
     let store = RocksStore::open(&data_dir)?;
-    let records = Records::new(Arc::new(store));
+    let records = Records::new(Arc::new(store))?;
     let admins = file.admins.unwrap_or_else(default_admins);
     let defaults = bootstrap(&records, time.clock().now(), &admins)?;
     let lockbox = Arc::new(Lockbox::new(

@@ -95,7 +95,7 @@ impl Lockbox {
         validate::resource_name(name)?;
         validate::description("description", description)?;
         let folder = self.folder_or_default(folder_id)?;
-        let _writer = self.writer.lock().await;
+        let writer = self.writer.lock().await;
         self.authorize(
             caller,
             &self.folder_chain(&folder.id)?,
@@ -121,7 +121,7 @@ impl Lockbox {
         };
         let mut batch = Batch::default();
         self.records.put_service_account(&mut batch, &account);
-        self.commit(batch).await?;
+        self.commit(writer, batch).await?;
         Ok(account)
     }
 
@@ -158,11 +158,11 @@ impl Lockbox {
         caller: &Caller,
         id: &str,
     ) -> Result<(), LockboxError> {
-        let _writer = self.writer.lock().await;
+        let writer = self.writer.lock().await;
         let account = self.authorized_account(caller, id, Permission::SetAccessBindings)?;
         let mut batch = Batch::default();
         self.records.delete_service_account(&mut batch, &account)?;
-        self.commit(batch).await
+        self.commit(writer, batch).await
     }
 
     /// Creates a key pair for an account; only the public half is stored.
@@ -173,7 +173,7 @@ impl Lockbox {
         description: &str,
     ) -> Result<NewKey, LockboxError> {
         validate::description("description", description)?;
-        let _writer = self.writer.lock().await;
+        let writer = self.writer.lock().await;
         let account = self.authorized_account(caller, id, Permission::SetAccessBindings)?;
         let signing = loop {
             let mut bytes = Zeroizing::new([0u8; 32]);
@@ -195,7 +195,7 @@ impl Lockbox {
         };
         let mut batch = Batch::default();
         self.records.put_service_account_key(&mut batch, &record);
-        self.commit(batch).await?;
+        self.commit(writer, batch).await?;
         Ok(NewKey {
             record,
             private_key_pem: Zeroizing::new(private_key_pem.to_string()),
@@ -220,7 +220,7 @@ impl Lockbox {
         key_id: &str,
     ) -> Result<(), LockboxError> {
         validate::id("key_id", key_id)?;
-        let _writer = self.writer.lock().await;
+        let writer = self.writer.lock().await;
         let account = self.authorized_account(caller, id, Permission::SetAccessBindings)?;
         if self
             .records
@@ -234,7 +234,7 @@ impl Lockbox {
         let mut batch = Batch::default();
         self.records
             .delete_service_account_key(&mut batch, &account.id, key_id);
-        self.commit(batch).await
+        self.commit(writer, batch).await
     }
 
     /// Verifies a token: shape, algorithm, a key of the issuing account that still exists,

@@ -262,7 +262,7 @@ impl Lockbox {
         for b in &touched {
             validate_binding(b)?;
         }
-        let _writer = self.writer.lock().await;
+        let writer = self.writer.lock().await;
         let chain = self.chain(resource)?;
         self.authorize(caller, &chain, Permission::SetAccessBindings)?;
         let current: BTreeSet<Binding> = self
@@ -312,13 +312,18 @@ impl Lockbox {
             &id,
             OperationOutcome::Empty,
         );
-        self.commit(batch).await?;
-        let mut cache = self.bindings.write().unwrap_or_else(|p| p.into_inner());
-        if next.is_empty() {
-            cache.remove(resource);
-        } else {
-            cache.insert(resource.clone(), ResourceBindings::new(next));
+        let ticket = self.apply(batch)?;
+        {
+            // Under the writer lock, so the next mutation sees these bindings.
+            let mut cache = self.bindings.write().unwrap_or_else(|p| p.into_inner());
+            if next.is_empty() {
+                cache.remove(resource);
+            } else {
+                cache.insert(resource.clone(), ResourceBindings::new(next));
+            }
         }
+        drop(writer);
+        self.durable(ticket).await?;
         tracing::info!(%resource, subject = caller.subject(), "access bindings changed");
         Ok(done)
     }

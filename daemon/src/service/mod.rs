@@ -3,8 +3,9 @@
 //!
 //! Nothing here knows about the wire: the Unix-socket server converts `proto` messages to
 //! these calls, and a future gRPC front-end can call the same functions. Mutations are
-//! serialised by one writer lock, built as one batch, and committed durably before they
-//! answer; reads go straight to the store.
+//! serialised by one writer lock and built as one batch, applied under the lock, and
+//! answered once a group sync has made the batch durable (`store::group`); reads go to the
+//! read cache or the store.
 
 mod accounts;
 mod authz;
@@ -26,6 +27,7 @@ use crate::envelope::Keyring;
 use crate::error::LockboxError;
 use crate::kms::KmsLink;
 use crate::model::{OperationOutcome, OperationRecord, SecretRecord, VersionMeta};
+use crate::store::group::Ticket;
 use crate::store::records::{Defaults, Records};
 use crate::store::{Batch, Table};
 use lockbox_proto::Principal;
@@ -53,6 +55,9 @@ impl Default for Limits {
         }
     }
 }
+
+/// Proof that the caller holds the writer lock.
+type WriterGuard<'a> = tokio::sync::MutexGuard<'a, ()>;
 
 /// Who is calling: the subject and groups the server identified.
 #[derive(Debug, Clone)]
@@ -174,18 +179,28 @@ impl Lockbox {
             })
     }
 
-    /// Commits `batch` on a blocking thread (the write waits for fsync), then forgets the
-    /// cached secrets and versions it changed.
-    async fn commit(&self, batch: Batch) -> Result<(), LockboxError> {
+    /// Applies `batch` while the caller holds the writer lock: visible to reads (and the
+    /// next mutation) at once, durable once [`Lockbox::durable`] returns. Forgets the cached
+    /// secrets and versions it changed.
+    fn apply(&self, batch: Batch) -> Result<Ticket, LockboxError> {
         let touched = Touched::of(&batch);
-        let records = self.records.clone();
-        let written = tokio::task::spawn_blocking(move || records.commit(batch))
-            .await
-            .map_err(|e| LockboxError::Internal(format!("storage task failed: {e}")));
-        // Invalidate even after a failure: the batch may have been applied before the error.
+        let applied = self.records.apply(batch);
+        // Invalidate even after a failure: part of the batch may have reached the engine.
         touched.invalidate(&self.hot);
-        written??;
-        Ok(())
+        Ok(applied?)
+    }
+
+    /// Waits until an applied batch is durable; many mutations share one sync.
+    async fn durable(&self, ticket: Ticket) -> Result<(), LockboxError> {
+        Ok(self.records.durable(ticket).await?)
+    }
+
+    /// Applies `batch`, releases the writer lock so the next mutation can start, and waits
+    /// until the batch is durable. A mutation answers only after this returns.
+    async fn commit(&self, writer: WriterGuard<'_>, batch: Batch) -> Result<(), LockboxError> {
+        let ticket = self.apply(batch)?;
+        drop(writer);
+        self.durable(ticket).await
     }
 
     /// Adds the operation record of a mutation to `batch` and returns it.

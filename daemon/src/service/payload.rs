@@ -77,7 +77,7 @@ impl Lockbox {
         };
         let version = self.hot_version(record, version_id)?;
         let entries = self
-            .open_cached(caller, record, &version.record, Some(&version.dek))
+            .open(caller, record, &version.record, Some(&version.dek))
             .await?;
         Ok(PayloadRead {
             secret_id: record.id.clone(),

@@ -132,7 +132,7 @@ impl Lockbox {
             validate::id("organization_id", organization_id)?;
             organization_id.to_owned()
         };
-        let _writer = self.writer.lock().await;
+        let writer = self.writer.lock().await;
         self.authorize(
             caller,
             &[Resource::Organization(organization_id.clone())],
@@ -164,7 +164,7 @@ impl Lockbox {
             &cloud.id,
             OperationOutcome::Cloud(cloud.clone()),
         );
-        self.commit(batch).await?;
+        self.commit(writer, batch).await?;
         Ok((cloud, done))
     }
 
@@ -216,7 +216,7 @@ impl Lockbox {
         cloud_id: &str,
     ) -> Result<Done, LockboxError> {
         validate::id("cloud_id", cloud_id)?;
-        let _writer = self.writer.lock().await;
+        let writer = self.writer.lock().await;
         let cloud = self.cloud_or_default(cloud_id)?;
         self.authorize(
             caller,
@@ -237,7 +237,7 @@ impl Lockbox {
             &cloud.id,
             OperationOutcome::Empty,
         );
-        self.commit(batch).await?;
+        self.commit(writer, batch).await?;
         Ok(done)
     }
 
@@ -251,7 +251,7 @@ impl Lockbox {
     ) -> Result<(Folder, Done), LockboxError> {
         validate::resource_name(name)?;
         validate::description("description", description)?;
-        let _writer = self.writer.lock().await;
+        let writer = self.writer.lock().await;
         let cloud = self.cloud_or_default(cloud_id)?;
         self.authorize(
             caller,
@@ -287,7 +287,7 @@ impl Lockbox {
             &folder.id,
             OperationOutcome::Folder(folder.clone()),
         );
-        self.commit(batch).await?;
+        self.commit(writer, batch).await?;
         Ok((folder, done))
     }
 
@@ -331,7 +331,7 @@ impl Lockbox {
         folder_id: &str,
     ) -> Result<Done, LockboxError> {
         validate::id("folder_id", folder_id)?;
-        let _writer = self.writer.lock().await;
+        let writer = self.writer.lock().await;
         let folder = self.folder_or_default(folder_id)?;
         self.authorize(
             caller,
@@ -357,7 +357,7 @@ impl Lockbox {
             &folder.id,
             OperationOutcome::Empty,
         );
-        self.commit(batch).await?;
+        self.commit(writer, batch).await?;
         Ok(done)
     }
 }

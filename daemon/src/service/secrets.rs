@@ -2,7 +2,7 @@
 //! update, delete, activate and deactivate.
 
 use super::versions::{EntryChange, apply_changes, validate_changes};
-use super::{Caller, Done, Lockbox};
+use super::{Caller, Done, Lockbox, WriterGuard};
 use crate::access::{Permission, Resource};
 use crate::error::LockboxError;
 use crate::ids::{self, new_id};
@@ -161,7 +161,7 @@ impl Lockbox {
             )
         };
 
-        let _writer = self.writer.lock().await;
+        let writer = self.writer.lock().await;
         self.check_name_free(&secret.folder_id, &secret.name, None)?;
         let count = self.records.secret_count(&secret.cloud_id)?;
         let limit = self.limits.secrets_per_cloud;
@@ -183,7 +183,7 @@ impl Lockbox {
         let meta = version.map(|v| v.meta);
         let outcome = OperationOutcome::Secret(Box::new(secret.clone()), meta.clone());
         let done = self.record(&mut batch, caller, "Create secret", &secret.id, outcome);
-        self.commit(batch).await?;
+        self.commit(writer, batch).await?;
         tracing::info!(secret_id = %secret.id, subject = caller.subject(), "secret created");
         Ok((secret, meta, done))
     }
@@ -251,7 +251,7 @@ impl Lockbox {
         if let Some(Some(spec)) = &update.password_spec {
             validate_password_spec(spec)?;
         }
-        let _writer = self.writer.lock().await;
+        let writer = self.writer.lock().await;
         let mut secret = self.secret(secret_id)?;
         self.authorize_secret(caller, &secret, Permission::Update)?;
         let previous_name = secret.name.clone();
@@ -271,12 +271,14 @@ impl Lockbox {
         if let Some(v) = update.password_spec {
             secret.password_spec = v;
         }
-        self.save_secret(caller, secret, &previous_name, "Update secret")
+        self.save_secret(writer, caller, secret, &previous_name, "Update secret")
             .await
     }
 
+    /// Stores a changed secret with its operation record (the caller holds the writer lock).
     async fn save_secret(
         &self,
+        writer: WriterGuard<'_>,
         caller: &Caller,
         secret: SecretRecord,
         previous_name: &str,
@@ -294,7 +296,7 @@ impl Lockbox {
             &id,
             OperationOutcome::Secret(Box::new(secret), current),
         );
-        self.commit(batch).await?;
+        self.commit(writer, batch).await?;
         Ok(done)
     }
 
@@ -305,7 +307,7 @@ impl Lockbox {
         secret_id: &str,
         status: SecretStatus,
     ) -> Result<Done, LockboxError> {
-        let _writer = self.writer.lock().await;
+        let writer = self.writer.lock().await;
         let mut secret = self.secret(secret_id)?;
         self.authorize_secret(caller, &secret, Permission::Update)?;
         secret.status = status;
@@ -314,7 +316,8 @@ impl Lockbox {
             SecretStatus::Active => "Activate secret",
             SecretStatus::Inactive => "Deactivate secret",
         };
-        self.save_secret(caller, secret, &name, description).await
+        self.save_secret(writer, caller, secret, &name, description)
+            .await
     }
 
     /// Makes the payload readable again.
@@ -343,7 +346,7 @@ impl Lockbox {
         caller: &Caller,
         secret_id: &str,
     ) -> Result<Done, LockboxError> {
-        let _writer = self.writer.lock().await;
+        let writer = self.writer.lock().await;
         let secret = self.secret(secret_id)?;
         self.authorize_secret(caller, &secret, Permission::Delete)?;
         if secret.deletion_protection {
@@ -369,7 +372,7 @@ impl Lockbox {
                 outcome: OperationOutcome::Empty,
             },
         };
-        self.commit(batch).await?;
+        self.commit(writer, batch).await?;
         tracing::info!(secret_id, subject = caller.subject(), "secret deleted");
         Ok(done)
     }

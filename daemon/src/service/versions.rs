@@ -126,20 +126,10 @@ impl Lockbox {
         Ok(SealedPayload { dek, ciphertext })
     }
 
-    /// Opens a version's payload, unwrapping its data key on behalf of the caller.
-    pub(super) async fn open(
-        &self,
-        caller: &Caller,
-        secret: &SecretRecord,
-        version: &VersionRecord,
-    ) -> Result<Vec<Entry>, LockboxError> {
-        self.open_cached(caller, secret, version, None).await
-    }
-
     /// Decrypts a version's entries. `dek_cache` keeps the unwrapped data key of a
     /// keyring-wrapped version for the next read; a KMS-wrapped key is never kept, so every
     /// read of such a version is authorized by `lockbox-kms`.
-    pub(super) async fn open_cached(
+    pub(super) async fn open(
         &self,
         caller: &Caller,
         secret: &SecretRecord,
@@ -264,6 +254,11 @@ impl Lockbox {
 
     /// Adds a version: the base version's entries with the changes applied. It becomes the
     /// current version.
+    ///
+    /// The version is sealed outside the writer lock (sealing may call lockbox-kms). When it
+    /// was built on the current version and another version became current meanwhile, it is
+    /// built again on that one under the lock, so concurrent additions never lose each
+    /// other's changes.
     pub async fn add_version(
         &self,
         caller: &Caller,
@@ -272,29 +267,26 @@ impl Lockbox {
     ) -> Result<(VersionMeta, Done), LockboxError> {
         validate::description("description", &new.description)?;
         validate_changes(&new.changes)?;
-        let secret = self.secret(secret_id)?;
-        self.authorize_secret(caller, &secret, Permission::AddVersion)?;
-        self.check_version_quota(&secret)?;
-        let base_id = match &new.base_version_id {
-            Some(id) => Some(id.clone()),
-            None => secret.current_version_id.clone(),
-        };
-        let base_entries = match base_id {
-            Some(id) => {
-                let base = self.version(&secret, &id)?;
-                self.open(caller, &secret, &base).await?
-            }
-            None => Vec::new(),
-        };
-        let entries = apply_changes(base_entries, new.changes, self.limits.payload_bytes)?;
-        let version = self
-            .build_version(caller, &secret, new.description, entries)
+        let hot = self.hot_secret(secret_id)?;
+        self.authorize(caller, &hot.chain, Permission::AddVersion)?;
+        self.check_version_quota(&hot.record)?;
+        let base_id = new
+            .base_version_id
+            .clone()
+            .or_else(|| hot.record.current_version_id.clone());
+        let mut version = self
+            .version_over(caller, &hot.record, base_id.as_deref(), &new)
             .await?;
 
-        let _writer = self.writer.lock().await;
+        let writer = self.writer.lock().await;
         // The secret may have changed (or gone) while the payload was being sealed.
         let mut secret = self.secret(secret_id)?;
         self.check_version_quota(&secret)?;
+        if new.base_version_id.is_none() && secret.current_version_id != base_id {
+            version = self
+                .version_over(caller, &secret, secret.current_version_id.as_deref(), &new)
+                .await?;
+        }
         secret.version_count += 1;
         secret.current_version_id = Some(version.meta.id.clone());
         let mut batch = Batch::default();
@@ -308,8 +300,30 @@ impl Lockbox {
             &secret.id,
             OperationOutcome::Version(version.meta.clone()),
         );
-        self.commit(batch).await?;
+        self.commit(writer, batch).await?;
         Ok((version.meta, done))
+    }
+
+    /// A new version of `secret`: the entries of version `base_id` (none: empty) with the
+    /// changes of `new` applied, sealed.
+    async fn version_over(
+        &self,
+        caller: &Caller,
+        secret: &SecretRecord,
+        base_id: Option<&str>,
+        new: &NewVersion,
+    ) -> Result<VersionRecord, LockboxError> {
+        let base_entries = match base_id {
+            Some(id) => {
+                let base = self.hot_version(secret, id)?;
+                self.open(caller, secret, &base.record, Some(&base.dek))
+                    .await?
+            }
+            None => Vec::new(),
+        };
+        let entries = apply_changes(base_entries, new.changes.clone(), self.limits.payload_bytes)?;
+        self.build_version(caller, secret, new.description.clone(), entries)
+            .await
     }
 
     /// A secret's versions, newest first.
@@ -352,7 +366,7 @@ impl Lockbox {
         secret_id: &str,
         version_id: &str,
     ) -> Result<Done, LockboxError> {
-        let _writer = self.writer.lock().await;
+        let writer = self.writer.lock().await;
         let mut secret = self.secret(secret_id)?;
         self.authorize_secret(caller, &secret, Permission::Update)?;
         let version = self.version(&secret, version_id)?;
@@ -373,7 +387,7 @@ impl Lockbox {
             &secret.id,
             outcome,
         );
-        self.commit(batch).await?;
+        self.commit(writer, batch).await?;
         Ok(done)
     }
 
@@ -389,7 +403,7 @@ impl Lockbox {
         let period = i64::try_from(period).map_err(|_| {
             LockboxError::InvalidArgument(format!("pending_period: {period} is too long"))
         })?;
-        let _writer = self.writer.lock().await;
+        let writer = self.writer.lock().await;
         let secret = self.secret(secret_id)?;
         self.authorize_secret(caller, &secret, Permission::Update)?;
         let mut version = self.version(&secret, version_id)?;
@@ -418,7 +432,7 @@ impl Lockbox {
             &secret.id,
             outcome,
         );
-        self.commit(batch).await?;
+        self.commit(writer, batch).await?;
         Ok((version.meta, done))
     }
 
@@ -429,7 +443,7 @@ impl Lockbox {
         secret_id: &str,
         version_id: &str,
     ) -> Result<(VersionMeta, Done), LockboxError> {
-        let _writer = self.writer.lock().await;
+        let writer = self.writer.lock().await;
         let secret = self.secret(secret_id)?;
         self.authorize_secret(caller, &secret, Permission::Update)?;
         let mut version = self.version(&secret, version_id)?;
@@ -455,7 +469,7 @@ impl Lockbox {
             &secret.id,
             outcome,
         );
-        self.commit(batch).await?;
+        self.commit(writer, batch).await?;
         Ok((version.meta, done))
     }
 
@@ -472,7 +486,7 @@ impl Lockbox {
     pub async fn destroy_due_versions(&self) -> Result<usize, LockboxError> {
         let mut destroyed = 0;
         loop {
-            let _writer = self.writer.lock().await;
+            let writer = self.writer.lock().await;
             let now = self.now();
             let due: Vec<_> = self
                 .records
@@ -500,7 +514,7 @@ impl Lockbox {
                     tracing::info!(secret_id, version_id, "secret version destroyed");
                 }
             }
-            self.commit(batch).await?;
+            self.commit(writer, batch).await?;
         }
     }
 }

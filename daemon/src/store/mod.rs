@@ -2,8 +2,11 @@
 //! engine can implement later, and the typed records layer ([`records`]) on top of it.
 //!
 //! The store knows nothing about sockets, requests or authorization. Every mutation is one
-//! atomic [`Batch`]; implementations must make an acknowledged batch durable.
+//! atomic [`Batch`]; implementations must make an acknowledged batch durable. Mutations
+//! apply their batch and then wait for a shared sync ([`group`]), so concurrent writers
+//! share one fsync.
 
+pub mod group;
 pub mod keys;
 pub mod records;
 pub mod rocks;
@@ -152,4 +155,10 @@ pub trait KvStore: Send + Sync + 'static {
     fn scan(&self, table: Table, scan: Scan<'_>) -> Result<Vec<Entry>, StoreError>;
     /// Applies `batch` atomically; returns once it is durable.
     fn write(&self, batch: Batch) -> Result<(), StoreError>;
+    /// Applies `batch` atomically and makes it visible to reads; it becomes durable at the
+    /// next [`KvStore::sync`]. Batches are durable in the order they were applied: a sync
+    /// never keeps a later batch and loses an earlier one.
+    fn apply(&self, batch: Batch) -> Result<(), StoreError>;
+    /// Makes every batch applied so far durable.
+    fn sync(&self) -> Result<(), StoreError>;
 }

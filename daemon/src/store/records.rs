@@ -3,6 +3,7 @@
 //! Reads return decoded records; writes add to a [`Batch`] the caller commits once, so one
 //! mutation is one atomic write.
 
+use super::group::{GroupCommit, Ticket};
 use super::keys::{self, key, prefix};
 use super::{Batch, KvStore, Scan, StoreError, Table};
 use crate::access::{Binding, Resource};
@@ -47,6 +48,8 @@ pub struct StoredKeyring {
 pub struct Records {
     /// The engine.
     kv: Arc<dyn KvStore>,
+    /// Mutations' batches, synced in groups.
+    group: Arc<GroupCommit>,
 }
 
 impl std::fmt::Debug for Records {
@@ -112,17 +115,29 @@ pub struct Listed<T> {
 }
 
 impl Records {
-    /// Typed records over `kv`.
-    pub fn new(kv: Arc<dyn KvStore>) -> Self {
-        Self { kv }
+    /// Typed records over `kv` (starts the group-commit syncer).
+    pub fn new(kv: Arc<dyn KvStore>) -> Result<Self, StoreError> {
+        let group = Arc::new(GroupCommit::new(kv.clone())?);
+        Ok(Self { kv, group })
     }
 
-    /// Commits a batch atomically and durably.
+    /// Commits a batch atomically and durably, on its own (for start-up work).
     pub fn commit(&self, batch: Batch) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
         }
         self.kv.write(batch)
+    }
+
+    /// Applies a batch atomically: visible now, durable once [`Records::durable`] says so.
+    pub fn apply(&self, batch: Batch) -> Result<Ticket, StoreError> {
+        self.group.apply(batch)
+    }
+
+    /// Waits until the batch of `ticket` is durable (one sync serves every batch applied
+    /// before it).
+    pub async fn durable(&self, ticket: Ticket) -> Result<(), StoreError> {
+        self.group.durable(ticket).await
     }
 
     fn get<T: DeserializeOwned>(&self, table: Table, key: &[u8]) -> Result<Option<T>, StoreError> {
@@ -366,8 +381,9 @@ impl Records {
         )
     }
 
-    /// Stores a secret with its name and folder indexes. `previous_name` is the name the
-    /// stored record had, whose index entry is replaced.
+    /// Stores a secret and keeps its name and folder indexes. `previous_name` is the name
+    /// the stored record had (`None` for a new secret); indexes are written only when new or
+    /// renamed.
     pub fn put_secret(
         &self,
         batch: &mut Batch,
@@ -375,21 +391,24 @@ impl Records {
         previous_name: Option<&str>,
     ) {
         let folder = secret.folder_id.as_bytes();
-        if let Some(old) = previous_name.filter(|n| !n.is_empty() && *n != secret.name) {
+        let renamed = previous_name != Some(secret.name.as_str());
+        if let Some(old) = previous_name.filter(|n| !n.is_empty() && renamed) {
             batch.delete(Table::SecretNames, key(&[folder, old.as_bytes()]));
         }
-        if !secret.name.is_empty() {
+        if !secret.name.is_empty() && renamed {
             batch.put(
                 Table::SecretNames,
                 key(&[folder, secret.name.as_bytes()]),
                 encode(&secret.id),
             );
         }
-        batch.put(
-            Table::FolderSecrets,
-            key(&[folder, secret.id.as_bytes()]),
-            Vec::new(),
-        );
+        if previous_name.is_none() {
+            batch.put(
+                Table::FolderSecrets,
+                key(&[folder, secret.id.as_bytes()]),
+                Vec::new(),
+            );
+        }
         batch.put(
             Table::Secrets,
             secret.id.as_bytes().to_vec(),
@@ -755,7 +774,7 @@ mod tests {
     #[test]
     fn queued_destructions_round_trip_times_whose_bytes_contain_the_separator() {
         let dir = tempfile::tempdir().unwrap();
-        let records = Records::new(Arc::new(RocksStore::open(dir.path()).unwrap()));
+        let records = Records::new(Arc::new(RocksStore::open(dir.path()).unwrap())).unwrap();
         let mut batch = Batch::default();
         // 256 has a zero low byte; negative and large times exercise the offset encoding.
         for (at, v) in [(256, "v1"), (1_700_000_000, "v2"), (-1, "v0")] {

@@ -1,0 +1,234 @@
+//! Group commit: many mutations, one fsync.
+//!
+//! A mutation applies its batch ([`GroupCommit::apply`]: atomic and visible at once, not yet
+//! durable) while it holds the service's writer lock, takes a [`Ticket`], releases the lock,
+//! and waits for the ticket to become durable ([`GroupCommit::durable`]) before it answers.
+//! One syncer thread loops: when a ticket is waiting, it notes how many batches have been
+//! applied, syncs the store once, and declares all of them durable. The batches applied while
+//! one sync runs wait together for the next, so under load one fsync covers many mutations,
+//! and a lone mutation costs one fsync as before.
+//!
+//! What a reader may see: a batch is visible from the moment it is applied, up to one sync
+//! before it is durable. Its writer has not been answered yet; should the machine crash in
+//! that window, the batch is lost and its writer was never told it succeeded. This is the
+//! same window as Redis with `appendfsync always`.
+
+use super::{Batch, KvStore, StoreError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use tokio::sync::watch;
+
+/// A batch's place in the apply order; durable once the syncer has passed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[must_use = "a mutation must wait for its ticket before answering"]
+pub struct Ticket(u64);
+
+impl Ticket {
+    /// The ticket of an empty batch: nothing to wait for.
+    pub const NOTHING: Ticket = Ticket(0);
+}
+
+/// How far the syncer has come.
+#[derive(Debug, Clone, Default)]
+struct Progress {
+    /// Every ticket up to this one is durable.
+    synced: u64,
+    /// The last failed sync: tickets up to this one may not be durable, and why.
+    failed: Option<(u64, Arc<str>)>,
+}
+
+struct Shared {
+    kv: Arc<dyn KvStore>,
+    /// The last ticket handed out; held while applying, so tickets follow the apply order.
+    applied: Mutex<u64>,
+    /// The highest ticket waiting to be synced, and whether the syncer should stop.
+    wanted: Mutex<(u64, bool)>,
+    wake: Condvar,
+    progress: watch::Sender<Progress>,
+}
+
+/// Applies batches and syncs them in groups. Dropping it stops the syncer thread.
+pub struct GroupCommit {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for GroupCommit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupCommit").finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Each guarded value is a plain number, consistent even if a holder panicked.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl GroupCommit {
+    /// Group commit over `kv`, with its syncer thread.
+    pub fn new(kv: Arc<dyn KvStore>) -> Result<Self, StoreError> {
+        let shared = Arc::new(Shared {
+            kv,
+            applied: Mutex::new(0),
+            wanted: Mutex::new((0, false)),
+            wake: Condvar::new(),
+            progress: watch::Sender::new(Progress::default()),
+        });
+        let syncer = shared.clone();
+        std::thread::Builder::new()
+            .name("wal-sync".into())
+            .spawn(move || sync_loop(&syncer))
+            .map_err(|e| StoreError::Open(format!("cannot start the WAL sync thread: {e}")))?;
+        Ok(Self { shared })
+    }
+
+    /// Applies `batch` atomically; it is visible now and durable once its ticket is.
+    pub fn apply(&self, batch: Batch) -> Result<Ticket, StoreError> {
+        if batch.is_empty() {
+            return Ok(Ticket::NOTHING);
+        }
+        let ticket = {
+            let mut applied = lock(&self.shared.applied);
+            self.shared.kv.apply(batch)?;
+            *applied += 1;
+            *applied
+        };
+        {
+            let mut wanted = lock(&self.shared.wanted);
+            wanted.0 = wanted.0.max(ticket);
+        }
+        self.shared.wake.notify_one();
+        Ok(Ticket(ticket))
+    }
+
+    /// Waits until the batch of `ticket` is durable.
+    pub async fn durable(&self, ticket: Ticket) -> Result<(), StoreError> {
+        let mut progress = self.shared.progress.subscribe();
+        loop {
+            {
+                let now = progress.borrow_and_update();
+                if now.synced >= ticket.0 {
+                    return Ok(());
+                }
+                if let Some((upto, reason)) = &now.failed
+                    && *upto >= ticket.0
+                {
+                    return Err(StoreError::Engine(format!(
+                        "the change was applied but could not be made durable: {reason}"
+                    )));
+                }
+            }
+            progress
+                .changed()
+                .await
+                .map_err(|_| StoreError::Engine("the WAL sync thread stopped".into()))?;
+        }
+    }
+}
+
+impl Drop for GroupCommit {
+    fn drop(&mut self) {
+        lock(&self.shared.wanted).1 = true;
+        self.shared.wake.notify_one();
+    }
+}
+
+fn sync_loop(shared: &Shared) {
+    let mut done = 0;
+    loop {
+        {
+            let mut wanted = lock(&shared.wanted);
+            while wanted.0 <= done && !wanted.1 {
+                wanted = shared.wake.wait(wanted).unwrap_or_else(|p| p.into_inner());
+            }
+            if wanted.0 <= done {
+                // Stopping, and nothing is waiting.
+                return;
+            }
+        }
+        // Everything applied by now is covered by this sync, waiting or not.
+        let target = *lock(&shared.applied);
+        let result = shared.kv.sync();
+        done = target;
+        shared.progress.send_modify(|p| match result {
+            Ok(()) => p.synced = target,
+            Err(e) => {
+                tracing::error!(error = %e, "syncing the write-ahead log failed");
+                p.failed = Some((target, e.to_string().into()));
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Entry, Scan, Table};
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+    /// Counts applies and syncs; a sync can be made to fail once.
+    #[derive(Default)]
+    struct Counting {
+        applied: AtomicU64,
+        /// `applied` as of each successful sync.
+        synced_upto: Mutex<Vec<u64>>,
+        fail_next: AtomicUsize,
+    }
+
+    impl KvStore for Counting {
+        fn get(&self, _: Table, _: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+            Ok(None)
+        }
+        fn scan(&self, _: Table, _: Scan<'_>) -> Result<Vec<Entry>, StoreError> {
+            Ok(Vec::new())
+        }
+        fn write(&self, _: Batch) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn apply(&self, _: Batch) -> Result<(), StoreError> {
+            self.applied.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+        fn sync(&self) -> Result<(), StoreError> {
+            if self.fail_next.swap(0, Ordering::SeqCst) > 0 {
+                return Err(StoreError::Engine("disk on fire".into()));
+            }
+            let upto = self.applied.load(Ordering::SeqCst);
+            lock(&self.synced_upto).push(upto);
+            Ok(())
+        }
+    }
+
+    fn one_put() -> Batch {
+        let mut batch = Batch::default();
+        batch.put(Table::Meta, b"k".to_vec(), b"v".to_vec());
+        batch
+    }
+
+    #[tokio::test]
+    async fn every_ticket_is_durable_after_a_sync_that_covers_it() {
+        let kv = Arc::new(Counting::default());
+        let group = GroupCommit::new(kv.clone()).unwrap();
+        let tickets: Vec<Ticket> = (0..100).map(|_| group.apply(one_put()).unwrap()).collect();
+        for t in &tickets {
+            group.durable(*t).await.unwrap();
+        }
+        let syncs = lock(&kv.synced_upto).clone();
+        assert!(syncs.last().is_some_and(|&n| n == 100), "{syncs:?}");
+        // 100 batches applied before anyone waited need far fewer than 100 syncs.
+        assert!(syncs.len() < 100, "{} syncs", syncs.len());
+        assert_eq!(group.apply(Batch::default()).unwrap(), Ticket::NOTHING);
+        group.durable(Ticket::NOTHING).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_failed_sync_fails_the_tickets_it_covered() {
+        let kv = Arc::new(Counting::default());
+        kv.fail_next.store(1, Ordering::SeqCst);
+        let group = GroupCommit::new(kv.clone()).unwrap();
+        let first = group.apply(one_put()).unwrap();
+        let err = group.durable(first).await.unwrap_err();
+        assert!(err.to_string().contains("disk on fire"), "{err}");
+        // The next sync works again.
+        let second = group.apply(one_put()).unwrap();
+        group.durable(second).await.unwrap();
+    }
+}
