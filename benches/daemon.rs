@@ -1,61 +1,23 @@
-//! Criterion benches of lockboxd's payload read path below the service: the store's get of
-//! a version record (RocksDB + decode), the keyring's unwrap of the data key, and opening the
-//! sealed entries — the work a payload Get does besides the socket and authorization.
+//! Criterion benches of lockboxd below the socket: the payload read path (the store's get of
+//! a version record, the keyring's unwrap of the data key, opening the sealed entries), the
+//! envelope's sealing, and the authorization check with 1 and 1,000 bindings on a folder.
 #![allow(clippy::unwrap_used)] // a bench that cannot set up should abort
 #![allow(missing_docs)] // criterion's macros generate undocumented functions
 
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
-use lockbox_daemon::envelope::{self, Dek, KEYRING_KEY_ID, Keyring};
-use lockbox_daemon::model::{
-    Entry, SealedPayload, VersionMeta, VersionRecord, VersionStatus, WrappedDek,
-};
-use lockbox_daemon::store::Batch;
-use lockbox_daemon::store::records::Records;
-use lockbox_daemon::store::rocks::RocksStore;
-use std::sync::Arc;
+use lockbox_benches::work::{Fixture, SECRET, VERSION};
+use lockbox_daemon::access::{Binding, Permission, Resource};
+use lockbox_daemon::envelope::{self, KEYRING_KEY_ID};
+use lockbox_daemon::model::Entry;
+use lockbox_daemon::service::{allows, binding_map};
+use lockbox_proto::Principal;
 
-const SECRET: &str = "e6q01k82q5kevjajpei9";
-const VERSION: &str = "e6v01k82q5kf0339olii";
-
-fn bench(c: &mut Criterion) {
-    let keyring = Keyring::generate();
-    let dek = Dek::generate();
-    let entries = vec![Entry {
-        key: "value".into(),
-        text: true,
-        value: vec![b'x'; 64],
-    }];
-    let ciphertext =
-        envelope::seal_entries(&dek, SECRET, VERSION, KEYRING_KEY_ID, &entries).unwrap();
-    let wrapped = keyring.wrap(&dek, SECRET, VERSION).unwrap();
-
-    let dir = tempfile::tempdir().unwrap();
-    let records = Records::new(Arc::new(RocksStore::open(dir.path()).unwrap())).unwrap();
-    let mut batch = Batch::default();
-    records.put_version(
-        &mut batch,
-        &VersionRecord {
-            meta: VersionMeta {
-                id: VERSION.into(),
-                secret_id: SECRET.into(),
-                created_at: 0,
-                destroy_at: None,
-                description: String::new(),
-                status: VersionStatus::Active,
-                entry_keys: vec!["value".into()],
-            },
-            sealed: Some(SealedPayload {
-                dek: WrappedDek::Keyring(wrapped.clone()),
-                ciphertext: ciphertext.clone(),
-            }),
-        },
-    );
-    records.commit(batch).unwrap();
-
+fn read_path(c: &mut Criterion) {
+    let f = Fixture::new(64);
     let mut group = c.benchmark_group("payload_read_path_64_byte_value");
     group.bench_function("store_get_version", |b| {
         b.iter(|| {
-            records
+            f.records
                 .version(black_box(SECRET), black_box(VERSION))
                 .unwrap()
                 .unwrap()
@@ -63,37 +25,100 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("keyring_unwrap_dek", |b| {
         b.iter(|| {
-            keyring
-                .unwrap(black_box(&wrapped), SECRET, VERSION)
+            f.keyring
+                .unwrap(black_box(&f.wrapped), SECRET, VERSION)
                 .unwrap()
         })
     });
     group.bench_function("open_entries", |b| {
         b.iter(|| {
             envelope::open_entries(
-                &dek,
+                &f.dek,
                 SECRET,
                 VERSION,
                 KEYRING_KEY_ID,
-                black_box(&ciphertext),
+                black_box(&f.ciphertext),
             )
             .unwrap()
         })
     });
-    group.bench_function("all_three", |b| {
+    let cipher = f.dek.cipher();
+    group.bench_function("open_entries_cached_dek", |b| {
         b.iter(|| {
-            let v = records.version(SECRET, VERSION).unwrap().unwrap();
-            let sealed = v.sealed.unwrap();
-            let WrappedDek::Keyring(w) = &sealed.dek else {
-                unreachable!("stored above")
-            };
-            let dek = keyring.unwrap(w, SECRET, VERSION).unwrap();
-            envelope::open_entries(&dek, SECRET, VERSION, KEYRING_KEY_ID, &sealed.ciphertext)
+            envelope::open_entries_with(
+                &cipher,
+                SECRET,
+                VERSION,
+                KEYRING_KEY_ID,
+                black_box(&f.ciphertext),
+            )
+            .unwrap()
+        })
+    });
+    group.bench_function("all_three", |b| b.iter(|| f.read()));
+    group.finish();
+
+    let entries = vec![Entry {
+        key: "value".into(),
+        text: true,
+        value: vec![b'x'; 64],
+    }];
+    c.bench_function("envelope/seal_entries_64_byte_value", |b| {
+        b.iter(|| {
+            envelope::seal_entries(&f.dek, SECRET, VERSION, KEYRING_KEY_ID, black_box(&entries))
                 .unwrap()
         })
     });
+}
+
+fn authorization(c: &mut Criterion) {
+    let chain = [
+        Resource::Secret(SECRET.into()),
+        Resource::Folder("b1f01k82q5kevjajpei9".into()),
+        Resource::Cloud("b1g01k82q5kevjajpei9".into()),
+        Resource::Organization("bpf01k82q5kevjajpei9".into()),
+    ];
+    let caller = Principal {
+        subject: "user:app".into(),
+        groups: vec!["group:app".into(), "group:deploy".into()],
+    };
+    let mut group = c.benchmark_group("authorize_payload_get");
+    for n in [1usize, 1000] {
+        // The caller's binding is on the folder among n-1 others'.
+        let mut bindings: Vec<Binding> = (1..n)
+            .map(|i| Binding {
+                role: "lockbox.auditor".into(),
+                subject: format!("user:other-{i}"),
+            })
+            .collect();
+        bindings.push(Binding {
+            role: "lockbox.payloadViewer".into(),
+            subject: "group:app".into(),
+        });
+        let map = binding_map(vec![(chain[1].clone(), bindings)]);
+        group.bench_function(format!("allowed_{n}_folder_bindings"), |b| {
+            b.iter(|| {
+                assert!(allows(
+                    &map,
+                    black_box(&caller),
+                    black_box(&chain),
+                    Permission::GetPayload
+                ))
+            })
+        });
+        group.bench_function(format!("denied_{n}_folder_bindings"), |b| {
+            b.iter(|| {
+                assert!(!allows(
+                    &map,
+                    black_box(&caller),
+                    black_box(&chain),
+                    Permission::Delete
+                ))
+            })
+        });
+    }
     group.finish();
 }
 
-criterion_group!(benches, bench);
+criterion_group!(benches, read_path, authorization);
 criterion_main!(benches);

@@ -1,37 +1,40 @@
 //! `lockbox-bench`: a load generator for lockbox's servers.
 //!
 //! Each workload sets up what it needs, then runs `--connections` connections with
-//! `--in-flight` requests outstanding on each for `--duration` (after a warm-up of a tenth
-//! of it), and prints throughput and latency percentiles as a table, or JSON.
+//! `--in-flight` requests outstanding on each, for `--duration` (after a warm-up of a tenth
+//! of it) or until `--requests` have been answered, and prints throughput and latency
+//! percentiles as a table, or JSON.
 //!
+//! - `lockbox`: a weighted mix of payload reads by id and by name, secret reads, list pages
+//!   and version additions over a data set it creates in a folder of its own (or finds from
+//!   an earlier run): `--secrets`, `--entries` per version, `--value-size`; `--kms-key` wraps
+//!   the data keys with a KMS key of their own, so every payload read is a KMS round trip.
 //! - `kms-decrypt`: lockbox-kms decrypts a 32-byte data key. The caller must be `kms.admin`
 //!   (the user who ran `init` is).
-//! - `payload-get`: lockboxd reads a one-entry payload; with `--kms-key` the secret's data
-//!   key is wrapped by its own KMS key, so every read is a KMS round trip with the KMS's
-//!   authorization, else by the service keyring.
-//! - `add-version`: lockboxd adds a version (a synced write) per request.
 //! - `redis-get`, `redis-set`: the same loop against Redis over a Unix socket (the
 //!   baseline), with this tool speaking Redis's protocol so both sides have the same client.
 //! - `echo` against `lockbox-bench echo-server`: the same framing, transport and runtime as
 //!   lockbox's servers with a handler that only answers (the socket limit).
+//! - `work-limit`: the payload read's work in process, with no socket (the work limit).
 
 mod echo;
+mod lockbox;
 mod redis;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use hdrhistogram::Histogram;
-use lockbox_client::proto::SecretBytes;
 use lockbox_client::proto::kms::{
     AccessBinding, AccessBindingAction, AccessBindingDelta, CreateSymmetricKey, ResourceRef,
     SymmetricAlgorithm,
 };
-use lockbox_client::proto::lockbox::{AddVersion, CreateSecret, PayloadEntryChange, PayloadValue};
 use lockbox_client::{KmsClient, LockboxClient};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 #[derive(Parser)]
@@ -45,29 +48,12 @@ struct Cli {
 enum Workload {
     /// Decrypt a 32-byte data key over the KMS socket.
     KmsDecrypt(Load),
-    /// Read a secret's payload over the lockboxd socket.
-    PayloadGet {
+    /// A mix of lockboxd calls over a data set.
+    Lockbox {
         #[command(flatten)]
         load: Load,
-        /// Wrap the secret's data key with its own KMS key (a KMS round trip per read).
-        #[arg(long)]
-        kms_key: bool,
-        /// Bytes in the entry's value.
-        #[arg(long, default_value_t = 64)]
-        value_size: usize,
-        /// Before measuring, put this many bindings on the default folder: the bench user's
-        /// lockbox.payloadViewer and others' lockbox.auditor (sorted before it), so every
-        /// read is authorized through a folder carrying that many bindings.
-        #[arg(long, default_value_t = 0)]
-        folder_bindings: usize,
-    },
-    /// Add a version (one synced write) per request.
-    AddVersion {
         #[command(flatten)]
-        load: Load,
-        /// Bytes in the entry's value.
-        #[arg(long, default_value_t = 64)]
-        value_size: usize,
+        workload: lockbox::Workload,
     },
     /// Redis GET of a value over its Unix socket.
     RedisGet {
@@ -99,6 +85,21 @@ enum Workload {
         #[arg(long)]
         socket: PathBuf,
     },
+    /// The payload read's work in process: RocksDB get, data key unwrap, AES-GCM open.
+    WorkLimit {
+        /// Threads reading at once (default: every CPU).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Bytes in the entry's value.
+        #[arg(long, default_value_t = 64)]
+        value_size: usize,
+        /// How long to measure, in seconds.
+        #[arg(long, default_value = "5s", value_parser = seconds)]
+        duration: Duration,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]
@@ -118,6 +119,12 @@ struct Load {
     /// How long to measure, in seconds (e.g. 5s).
     #[arg(long, default_value = "5s", value_parser = seconds)]
     duration: Duration,
+    /// Stop after this many requests instead (no warm-up).
+    #[arg(long)]
+    requests: Option<u64>,
+    /// Runtime worker threads of this tool (default: half the CPUs, like the servers).
+    #[arg(long)]
+    threads: Option<usize>,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -148,25 +155,32 @@ struct Report {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let threads = match &cli.workload {
+        Workload::KmsDecrypt(load) | Workload::Echo(load) => load.threads,
+        Workload::Lockbox { load, .. }
+        | Workload::RedisGet { load, .. }
+        | Workload::RedisSet { load, .. } => load.threads,
+        Workload::EchoServer { .. } | Workload::WorkLimit { .. } => None,
+    };
+    let runtime = lockbox_rpc::listen::runtime(threads)?;
     let (report, json) = runtime.block_on(async {
         match cli.workload {
             Workload::KmsDecrypt(load) => {
                 Ok::<_, anyhow::Error>((kms_decrypt(&load).await?, load.json))
             }
-            Workload::PayloadGet {
-                load,
-                kms_key,
-                value_size,
-                folder_bindings,
-            } => Ok((
-                payload_get(&load, kms_key, value_size, folder_bindings).await?,
-                load.json,
-            )),
-            Workload::AddVersion { load, value_size } => {
-                Ok((add_version(&load, value_size).await?, load.json))
+            Workload::Lockbox { load, workload } => {
+                let kms_key_id = if workload.kms_key {
+                    let admin = KmsClient::connect(&load.kms_socket)
+                        .await
+                        .context("connecting to lockbox-kms")?;
+                    bench_key(&admin).await?
+                } else {
+                    String::new()
+                };
+                Ok((
+                    lockbox::mix(&load, &workload, &kms_key_id).await?,
+                    load.json,
+                ))
             }
             Workload::RedisGet {
                 load,
@@ -189,10 +203,44 @@ fn main() -> Result<()> {
                 echo::run(&socket).await?;
                 std::process::exit(0);
             }
+            Workload::WorkLimit {
+                threads,
+                value_size,
+                duration,
+                json,
+            } => {
+                let threads = threads.unwrap_or_else(|| {
+                    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+                });
+                let ops = tokio::task::spawn_blocking(move || {
+                    lockbox_benches::work::limit(value_size, threads, duration)
+                })
+                .await?;
+                Ok((
+                    Report {
+                        workload: "work-limit".into(),
+                        connections: 0,
+                        in_flight_per_connection: threads,
+                        seconds: duration.as_secs_f64(),
+                        requests: (ops * duration.as_secs_f64()) as u64,
+                        errors: 0,
+                        ops_per_second: ops,
+                        p50_us: 0.0,
+                        p99_us: 0.0,
+                        p999_us: 0.0,
+                    },
+                    json,
+                ))
+            }
         }
     })?;
     if json {
         println!("{}", serde_json::to_string(&report)?);
+    } else if report.connections == 0 {
+        println!(
+            "{:<20} {:>3} threads in process:   {:>9.0} ops/s",
+            report.workload, report.in_flight_per_connection, report.ops_per_second
+        );
     } else {
         println!(
             "{:<20} {:>3} conn x {:>3} in flight: {:>9.0} ops/s  p50 {:>8.1} us  p99 {:>8.1} us  p99.9 {:>8.1} us  errors {}",
@@ -216,20 +264,36 @@ where
     F: Fn(C) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = bool> + Send,
 {
-    let warmup = load.duration / 10;
-    let measure_from = Instant::now() + warmup;
+    // By count: no warm-up, every request measured, until the count is handed out.
+    let warmup = if load.requests.is_some() {
+        Duration::ZERO
+    } else {
+        load.duration / 10
+    };
+    let start = Instant::now();
+    let measure_from = start + warmup;
     let end = measure_from + load.duration;
+    let left = Arc::new(AtomicU64::new(load.requests.unwrap_or(u64::MAX)));
     let mut tasks = Vec::new();
     for client in &clients {
         for _ in 0..load.in_flight {
-            let (client, op) = (client.clone(), op.clone());
+            let (client, op, left) = (client.clone(), op.clone(), left.clone());
+            let by_count = load.requests.is_some();
             tasks.push(tokio::spawn(async move {
                 let mut hist = Histogram::<u64>::new(3)
                     .unwrap_or_else(|_| unreachable!("3 significant figures is valid"));
                 let mut errors = 0u64;
                 loop {
                     let t0 = Instant::now();
-                    if t0 >= end {
+                    let done = if by_count {
+                        left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                            n.checked_sub(1)
+                        })
+                        .is_err()
+                    } else {
+                        t0 >= end
+                    };
+                    if done {
                         break;
                     }
                     let ok = op(client.clone()).await;
@@ -252,7 +316,11 @@ where
         hist.add(h)?;
         errors += e;
     }
-    let seconds = load.duration.as_secs_f64();
+    let seconds = if load.requests.is_some() {
+        start.elapsed().as_secs_f64()
+    } else {
+        load.duration.as_secs_f64()
+    };
     Ok(Report {
         workload: name.to_owned(),
         connections: load.connections,
@@ -347,120 +415,6 @@ async fn kms_decrypt(load: &Load) -> Result<Report> {
     })
     .await?;
     Ok(report)
-}
-
-fn entry(value_size: usize) -> PayloadEntryChange {
-    PayloadEntryChange {
-        key: "value".into(),
-        value: Some(PayloadValue::Text(SecretBytes::new(vec![b'x'; value_size]))),
-    }
-}
-
-async fn bench_secret(
-    load: &Load,
-    kms_key: bool,
-    value_size: usize,
-) -> Result<(LockboxClient, String)> {
-    let kms_key_id = if kms_key {
-        let admin = KmsClient::connect(&load.kms_socket)
-            .await
-            .context("connecting to lockbox-kms")?;
-        bench_key(&admin).await?
-    } else {
-        String::new()
-    };
-    let client = LockboxClient::connect(&load.socket)
-        .await
-        .context("connecting to lockboxd")?;
-    let op = client
-        .create_secret(CreateSecret {
-            folder_id: String::new(),
-            name: String::new(),
-            description: "created by lockbox-bench".into(),
-            labels: BTreeMap::new(),
-            kms_key_id,
-            version_description: String::new(),
-            version_payload_entries: vec![entry(value_size)],
-            deletion_protection: false,
-            password_payload_specification: None,
-        })
-        .await?;
-    Ok((client, op.resource_id))
-}
-
-/// Puts `n` bindings on the default folder, the caller's own lockbox.payloadViewer among them.
-async fn folder_bindings(client: &LockboxClient, n: usize) -> Result<()> {
-    use lockbox_client::proto::lockbox::LockboxResource;
-    let (folders, _) = client.list_folders("", Default::default()).await?;
-    let folder = folders.first().context("no default folder")?.id.clone();
-    let mut bindings: Vec<AccessBinding> = (1..n)
-        .map(|i| AccessBinding {
-            role_id: "lockbox.auditor".into(),
-            subject: format!("user:bench-{i}"),
-        })
-        .collect();
-    bindings.push(AccessBinding {
-        role_id: "lockbox.payloadViewer".into(),
-        subject: client.subject().to_owned(),
-    });
-    client
-        .set_access_bindings(LockboxResource::Folder(folder), bindings)
-        .await?;
-    Ok(())
-}
-
-async fn payload_get(
-    load: &Load,
-    kms_key: bool,
-    value_size: usize,
-    bindings: usize,
-) -> Result<Report> {
-    let (check, secret_id) = bench_secret(load, kms_key, value_size).await?;
-    if bindings > 0 {
-        folder_bindings(&check, bindings).await?;
-    }
-    let payload = check.get_payload(&secret_id, None).await?;
-    anyhow::ensure!(
-        payload.entries.len() == 1,
-        "the payload read back is not the one written"
-    );
-    let clients = lockbox_clients(&load.socket, load.connections).await?;
-    let name = if kms_key {
-        "payload-get-kms-key"
-    } else {
-        "payload-get-keyring"
-    };
-    let report = run(name, load, clients, move |c: LockboxClient| {
-        let id = secret_id.clone();
-        async move { c.get_payload(&id, None).await.is_ok() }
-    })
-    .await?;
-    Ok(report)
-}
-
-async fn add_version(load: &Load, value_size: usize) -> Result<Report> {
-    // One secret per connection, so the quota of versions per secret is not the limit.
-    let mut targets = Vec::new();
-    for client in lockbox_clients(&load.socket, load.connections).await? {
-        let (_, id) = bench_secret(load, false, value_size).await?;
-        targets.push((client, id));
-    }
-    run(
-        "add-version",
-        load,
-        targets,
-        move |(c, id): (LockboxClient, String)| async move {
-            c.add_version(AddVersion {
-                secret_id: id,
-                description: String::new(),
-                payload_entries: vec![entry(value_size)],
-                base_version_id: None,
-            })
-            .await
-            .is_ok()
-        },
-    )
-    .await
 }
 
 async fn redis_load(load: &Load, socket: &Path, value_size: usize, write: bool) -> Result<Report> {

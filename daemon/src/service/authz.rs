@@ -11,6 +11,7 @@ use crate::model::{OperationOutcome, SecretRecord};
 use crate::store::Batch;
 use crate::store::records::Listed;
 use crate::validate;
+use lockbox_proto::Principal;
 use std::collections::{BTreeSet, HashMap};
 
 /// Most bindings changed by one call.
@@ -19,7 +20,7 @@ pub const MAX_DELTAS: usize = 1000;
 /// One resource's bindings: the list as stored, and the roles of each subject for checks
 /// that cost the same with 1 or 1,000 bindings.
 #[derive(Debug, Default)]
-pub(super) struct ResourceBindings {
+pub struct ResourceBindings {
     /// The bindings, in stored order.
     list: Vec<Binding>,
     /// Roles by subject.
@@ -39,7 +40,7 @@ impl ResourceBindings {
     }
 
     /// The roles any of the caller's subjects holds here.
-    fn roles_of<'a>(&'a self, caller: &'a Caller) -> impl Iterator<Item = &'a str> {
+    fn roles_of<'a>(&'a self, caller: &'a Principal) -> impl Iterator<Item = &'a str> {
         subjects(caller)
             .filter_map(|s| self.by_subject.get(s))
             .flatten()
@@ -48,26 +49,42 @@ impl ResourceBindings {
 }
 
 /// Bindings by resource.
-pub(super) type BindingMap = HashMap<Resource, ResourceBindings>;
+pub type BindingMap = HashMap<Resource, ResourceBindings>;
 
 /// Builds the cache from stored bindings.
-pub(super) fn binding_map(stored: Vec<(Resource, Vec<Binding>)>) -> BindingMap {
+pub fn binding_map(stored: Vec<(Resource, Vec<Binding>)>) -> BindingMap {
     stored
         .into_iter()
         .map(|(r, list)| (r, ResourceBindings::new(list)))
         .collect()
 }
 
+/// Whether `caller` holds `permission` through a binding anywhere on `chain` (the resource
+/// and its ancestors): a hash lookup per subject per level, however many bindings there are.
+pub fn allows(
+    bindings: &BindingMap,
+    caller: &Principal,
+    chain: &[Resource],
+    permission: Permission,
+) -> bool {
+    chain.iter().any(|r| {
+        bindings.get(r).is_some_and(|rb| {
+            rb.roles_of(caller)
+                .any(|role| role_grants(role, permission))
+        })
+    })
+}
+
 /// Every subject the caller acts as: itself, its groups, and the system groups (every
 /// local caller is authenticated by the kernel).
-fn subjects(caller: &Caller) -> impl Iterator<Item = &str> {
+fn subjects(caller: &Principal) -> impl Iterator<Item = &str> {
     [
-        caller.principal.subject.as_str(),
+        caller.subject.as_str(),
         "system:allAuthenticatedUsers",
         "system:allUsers",
     ]
     .into_iter()
-    .chain(caller.principal.groups.iter().map(String::as_str))
+    .chain(caller.groups.iter().map(String::as_str))
 }
 
 /// A change to a resource's bindings.
@@ -105,12 +122,32 @@ impl Lockbox {
                 secret.cloud_id
             }
         };
-        let cloud = self
-            .records
-            .cloud(&cloud_id)?
+        let organization_id = self
+            .organization_of(&cloud_id)?
             .ok_or_else(|| not_found(format!("cloud {cloud_id}")))?;
-        chain.push(Resource::Organization(cloud.organization_id));
+        chain.push(Resource::Organization(organization_id));
         Ok(chain)
+    }
+
+    /// The organization a cloud belongs to, remembered after the first lookup: a cloud never
+    /// moves, and there are few of them.
+    fn organization_of(&self, cloud_id: &str) -> Result<Option<String>, LockboxError> {
+        if let Some(org) = self
+            .cloud_orgs
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(cloud_id)
+        {
+            return Ok(Some(org.clone()));
+        }
+        let Some(cloud) = self.records.cloud(cloud_id)? else {
+            return Ok(None);
+        };
+        self.cloud_orgs
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(cloud.id, cloud.organization_id.clone());
+        Ok(Some(cloud.organization_id))
     }
 
     /// The chain of a secret already read.
@@ -118,7 +155,7 @@ impl Lockbox {
         &self,
         secret: &SecretRecord,
     ) -> Result<Vec<Resource>, LockboxError> {
-        let cloud = self.records.cloud(&secret.cloud_id)?.ok_or_else(|| {
+        let organization_id = self.organization_of(&secret.cloud_id)?.ok_or_else(|| {
             LockboxError::Internal(format!(
                 "cloud {} of secret {} is missing",
                 secret.cloud_id, secret.id
@@ -128,7 +165,7 @@ impl Lockbox {
             Resource::Secret(secret.id.clone()),
             Resource::Folder(secret.folder_id.clone()),
             Resource::Cloud(secret.cloud_id.clone()),
-            Resource::Organization(cloud.organization_id),
+            Resource::Organization(organization_id),
         ])
     }
 
@@ -140,12 +177,7 @@ impl Lockbox {
         permission: Permission,
     ) -> bool {
         let bindings = self.bindings.read().unwrap_or_else(|p| p.into_inner());
-        chain.iter().any(|r| {
-            bindings.get(r).is_some_and(|rb| {
-                rb.roles_of(caller)
-                    .any(|role| role_grants(role, permission))
-            })
-        })
+        allows(&bindings, &caller.principal, chain, permission)
     }
 
     /// `PermissionDenied` naming the permission and the resource unless `caller` holds it.
@@ -232,7 +264,7 @@ impl Lockbox {
             return chain.iter().any(|r| {
                 bindings
                     .get(r)
-                    .is_some_and(|rb| rb.roles_of(caller).any(is_owner_role))
+                    .is_some_and(|rb| rb.roles_of(&caller.principal).any(is_owner_role))
             });
         }
         Permission::ALL

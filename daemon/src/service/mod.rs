@@ -17,7 +17,7 @@ mod secrets;
 pub mod versions;
 
 pub use accounts::{NewKey, public_key_pem};
-pub use authz::{BindingUpdate, MAX_DELTAS};
+pub use authz::{BindingMap, BindingUpdate, MAX_DELTAS, ResourceBindings, allows, binding_map};
 pub use payload::PayloadRead;
 pub use resources::bootstrap;
 pub use secrets::{NewSecret, SecretUpdate};
@@ -104,6 +104,8 @@ pub struct Lockbox {
     replays: std::sync::Mutex<accounts::ReplayCache>,
     /// Decoded secrets and versions for the read path.
     hot: hot::ReadCache,
+    /// Organization of each cloud looked up so far.
+    cloud_orgs: RwLock<std::collections::HashMap<String, String>>,
 }
 
 impl std::fmt::Debug for Lockbox {
@@ -138,6 +140,7 @@ impl Lockbox {
             bindings: RwLock::new(bindings),
             replays: std::sync::Mutex::new(accounts::ReplayCache::default()),
             hot: hot::ReadCache::new(read_cache),
+            cloud_orgs: RwLock::default(),
         })
     }
 

@@ -238,6 +238,11 @@ impl Lockbox {
             OperationOutcome::Empty,
         );
         self.commit(writer, batch).await?;
+        // After the delete is applied, so no reader can put the entry back.
+        self.cloud_orgs
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&cloud.id);
         Ok(done)
     }
 

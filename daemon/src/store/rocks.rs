@@ -3,9 +3,15 @@
 
 use super::{BatchOp, Entry, KvStore, Scan, StoreError, Table};
 use rocksdb::{
-    ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions,
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options,
+    WriteBatch, WriteOptions,
 };
 use std::path::Path;
+
+/// Bytes of memtables across all tables before RocksDB flushes the largest.
+const MEMTABLE_BUDGET: usize = 64 << 20;
+/// Bytes of data, index and filter blocks cached across all tables.
+const BLOCK_CACHE: usize = 32 << 20;
 
 /// A RocksDB database in a data directory. RocksDB's own LOCK file keeps a second process
 /// from opening the same directory.
@@ -36,9 +42,21 @@ impl RocksStore {
         // Applied batches wait in RocksDB's WAL buffer until the group syncer writes and
         // fsyncs them in one go (`sync`), instead of a write(2) per batch.
         options.set_manual_wal_flush(true);
-        let cfs = Table::ALL
-            .iter()
-            .map(|t| ColumnFamilyDescriptor::new(t.name(), Options::default()));
+        // A fixed memory budget whatever the data size: memtables of all tables share
+        // MEMTABLE_BUDGET, and blocks read from disk share one BLOCK_CACHE.
+        options.set_db_write_buffer_size(MEMTABLE_BUDGET);
+        let cache = Cache::new_lru_cache(BLOCK_CACHE);
+        let mut table_options = BlockBasedOptions::default();
+        table_options.set_block_cache(&cache);
+        table_options.set_cache_index_and_filter_blocks(true);
+        table_options.set_bloom_filter(10.0, false);
+        let cfs = Table::ALL.iter().map(|t| {
+            let mut cf = Options::default();
+            cf.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            cf.set_write_buffer_size(MEMTABLE_BUDGET / 4);
+            cf.set_block_based_table_factory(&table_options);
+            ColumnFamilyDescriptor::new(t.name(), cf)
+        });
         let db = DB::open_cf_descriptors(&options, dir, cfs).map_err(|e| {
             let text = e.into_string();
             if text.contains("lock") {
