@@ -5,8 +5,9 @@
 //! and waits for the ticket to become durable ([`GroupCommit::durable`]) before it answers.
 //! One syncer thread loops: when a ticket is waiting, it notes how many batches have been
 //! applied, syncs the store once, and declares all of them durable. The batches applied while
-//! one sync runs wait together for the next, so under load one fsync covers many mutations,
-//! and a lone mutation costs one fsync as before.
+//! one sync runs wait together for the next — and when some did, the syncer gives the next
+//! group up to [`GATHER`] to grow — so under load one fsync covers many mutations, and a lone
+//! mutation costs one fsync as before.
 //!
 //! What a reader may see: a batch is visible from the moment it is applied, up to one sync
 //! before it is durable. Its writer has not been answered yet; should the machine crash in
@@ -15,6 +16,7 @@
 
 use super::{Batch, KvStore, StoreError};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// A batch's place in the apply order; durable once the syncer has passed it.
@@ -131,8 +133,15 @@ impl Drop for GroupCommit {
     }
 }
 
+/// How long the syncer lets a group grow when batches arrived during the previous sync.
+const GATHER: Duration = Duration::from_micros(200);
+/// A group this large is synced without waiting out [`GATHER`].
+const FULL_GROUP: u64 = 64;
+
 fn sync_loop(shared: &Shared) {
     let mut done = 0;
+    // Whether batches were applied while the last sync ran: the sign of a write load.
+    let mut busy = false;
     loop {
         {
             let mut wanted = lock(&shared.wanted);
@@ -143,10 +152,25 @@ fn sync_loop(shared: &Shared) {
                 // Stopping, and nothing is waiting.
                 return;
             }
+            // Under load, a moment's wait lets more writers join this sync; alone, a
+            // mutation is synced at once.
+            let deadline = Instant::now() + GATHER;
+            while busy && wanted.0 < done + FULL_GROUP && !wanted.1 {
+                let now = Instant::now();
+                if now >= deadline {
+                    break;
+                }
+                wanted = shared
+                    .wake
+                    .wait_timeout(wanted, deadline - now)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
+            }
         }
         // Everything applied by now is covered by this sync, waiting or not.
         let target = *lock(&shared.applied);
         let result = shared.kv.sync();
+        busy = *lock(&shared.applied) > target;
         done = target;
         shared.progress.send_modify(|p| match result {
             Ok(()) => p.synced = target,
