@@ -42,10 +42,22 @@ struct Shared {
     kv: Arc<dyn KvStore>,
     /// The last ticket handed out; held while applying, so tickets follow the apply order.
     applied: Mutex<u64>,
-    /// The highest ticket waiting to be synced, and whether the syncer should stop.
-    wanted: Mutex<(u64, bool)>,
+    /// What the syncer is asked to do; `wake` signals it.
+    wanted: Mutex<Wanted>,
     wake: Condvar,
     progress: watch::Sender<Progress>,
+}
+
+/// The syncer's instructions.
+#[derive(Default)]
+struct Wanted {
+    /// The highest ticket waiting to be synced.
+    ticket: u64,
+    /// While the syncer sleeps: the ticket that should wake it. Appliers signal only when
+    /// they reach it, so a busy syncer is not woken by every batch of the group it gathers.
+    wake_at: Option<u64>,
+    /// Set when the syncer should finish what is waiting and stop.
+    stop: bool,
 }
 
 /// Applies batches and syncs them in groups. Dropping it stops the syncer thread.
@@ -70,7 +82,7 @@ impl GroupCommit {
         let shared = Arc::new(Shared {
             kv,
             applied: Mutex::new(0),
-            wanted: Mutex::new((0, false)),
+            wanted: Mutex::new(Wanted::default()),
             wake: Condvar::new(),
             progress: watch::Sender::new(Progress::default()),
         });
@@ -93,11 +105,18 @@ impl GroupCommit {
             *applied += 1;
             *applied
         };
-        {
+        let due = {
             let mut wanted = lock(&self.shared.wanted);
-            wanted.0 = wanted.0.max(ticket);
+            wanted.ticket = wanted.ticket.max(ticket);
+            let due = wanted.wake_at.is_some_and(|at| wanted.ticket >= at);
+            if due {
+                wanted.wake_at = None;
+            }
+            due
+        };
+        if due {
+            self.shared.wake.notify_one();
         }
-        self.shared.wake.notify_one();
         Ok(Ticket(ticket))
     }
 
@@ -128,7 +147,7 @@ impl GroupCommit {
 
 impl Drop for GroupCommit {
     fn drop(&mut self) {
-        lock(&self.shared.wanted).1 = true;
+        lock(&self.shared.wanted).stop = true;
         self.shared.wake.notify_one();
     }
 }
@@ -145,27 +164,30 @@ fn sync_loop(shared: &Shared) {
     loop {
         {
             let mut wanted = lock(&shared.wanted);
-            while wanted.0 <= done && !wanted.1 {
+            while wanted.ticket <= done && !wanted.stop {
+                wanted.wake_at = Some(done + 1);
                 wanted = shared.wake.wait(wanted).unwrap_or_else(|p| p.into_inner());
             }
-            if wanted.0 <= done {
+            if wanted.ticket <= done {
                 // Stopping, and nothing is waiting.
                 return;
             }
             // Under load, a moment's wait lets more writers join this sync; alone, a
             // mutation is synced at once.
             let deadline = Instant::now() + GATHER;
-            while busy && wanted.0 < done + FULL_GROUP && !wanted.1 {
+            while busy && wanted.ticket < done + FULL_GROUP && !wanted.stop {
                 let now = Instant::now();
                 if now >= deadline {
                     break;
                 }
+                wanted.wake_at = Some(done + FULL_GROUP);
                 wanted = shared
                     .wake
                     .wait_timeout(wanted, deadline - now)
                     .unwrap_or_else(|p| p.into_inner())
                     .0;
             }
+            wanted.wake_at = None;
         }
         // Everything applied by now is covered by this sync, waiting or not.
         let target = *lock(&shared.applied);
@@ -241,6 +263,34 @@ mod tests {
         assert!(syncs.len() < 100, "{} syncs", syncs.len());
         assert_eq!(group.apply(Batch::default()).unwrap(), Ticket::NOTHING);
         group.durable(Ticket::NOTHING).await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_writers_are_all_woken() {
+        // Writers that apply while the syncer sleeps, gathers or syncs must all be answered:
+        // a lost wake-up would leave one waiting for ever (caught by the timeout).
+        let kv = Arc::new(Counting::default());
+        let group = Arc::new(GroupCommit::new(kv.clone()).unwrap());
+        let writers: Vec<_> = (0..16)
+            .map(|_| {
+                let group = group.clone();
+                tokio::spawn(async move {
+                    for _ in 0..300 {
+                        let ticket = group.apply(one_put()).unwrap();
+                        group.durable(ticket).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        let all = async {
+            for w in writers {
+                w.await.unwrap();
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), all)
+            .await
+            .expect("a writer was never told its batch was durable");
+        assert_eq!(lock(&kv.synced_upto).last().copied(), Some(16 * 300));
     }
 
     #[tokio::test]
