@@ -9,6 +9,11 @@
 //! is ever dropped: when the writer falls [`MAX_BUFFERED`] bytes behind, recording waits for
 //! it.
 //!
+//! The writer wakes for the first line after a quiet spell; under a steady stream it then
+//! writes what gathered at most every [`INTERVAL`], so a busy KMS pays a few hundred
+//! wake-ups a second for its trail rather than one per handful of requests. A line reaches
+//! the output at most [`INTERVAL`] after it was recorded (each carries its own time).
+//!
 //! Until [`start`] is called (unit tests, embedding) decisions go to `tracing` at info level.
 
 use std::fmt::Write as _;
@@ -20,6 +25,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 const CHUNK: usize = 4096;
 /// Bytes waiting for the writer before recording blocks.
 const MAX_BUFFERED: usize = 8 << 20;
+/// How long the writer lets lines gather after a write, while they keep coming.
+const INTERVAL: std::time::Duration = std::time::Duration::from_millis(2);
 
 struct Sink {
     state: Mutex<State>,
@@ -33,6 +40,8 @@ struct State {
     buffer: String,
     /// Whether the writer is writing lines it took.
     writing: bool,
+    /// Whether the writer is asleep until a line arrives: only then does a recorder signal.
+    idle: bool,
 }
 
 static SINK: OnceLock<Sink> = OnceLock::new();
@@ -61,6 +70,7 @@ pub fn start(out: impl Write + Send + 'static) {
         state: Mutex::new(State {
             buffer: String::with_capacity(64 * 1024),
             writing: false,
+            idle: false,
         }),
         changed: Condvar::new(),
     };
@@ -91,10 +101,10 @@ pub fn record(decision: Decision<'_>) {
     while state.buffer.len() >= MAX_BUFFERED {
         state = wait(&sink.changed, state);
     }
-    let was_empty = state.buffer.is_empty();
     format_line(&mut state.buffer, now_micros(), &decision);
+    let wake = std::mem::take(&mut state.idle);
     drop(state);
-    if was_empty {
+    if wake {
         sink.changed.notify_all();
     }
 }
@@ -130,8 +140,10 @@ fn write_loop(mut out: impl Write) {
             // Recorders waiting for room, and `flush`, may go on.
             sink.changed.notify_all();
             while state.buffer.is_empty() {
+                state.idle = true;
                 state = wait(&sink.changed, state);
             }
+            state.idle = false;
             std::mem::swap(&mut state.buffer, &mut pending);
             state.writing = true;
         }
@@ -143,6 +155,15 @@ fn write_loop(mut out: impl Write) {
         }
         let _ = out.flush();
         pending.clear();
+        // Lines arrived while writing: a steady stream. Let more gather before the next
+        // write, unless the buffer is filling fast.
+        let gather = {
+            let state = lock(&sink.state);
+            !state.buffer.is_empty() && state.buffer.len() < MAX_BUFFERED / 2
+        };
+        if gather {
+            std::thread::sleep(INTERVAL);
+        }
     }
 }
 
