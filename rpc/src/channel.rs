@@ -208,6 +208,10 @@ async fn write_loop(
     let mut batch = Vec::with_capacity(64 * 1024);
     while let Some(first) = queue.recv().await {
         batch.extend_from_slice(&first);
+        // Let the tasks that are ready run first: under load many of them are about to
+        // queue a call, and they then share one write instead of one system call each.
+        // With nothing else ready this returns at once.
+        tokio::task::yield_now().await;
         while batch.len() < 256 * 1024 {
             match queue.try_recv() {
                 Ok(more) => batch.extend_from_slice(&more),
