@@ -17,11 +17,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// mimalloc, as in lockboxd: every request allocates and frees small buffers, often on
-/// different worker threads, which the system allocator serves more slowly.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// lockbox-kms holds lockbox's root keys, sealed at rest, and offers key management,
 /// encryption, decryption and signing over a Unix socket. Access is controlled by its own
 /// kms.* role bindings; callers are identified by their Unix user.
