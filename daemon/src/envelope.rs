@@ -52,8 +52,8 @@ fn os_random(buf: &mut [u8]) {
 }
 
 /// Fills `buf` from the operating system's CSPRNG. Small requests (keys, nonces, ids) come
-/// from a per-thread pool refilled 4 KiB at a time, so a version's five random values cost
-/// one system call per hundred or so versions instead of five each.
+/// from a per-thread pool refilled 4 KiB at a time, so a version's five random values
+/// (about 70 bytes) cost one system call per fifty or so versions instead of five each.
 pub fn fill_random(buf: &mut [u8]) {
     if buf.len() > RANDOM_POOL / 8 {
         return os_random(buf);

@@ -11,8 +11,9 @@
 //!
 //! The writer wakes for the first line after a quiet spell; under a steady stream it then
 //! writes what gathered at most every [`INTERVAL`], so a busy KMS pays a few hundred
-//! wake-ups a second for its trail rather than one per handful of requests. A line reaches
-//! the output at most [`INTERVAL`] after it was recorded (each carries its own time).
+//! wake-ups a second for its trail rather than one per handful of requests. A line waits
+//! at most about [`INTERVAL`] plus one write before it reaches the output (each carries the
+//! time it was recorded).
 //!
 //! Until [`start`] is called (unit tests, embedding) decisions go to `tracing` at info level.
 
