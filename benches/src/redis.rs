@@ -1,12 +1,13 @@
 //! A minimal pipelined RESP client, so Redis is driven by the same load loop as lockbox:
-//! commands are queued to a writer task and replies matched in order by a reader task.
+//! commands are queued to a writer task and replies matched in order by a reader task, over
+//! the same socket transport as lockbox's client.
 
 use anyhow::{Context, Result, bail};
+use lockbox_rpc::stream::Stream;
 use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::UnixStream;
 use tokio::sync::{mpsc, oneshot};
 
 /// One Redis connection with any number of commands in flight.
@@ -63,7 +64,7 @@ async fn read_reply<R: AsyncBufReadExt + Unpin>(r: &mut R, line: &mut String) ->
 impl Redis {
     /// Connects to a Redis Unix socket.
     pub(crate) async fn connect(path: &Path) -> Result<Self> {
-        let stream = UnixStream::connect(path)
+        let stream = Stream::connect(path)
             .await
             .with_context(|| format!("connecting to redis at {}", path.display()))?;
         let (read, mut write) = stream.into_split();

@@ -5,6 +5,7 @@
 //! When the connection fails every waiting call gets [`CallError::Disconnected`].
 
 use crate::connection::FrameReader;
+use crate::stream::{ReadHalf, Stream, WriteHalf};
 use lockbox_proto::frame;
 use lockbox_proto::hello::{Hello, HelloReply, ServerInfo, Service};
 use lockbox_proto::{Error, Principal, Response};
@@ -15,8 +16,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::io::AsyncWriteExt;
-use tokio::net::UnixStream;
-use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot};
 
 /// Why a call failed.
@@ -86,7 +85,7 @@ impl Channel {
             path: path.to_owned(),
             reason,
         };
-        let stream = UnixStream::connect(path)
+        let stream = Stream::connect(path)
             .await
             .map_err(|e| connect_error(e.to_string()))?;
         let (read, mut write) = stream.into_split();
@@ -201,7 +200,7 @@ impl Inner {
 }
 
 async fn write_loop(
-    mut write: OwnedWriteHalf,
+    mut write: WriteHalf,
     mut queue: mpsc::UnboundedReceiver<Vec<u8>>,
     inner: Arc<Inner>,
 ) {
@@ -226,7 +225,7 @@ async fn write_loop(
     inner.close();
 }
 
-async fn read_loop(mut reader: FrameReader<OwnedReadHalf>, inner: Arc<Inner>) {
+async fn read_loop(mut reader: FrameReader<ReadHalf>, inner: Arc<Inner>) {
     while let Ok(Some(body)) = reader.next().await {
         let Ok((id, _)) = postcard::take_from_bytes::<u64>(body) else {
             break;

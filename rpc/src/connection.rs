@@ -15,10 +15,13 @@ const READ_CHUNK: usize = 64 * 1024;
 pub struct FrameReader<R> {
     /// The byte stream.
     io: R,
-    /// Bytes read but not yet consumed, starting at `start`.
+    /// Bytes read but not yet consumed are `buf[start..end]`. The whole buffer is
+    /// initialized, so reads into it need no zeroing first.
     buf: Vec<u8>,
     /// Offset of the first unconsumed byte in `buf`.
     start: usize,
+    /// End of the bytes read.
+    end: usize,
     /// Largest frame body accepted.
     max_frame: u32,
 }
@@ -28,15 +31,16 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub fn new(io: R, max_frame: u32) -> Self {
         Self {
             io,
-            buf: Vec::with_capacity(READ_CHUNK),
+            buf: vec![0; READ_CHUNK],
             start: 0,
+            end: 0,
             max_frame,
         }
     }
 
     /// The next frame body already in the buffer, if a whole one is there.
     pub fn try_next(&mut self) -> Result<Option<&[u8]>, FrameError> {
-        match frame::split(&self.buf[self.start..], self.max_frame)? {
+        match frame::split(&self.buf[self.start..self.end], self.max_frame)? {
             Some((used, _)) => {
                 let body = self.start + LENGTH_PREFIX..self.start + used;
                 self.start += used;
@@ -53,25 +57,27 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 
     /// Whether bytes of an incomplete frame are waiting.
     pub fn has_partial_frame(&self) -> bool {
-        self.start < self.buf.len()
+        self.start < self.end
     }
 
     /// Reads more bytes; returns how many (0 at end of stream). Cancel-safe.
     pub async fn fill(&mut self) -> std::io::Result<usize> {
         self.compact();
-        let pending = self.buf.len() - self.start;
+        let pending = self.end - self.start;
         // Make room for the rest of a partially received frame (its size was already checked
         // against the limit by `try_next`), or for one more chunk.
-        let wanted = match self.buf[self.start..].first_chunk::<LENGTH_PREFIX>() {
+        let wanted = match self.buf[self.start..self.end].first_chunk::<LENGTH_PREFIX>() {
             Some(prefix) => (u32::from_be_bytes(*prefix) as usize + LENGTH_PREFIX)
                 .saturating_sub(pending)
                 .max(READ_CHUNK / 4),
             None => READ_CHUNK / 4,
         };
-        if self.buf.capacity() - self.buf.len() < wanted {
-            self.buf.reserve(wanted.max(READ_CHUNK));
+        if self.buf.len() - self.end < wanted {
+            self.buf.resize(self.end + wanted.max(READ_CHUNK), 0);
         }
-        self.io.read_buf(&mut self.buf).await
+        let read = self.io.read(&mut self.buf[self.end..]).await?;
+        self.end += read;
+        Ok(read)
     }
 
     /// Reads until one whole frame is buffered and returns it; `Ok(None)` at a clean end of
@@ -79,7 +85,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub async fn next(&mut self) -> Result<Option<&[u8]>, ReadError> {
         loop {
             // Split check and return to keep the borrow checker happy across the loop.
-            if frame::split(&self.buf[self.start..], self.max_frame)?.is_some() {
+            if frame::split(&self.buf[self.start..self.end], self.max_frame)?.is_some() {
                 return Ok(self.try_next()?);
             }
             if self.fill().await? == 0 {
@@ -94,12 +100,11 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 
     /// Drops consumed bytes from the front of the buffer.
     fn compact(&mut self) {
-        if self.start == self.buf.len() {
-            self.buf.clear();
-            self.start = 0;
-        } else if self.start > 0 && self.start >= self.buf.capacity() / 2 {
-            self.buf.drain(..self.start);
-            self.start = 0;
+        if self.start == self.end {
+            (self.start, self.end) = (0, 0);
+        } else if self.start > 0 && self.start >= self.buf.len() / 2 {
+            self.buf.copy_within(self.start..self.end, 0);
+            (self.start, self.end) = (0, self.end - self.start);
         }
     }
 }

@@ -5,6 +5,8 @@
 //!   [`server::Handler`] that turns one request frame into one response frame.
 //! - [`channel`]: the client side, pipelining many requests over one connection and matching
 //!   responses by id.
+//! - [`stream`]: a Unix stream registered for read readiness only, which spares each side
+//!   a wake-up per message the other reads.
 //! - [`peer`]: who is on the other end of a Unix socket, from `SO_PEERCRED`.
 //! - [`clock`]: injectable time, so tests move it instead of sleeping.
 //! - [`notify`]: systemd readiness notification.
@@ -18,6 +20,7 @@ pub mod listen;
 pub mod notify;
 pub mod peer;
 pub mod server;
+pub mod stream;
 
 pub use channel::{CallError, Channel};
 pub use peer::{LocalIdentity, PeerCred};

@@ -8,6 +8,7 @@
 
 use crate::connection::{FrameReader, ReadError};
 use crate::peer::PeerCred;
+use crate::stream::Stream;
 use lockbox_proto::frame::{self, FrameError};
 use lockbox_proto::hello::{self, Hello, HelloPrefix, HelloReply, ServerInfo, Service};
 use lockbox_proto::{Error, ErrorCode, Request, Response};
@@ -157,7 +158,7 @@ async fn connection<H: Handler>(
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), ReadError> {
     let peer = PeerCred::of(&stream)?;
-    let (read, mut write) = stream.into_split();
+    let (read, mut write) = Stream::new(stream)?.into_split();
     let mut reader = FrameReader::new(read, config.max_frame);
     let mut out = Vec::with_capacity(64 * 1024);
 
