@@ -156,12 +156,29 @@ pub fn seal_entries(
     wrapping_key_id: &str,
     entries: &[Entry],
 ) -> Result<Vec<u8>, LockboxError> {
+    seal_entries_with(
+        &dek.cipher(),
+        secret_id,
+        version_id,
+        wrapping_key_id,
+        entries,
+    )
+}
+
+/// Encrypts entries with the data key's cipher ([`Dek::cipher`]).
+pub fn seal_entries_with(
+    dek: &Aes256Gcm,
+    secret_id: &str,
+    version_id: &str,
+    wrapping_key_id: &str,
+    entries: &[Entry],
+) -> Result<Vec<u8>, LockboxError> {
     let plain = Zeroizing::new(
         postcard::to_allocvec(entries)
             .map_err(|e| LockboxError::Internal(format!("payload encoding failed: {e}")))?,
     );
     seal(
-        &dek.cipher(),
+        dek,
         &aad(PAYLOAD_AAD_LABEL, &[secret_id, version_id, wrapping_key_id]),
         &plain,
     )

@@ -2,7 +2,9 @@
 //! read of a hot secret touches no storage and decodes nothing.
 //!
 //! Correctness rests on one rule: every committed batch invalidates the secrets and versions
-//! it touched, after the batch is visible in the store ([`ReadCache::invalidate`]). A reader
+//! it touched, after the batch is visible in the store and before the writer lock is released
+//! ([`ReadCache::invalidate_secret`]); a mutation may instead write its new state through
+//! ([`ReadCache::put_secret`]), which moves the epoch on just the same. A reader
 //! that missed reads the store and inserts what it read only if no invalidation reached its
 //! shard in between (the shard's epoch is unchanged), so a value read before a write can
 //! never be inserted after that write's invalidation.
@@ -123,10 +125,12 @@ impl ReadCache {
         if self.per_shard > 0 {
             let mut shard = self.shard(&secret.record.id);
             if shard.epoch == epoch {
-                make_room(&mut shard.secrets, self.per_shard);
-                shard
-                    .secrets
-                    .insert(secret.record.id.clone(), secret.clone());
+                keep(
+                    &mut shard.secrets,
+                    self.per_shard,
+                    &secret.record.id,
+                    &secret,
+                );
             }
         }
         secret
@@ -141,13 +145,39 @@ impl ReadCache {
         if self.per_shard > 0 {
             let mut shard = self.shard(&version.record.meta.secret_id);
             if shard.epoch == epoch {
-                make_room(&mut shard.versions, self.per_shard);
-                shard
-                    .versions
-                    .insert(version.record.meta.id.clone(), version.clone());
+                let id = &version.record.meta.id;
+                keep(&mut shard.versions, self.per_shard, id, &version);
             }
         }
         version
+    }
+
+    /// Caches a secret as a mutation has just written it, replacing any cached copy. Only
+    /// under the writer lock and after the batch is applied, so it is the newest state; the
+    /// epoch moves on as for an invalidation, so a reader that read the store before the
+    /// write cannot insert what it read.
+    pub(super) fn put_secret(&self, secret: HotSecret) {
+        if self.per_shard > 0 {
+            let mut shard = self.shard(&secret.record.id);
+            shard.epoch += 1;
+            let id = secret.record.id.clone();
+            keep(&mut shard.secrets, self.per_shard, &id, &Arc::new(secret));
+        }
+    }
+
+    /// Caches a version as a mutation has just written it, with its data key's cipher when
+    /// that may be kept (see [`ReadCache::put_secret`]).
+    pub(super) fn put_version(&self, record: VersionRecord, dek: Option<Aes256Gcm>) {
+        if self.per_shard > 0 {
+            let mut shard = self.shard(&record.meta.secret_id);
+            shard.epoch += 1;
+            let id = record.meta.id.clone();
+            let version = Arc::new(HotVersion {
+                record,
+                dek: dek.map(OnceLock::from).unwrap_or_default(),
+            });
+            keep(&mut shard.versions, self.per_shard, &id, &version);
+        }
     }
 
     /// Forgets a secret after a committed write to it.
@@ -165,13 +195,16 @@ impl ReadCache {
     }
 }
 
-/// Removes an arbitrary entry when `map` holds `limit` or more.
-fn make_room<V>(map: &mut HashMap<String, V>, limit: usize) {
+/// Puts `value` under `key`, first removing an arbitrary other entry when a new key would
+/// take `map` beyond `limit`.
+fn keep<V>(map: &mut HashMap<String, Arc<V>>, limit: usize, key: &str, value: &Arc<V>) {
     if map.len() >= limit
+        && !map.contains_key(key)
         && let Some(victim) = map.keys().next().cloned()
     {
         map.remove(&victim);
     }
+    map.insert(key.to_owned(), value.clone());
 }
 
 #[cfg(test)]
@@ -236,6 +269,48 @@ mod tests {
         assert!(matches!(cache.secret("s"), Lookup::Hit(_)));
         cache.invalidate_secret("s");
         assert!(matches!(cache.secret("s"), Lookup::Miss(_)));
+    }
+
+    #[test]
+    fn a_written_through_secret_replaces_the_cached_one_and_wins_over_older_reads() {
+        let cache = ReadCache::new(1024);
+        let epoch = epoch_of(cache.secret("s"));
+        cache.insert_secret(epoch, secret("s"));
+        // A reader misses on another secret of the same shard and reads the store...
+        let other = (0..)
+            .map(|i| format!("o{i}"))
+            .find(|id| {
+                cache.hasher.hash_one(id) % SHARDS as u64
+                    == cache.hasher.hash_one("s") % SHARDS as u64
+            })
+            .expect("an endless search finds an id in every shard");
+        let stale = epoch_of(cache.secret(&other));
+        // ...a mutation writes "s" through...
+        let mut written = secret("s");
+        written.record.version_count = 7;
+        cache.put_secret(written);
+        // ...and the reader's insert, from before the write, is refused.
+        cache.insert_secret(stale, secret(&other));
+        assert!(matches!(cache.secret(&other), Lookup::Miss(_)));
+        match cache.secret("s") {
+            Lookup::Hit(s) => assert_eq!(s.record.version_count, 7),
+            Lookup::Miss(_) => panic!("the written-through secret is not cached"),
+        }
+    }
+
+    #[test]
+    fn a_written_through_version_keeps_its_data_key() {
+        let cache = ReadCache::new(1024);
+        let dek = crate::envelope::Dek::generate().cipher();
+        cache.put_version(version("s", "v1"), Some(dek));
+        cache.put_version(version("s", "v2"), None);
+        match (cache.version("s", "v1"), cache.version("s", "v2")) {
+            (Lookup::Hit(v1), Lookup::Hit(v2)) => {
+                assert!(v1.dek.get().is_some());
+                assert!(v2.dek.get().is_none());
+            }
+            _ => panic!("written-through versions are not cached"),
+        }
     }
 
     #[test]

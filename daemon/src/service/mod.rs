@@ -236,7 +236,11 @@ impl Lockbox {
     }
 
     /// A secret and its resource chain, from the read cache or the store; `NotFound` when
-    /// absent. For reads only: a mutation reads the store under the writer lock.
+    /// absent.
+    ///
+    /// Under the writer lock a cached secret is the stored one: every mutation writes
+    /// through or forgets what it changed before it releases the lock, and a reader inserts
+    /// only what it read after the last such change to the shard (`hot`).
     fn hot_secret(&self, secret_id: &str) -> Result<Arc<hot::HotSecret>, LockboxError> {
         crate::validate::id("secret_id", secret_id)?;
         let epoch = match self.hot.secret(secret_id) {

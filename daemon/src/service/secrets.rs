@@ -157,7 +157,8 @@ impl Lockbox {
             let entries = apply_changes(Vec::new(), changes, self.limits.payload_bytes)?;
             Some(
                 self.build_version(caller, &secret, new.version_description, entries)
-                    .await?,
+                    .await?
+                    .record,
             )
         };
 

@@ -1,6 +1,7 @@
 //! Versions: adding one (changes over a base version, sealed under a fresh data key), making
 //! one current, scheduling and cancelling destruction, and destroying due versions.
 
+use super::hot::HotSecret;
 use super::{Caller, Done, Lockbox};
 use crate::access::Permission;
 use crate::envelope::{self, Dek, KEYRING_KEY_ID};
@@ -35,6 +36,15 @@ pub struct NewVersion {
     pub changes: Vec<EntryChange>,
     /// Base version; `None` means the current version.
     pub base_version_id: Option<String>,
+}
+
+/// A new version, sealed but not yet stored.
+pub(super) struct BuiltVersion {
+    /// The record to store.
+    pub(super) record: VersionRecord,
+    /// The data key's cipher when the service keyring wraps it, so the read cache can keep
+    /// it; `None` for a key wrapped by the secret's KMS key, which is never kept.
+    pub(super) dek: Option<Aes256Gcm>,
 }
 
 /// Checks changes before any work: keys valid, each key changed at most once.
@@ -94,36 +104,44 @@ impl Lockbox {
     }
 
     /// Seals `entries` for a new version: a fresh data key, wrapped by the keyring or by the
-    /// secret's KMS key on behalf of the caller.
-    pub(super) async fn seal(
+    /// secret's KMS key on behalf of the caller. Also returns the data key's cipher when the
+    /// keyring wraps it, for the read cache.
+    async fn seal(
         &self,
         caller: &Caller,
         secret: &SecretRecord,
         version_id: &str,
         entries: &[Entry],
-    ) -> Result<SealedPayload, LockboxError> {
+    ) -> Result<(SealedPayload, Option<Aes256Gcm>), LockboxError> {
         let dek = Dek::generate();
-        let ciphertext = envelope::seal_entries(
-            &dek,
+        let cipher = dek.cipher();
+        let ciphertext = envelope::seal_entries_with(
+            &cipher,
             &secret.id,
             version_id,
             Self::wrapping_key_id(secret),
             entries,
         )?;
-        let dek = match &secret.kms_key_id {
-            None => WrappedDek::Keyring(self.keyring()?.wrap(&dek, &secret.id, version_id)?),
-            Some(key_id) => WrappedDek::Kms(
-                self.kms
-                    .encrypt(
-                        Some(&caller.principal),
-                        key_id,
-                        &envelope::kms_aad_context(&secret.id, version_id),
-                        dek.expose(),
-                    )
-                    .await?,
+        let (dek, cipher) = match &secret.kms_key_id {
+            None => (
+                WrappedDek::Keyring(self.keyring()?.wrap(&dek, &secret.id, version_id)?),
+                Some(cipher),
+            ),
+            Some(key_id) => (
+                WrappedDek::Kms(
+                    self.kms
+                        .encrypt(
+                            Some(&caller.principal),
+                            key_id,
+                            &envelope::kms_aad_context(&secret.id, version_id),
+                            dek.expose(),
+                        )
+                        .await?,
+                ),
+                None,
             ),
         };
-        Ok(SealedPayload { dek, ciphertext })
+        Ok((SealedPayload { dek, ciphertext }, cipher))
     }
 
     /// Decrypts a version's entries. `dek_cache` keeps the unwrapped data key of a
@@ -224,10 +242,10 @@ impl Lockbox {
         secret: &SecretRecord,
         description: String,
         entries: Vec<Entry>,
-    ) -> Result<VersionRecord, LockboxError> {
+    ) -> Result<BuiltVersion, LockboxError> {
         let id = new_id(ids::VERSION);
-        let sealed = self.seal(caller, secret, &id, &entries).await?;
-        Ok(VersionRecord {
+        let (sealed, dek) = self.seal(caller, secret, &id, &entries).await?;
+        let record = VersionRecord {
             meta: VersionMeta {
                 id,
                 secret_id: secret.id.clone(),
@@ -238,7 +256,8 @@ impl Lockbox {
                 entry_keys: entries.iter().map(|e| e.key.clone()).collect(),
             },
             sealed: Some(sealed),
-        })
+        };
+        Ok(BuiltVersion { record, dek })
     }
 
     fn check_version_quota(&self, secret: &SecretRecord) -> Result<(), LockboxError> {
@@ -259,6 +278,10 @@ impl Lockbox {
     /// was built on the current version and another version became current meanwhile, it is
     /// built again on that one under the lock, so concurrent additions never lose each
     /// other's changes.
+    ///
+    /// The new secret and version are written through to the read cache, so the next
+    /// addition to the secret and reads of its payload go to neither the store nor the
+    /// keyring.
     pub async fn add_version(
         &self,
         caller: &Caller,
@@ -279,18 +302,21 @@ impl Lockbox {
             .await?;
 
         let writer = self.writer.lock().await;
-        // The secret may have changed (or gone) while the payload was being sealed.
-        let mut secret = self.secret(secret_id)?;
+        // The secret may have changed (or gone) while the payload was being sealed. Under the
+        // writer lock the read cache agrees with the store (see `hot_secret`).
+        let hot = self.hot_secret(secret_id)?;
+        let mut secret = hot.record.clone();
         self.check_version_quota(&secret)?;
         if new.base_version_id.is_none() && secret.current_version_id != base_id {
             version = self
                 .version_over(caller, &secret, secret.current_version_id.as_deref(), &new)
                 .await?;
         }
+        let meta = version.record.meta.clone();
         secret.version_count += 1;
-        secret.current_version_id = Some(version.meta.id.clone());
+        secret.current_version_id = Some(meta.id.clone());
         let mut batch = Batch::default();
-        self.records.put_version(&mut batch, &version);
+        self.records.put_version(&mut batch, &version.record);
         self.records
             .put_secret(&mut batch, &secret, Some(&secret.name));
         let done = self.record(
@@ -298,10 +324,17 @@ impl Lockbox {
             caller,
             "Add secret version",
             &secret.id,
-            OperationOutcome::Version(version.meta.clone()),
+            OperationOutcome::Version(meta.clone()),
         );
-        self.commit(writer, batch).await?;
-        Ok((version.meta, done))
+        let ticket = self.apply(batch)?;
+        self.hot.put_version(version.record, version.dek);
+        self.hot.put_secret(HotSecret {
+            record: secret,
+            chain: hot.chain.clone(),
+        });
+        drop(writer);
+        self.durable(ticket).await?;
+        Ok((meta, done))
     }
 
     /// A new version of `secret`: the entries of version `base_id` (none: empty) with the
@@ -312,7 +345,7 @@ impl Lockbox {
         secret: &SecretRecord,
         base_id: Option<&str>,
         new: &NewVersion,
-    ) -> Result<VersionRecord, LockboxError> {
+    ) -> Result<BuiltVersion, LockboxError> {
         let base_entries = match base_id {
             Some(id) => {
                 let base = self.hot_version(secret, id)?;
