@@ -60,9 +60,13 @@ struct Wanted {
     stop: bool,
 }
 
-/// Applies batches and syncs them in groups. Dropping it stops the syncer thread.
+/// Applies batches and syncs them in groups. Dropping it syncs what is waiting and stops the
+/// syncer thread.
 pub struct GroupCommit {
     shared: Arc<Shared>,
+    /// The syncer thread, joined on drop: it holds the store, which must be closed before the
+    /// process exits (RocksDB aborts if its static state is torn down under a live database).
+    syncer: Option<std::thread::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for GroupCommit {
@@ -86,12 +90,15 @@ impl GroupCommit {
             wake: Condvar::new(),
             progress: watch::Sender::new(Progress::default()),
         });
-        let syncer = shared.clone();
-        std::thread::Builder::new()
+        let for_syncer = shared.clone();
+        let syncer = std::thread::Builder::new()
             .name("wal-sync".into())
-            .spawn(move || sync_loop(&syncer))
+            .spawn(move || sync_loop(&for_syncer))
             .map_err(|e| StoreError::Open(format!("cannot start the WAL sync thread: {e}")))?;
-        Ok(Self { shared })
+        Ok(Self {
+            shared,
+            syncer: Some(syncer),
+        })
     }
 
     /// Applies `batch` atomically; it is visible now and durable once its ticket is.
@@ -149,6 +156,11 @@ impl Drop for GroupCommit {
     fn drop(&mut self) {
         lock(&self.shared.wanted).stop = true;
         self.shared.wake.notify_one();
+        if let Some(syncer) = self.syncer.take()
+            && syncer.join().is_err()
+        {
+            tracing::error!("the WAL sync thread panicked");
+        }
     }
 }
 
