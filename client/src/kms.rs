@@ -3,7 +3,7 @@
 use lockbox_proto::hello::Service;
 use lockbox_proto::kms::{
     AccessBinding, AccessBindingDelta, AsymmetricSignatureKey, CreateAsymmetricSignatureKey,
-    CreateSymmetricKey, KmsRequest, KmsResponse, Page, ResourceRef, SymmetricAlgorithm,
+    CreateSymmetricKey, DecryptRef, KmsRequest, KmsResponse, Page, ResourceRef, SymmetricAlgorithm,
     SymmetricKey, SymmetricKeyVersion, UpdateSymmetricKey,
 };
 use lockbox_proto::{Principal, SecretBytes};
@@ -255,13 +255,37 @@ impl KmsClient {
         aad_context: &[u8],
         ciphertext: &[u8],
     ) -> Result<Plaintext, CallError> {
-        let r = self
-            .call(&KmsRequest::Decrypt {
-                key_id: key_id.into(),
-                aad_context: aad_context.to_vec(),
-                ciphertext: ciphertext.to_vec(),
-            })
-            .await?;
+        self.decrypt_as(self.on_behalf_of.as_ref(), key_id, aad_context, ciphertext)
+            .await
+    }
+
+    /// Decrypts on behalf of `principal`, as [`KmsClient::on_behalf_of`] would, without
+    /// a client of its own: the relay's per-read path. Only works on a connection from an
+    /// enrolled relay.
+    pub async fn decrypt_for(
+        &self,
+        principal: &Principal,
+        key_id: &str,
+        aad_context: &[u8],
+        ciphertext: &[u8],
+    ) -> Result<Plaintext, CallError> {
+        self.decrypt_as(Some(principal), key_id, aad_context, ciphertext)
+            .await
+    }
+
+    async fn decrypt_as(
+        &self,
+        principal: Option<&Principal>,
+        key_id: &str,
+        aad_context: &[u8],
+        ciphertext: &[u8],
+    ) -> Result<Plaintext, CallError> {
+        let request = DecryptRef {
+            key_id,
+            aad_context,
+            ciphertext,
+        };
+        let r = self.channel.call(principal, &request).await?;
         expect!(r, KmsResponse::Decrypted { key_id, version_id, plaintext } => Plaintext { key_id, version_id, plaintext })
     }
 

@@ -105,13 +105,11 @@ impl KmsLink {
         ciphertext: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, LockboxError> {
         self.with_client(|c| async move {
-            let c = match on_behalf_of {
-                Some(p) => c.on_behalf_of(p.clone()),
-                None => c,
+            let plain = match on_behalf_of {
+                Some(p) => c.decrypt_for(p, key_id, aad_context, ciphertext).await,
+                None => c.decrypt(key_id, aad_context, ciphertext).await,
             };
-            c.decrypt(key_id, aad_context, ciphertext)
-                .await
-                .map(|r| Zeroizing::new(r.plaintext.expose().to_vec()))
+            plain.map(|r| Zeroizing::new(r.plaintext.expose().to_vec()))
         })
         .await
     }

@@ -242,6 +242,40 @@ pub struct Page {
     pub page_token: String,
 }
 
+/// [`KmsRequest::Decrypt`] over borrowed fields, for the relay's per-read decrypts: it
+/// encodes to the same bytes without copying the key id, context and ciphertext first.
+#[derive(Debug, Clone, Copy)]
+pub struct DecryptRef<'a> {
+    /// Key id the ciphertext was made with.
+    pub key_id: &'a str,
+    /// The `aad_context` given at encryption.
+    pub aad_context: &'a [u8],
+    /// The ciphertext.
+    pub ciphertext: &'a [u8],
+}
+
+/// The position of `Decrypt` in [`KmsRequest`]; a test checks it against the derived form.
+const DECRYPT_VARIANT: u32 = 11;
+
+impl Serialize for DecryptRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStructVariant;
+        /// A byte string field, as `bytes::vec` encodes one.
+        struct Bytes<'a>(&'a [u8]);
+        impl Serialize for Bytes<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_bytes(self.0)
+            }
+        }
+        let mut v =
+            serializer.serialize_struct_variant("KmsRequest", DECRYPT_VARIANT, "Decrypt", 3)?;
+        v.serialize_field("key_id", self.key_id)?;
+        v.serialize_field("aad_context", &Bytes(self.aad_context))?;
+        v.serialize_field("ciphertext", &Bytes(self.ciphertext))?;
+        v.end()
+    }
+}
+
 /// A request to `lockbox-kms`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -527,4 +561,27 @@ pub enum KmsResponse {
         /// Unix seconds.
         now: i64,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn borrowed_decrypt_encodes_like_the_request() {
+        let owned = KmsRequest::Decrypt {
+            key_id: "abj00000000000000000".into(),
+            aad_context: b"context".to_vec(),
+            ciphertext: vec![7; 60],
+        };
+        let borrowed = DecryptRef {
+            key_id: "abj00000000000000000",
+            aad_context: b"context",
+            ciphertext: &[7; 60],
+        };
+        let bytes = postcard::to_allocvec(&borrowed).unwrap();
+        assert_eq!(bytes, postcard::to_allocvec(&owned).unwrap());
+        let decoded: KmsRequest = postcard::from_bytes(&bytes).unwrap();
+        assert!(matches!(decoded, KmsRequest::Decrypt { key_id, .. } if key_id == borrowed.key_id));
+    }
 }
