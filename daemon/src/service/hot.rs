@@ -166,11 +166,21 @@ impl ReadCache {
     }
 
     /// Caches a version as a mutation has just written it, with its data key's cipher when
-    /// that may be kept (see [`ReadCache::put_secret`]).
-    pub(super) fn put_version(&self, record: VersionRecord, dek: Option<Aes256Gcm>) {
+    /// that may be kept (see [`ReadCache::put_secret`]). The version it replaces as the
+    /// secret's current one, `superseded`, makes room: reads go to the current version, so
+    /// a stream of additions keeps one entry per secret instead of filling the cache.
+    pub(super) fn put_version(
+        &self,
+        record: VersionRecord,
+        dek: Option<Aes256Gcm>,
+        superseded: Option<&str>,
+    ) {
         if self.per_shard > 0 {
             let mut shard = self.shard(&record.meta.secret_id);
             shard.epoch += 1;
+            if let Some(old) = superseded {
+                shard.versions.remove(old);
+            }
             let id = record.meta.id.clone();
             let version = Arc::new(HotVersion {
                 record,
@@ -302,8 +312,8 @@ mod tests {
     fn a_written_through_version_keeps_its_data_key() {
         let cache = ReadCache::new(1024);
         let dek = crate::envelope::Dek::generate().cipher();
-        cache.put_version(version("s", "v1"), Some(dek));
-        cache.put_version(version("s", "v2"), None);
+        cache.put_version(version("s", "v1"), Some(dek), None);
+        cache.put_version(version("s", "v2"), None, None);
         match (cache.version("s", "v1"), cache.version("s", "v2")) {
             (Lookup::Hit(v1), Lookup::Hit(v2)) => {
                 assert!(v1.dek.get().is_some());
@@ -311,6 +321,11 @@ mod tests {
             }
             _ => panic!("written-through versions are not cached"),
         }
+        // A new current version takes the place of the one it supersedes.
+        cache.put_version(version("s", "v3"), None, Some("v2"));
+        assert!(matches!(cache.version("s", "v2"), Lookup::Miss(_)));
+        assert!(matches!(cache.version("s", "v3"), Lookup::Hit(_)));
+        assert!(matches!(cache.version("s", "v1"), Lookup::Hit(_)));
     }
 
     #[test]

@@ -314,7 +314,7 @@ impl Lockbox {
         }
         let meta = version.record.meta.clone();
         secret.version_count += 1;
-        secret.current_version_id = Some(meta.id.clone());
+        let superseded = secret.current_version_id.replace(meta.id.clone());
         let mut batch = Batch::default();
         self.records.put_version(&mut batch, &version.record);
         self.records
@@ -327,7 +327,8 @@ impl Lockbox {
             OperationOutcome::Version(meta.clone()),
         );
         let ticket = self.apply(batch)?;
-        self.hot.put_version(version.record, version.dek);
+        self.hot
+            .put_version(version.record, version.dek, superseded.as_deref());
         self.hot.put_secret(HotSecret {
             record: secret,
             chain: hot.chain.clone(),
