@@ -49,7 +49,7 @@ impl ResourceBindings {
 }
 
 /// Bindings by resource.
-pub type BindingMap = HashMap<Resource, ResourceBindings>;
+pub type BindingMap = HashMap<Resource, ResourceBindings, crate::ids::IdHashing>;
 
 /// Builds the cache from stored bindings.
 pub fn binding_map(stored: Vec<(Resource, Vec<Binding>)>) -> BindingMap {

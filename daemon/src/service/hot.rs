@@ -15,10 +15,11 @@
 //! kept: every such read goes to `lockbox-kms`, which authorizes the caller each time.
 
 use crate::access::Resource;
+use crate::ids::IdHashing;
 use crate::model::{SecretRecord, VersionRecord};
 use aes_gcm::Aes256Gcm;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// Shards: enough that the runtime's workers rarely meet on one lock.
@@ -54,9 +55,9 @@ impl std::fmt::Debug for HotVersion {
 struct Shard {
     /// Bumped by every invalidation that reaches this shard.
     epoch: u64,
-    secrets: HashMap<String, Arc<HotSecret>>,
+    secrets: HashMap<String, Arc<HotSecret>, IdHashing>,
     /// By version id; a version lives in the shard of its secret.
-    versions: HashMap<String, Arc<HotVersion>>,
+    versions: HashMap<String, Arc<HotVersion>, IdHashing>,
 }
 
 /// What a lookup found, and the epoch to insert under when it found nothing.
@@ -71,7 +72,7 @@ pub(super) enum Lookup<T> {
 /// Bounded cache of secrets and versions.
 pub(super) struct ReadCache {
     shards: Box<[Mutex<Shard>]>,
-    hasher: RandomState,
+    hasher: IdHashing,
     /// Entries of each kind per shard.
     per_shard: usize,
 }
@@ -89,15 +90,21 @@ impl ReadCache {
     pub(super) fn new(capacity: usize) -> Self {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
-            hasher: RandomState::new(),
+            hasher: IdHashing::default(),
             per_shard: capacity.div_ceil(SHARDS),
         }
     }
 
+    fn shard_index(&self, secret_id: &str) -> usize {
+        // Bits the shard's own table does not index by (it uses the low ones). The modulo
+        // keeps the index below SHARDS, so it always fits.
+        ((self.hasher.hash_one(secret_id) >> 32) % SHARDS as u64) as usize
+    }
+
     fn shard(&self, secret_id: &str) -> std::sync::MutexGuard<'_, Shard> {
-        // The modulo keeps the index below SHARDS, so it always fits.
-        let i = (self.hasher.hash_one(secret_id) % SHARDS as u64) as usize;
-        self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
+        self.shards[self.shard_index(secret_id)]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// The cached secret `id`.
@@ -207,7 +214,7 @@ impl ReadCache {
 
 /// Puts `value` under `key`, first removing an arbitrary other entry when a new key would
 /// take `map` beyond `limit`.
-fn keep<V>(map: &mut HashMap<String, Arc<V>>, limit: usize, key: &str, value: &Arc<V>) {
+fn keep<V>(map: &mut HashMap<String, Arc<V>, IdHashing>, limit: usize, key: &str, value: &Arc<V>) {
     if map.len() >= limit
         && !map.contains_key(key)
         && let Some(victim) = map.keys().next().cloned()
@@ -289,10 +296,7 @@ mod tests {
         // A reader misses on another secret of the same shard and reads the store...
         let other = (0..)
             .map(|i| format!("o{i}"))
-            .find(|id| {
-                cache.hasher.hash_one(id) % SHARDS as u64
-                    == cache.hasher.hash_one("s") % SHARDS as u64
-            })
+            .find(|id| cache.shard_index(id) == cache.shard_index("s"))
             .expect("an endless search finds an id in every shard");
         let stale = epoch_of(cache.secret(&other));
         // ...a mutation writes "s" through...
