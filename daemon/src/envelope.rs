@@ -173,10 +173,18 @@ pub fn seal_entries_with(
     wrapping_key_id: &str,
     entries: &[Entry],
 ) -> Result<Vec<u8>, LockboxError> {
+    // Room for the whole encoding up front (a varint length is at most 10 bytes): a vector
+    // that grew would leave copies of the plaintext behind in the memory it gave back.
+    let bound = 10
+        + entries
+            .iter()
+            .map(|e| 21 + e.key.len() + e.value.len())
+            .sum::<usize>();
     let plain = Zeroizing::new(
-        postcard::to_allocvec(entries)
+        postcard::to_extend(entries, Vec::with_capacity(bound))
             .map_err(|e| LockboxError::Internal(format!("payload encoding failed: {e}")))?,
     );
+    debug_assert!(plain.len() <= bound, "the payload outgrew its bound");
     seal(
         dek,
         &aad(PAYLOAD_AAD_LABEL, &[secret_id, version_id, wrapping_key_id]),

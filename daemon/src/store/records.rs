@@ -58,9 +58,13 @@ impl std::fmt::Debug for Records {
     }
 }
 
+/// Bytes set aside for an encoded record: most fit, so encoding allocates once instead of
+/// growing the vector several times.
+const RECORD_CAPACITY: usize = 512;
+
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     // Records are plain data; postcard cannot fail on them.
-    postcard::to_allocvec(value).unwrap_or_default()
+    postcard::to_extend(value, Vec::with_capacity(RECORD_CAPACITY)).unwrap_or_default()
 }
 
 fn decode<T: DeserializeOwned>(table: Table, key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
