@@ -140,7 +140,7 @@ mod tests {
             shards.iter().all(|&n| (700..1300).contains(&n)),
             "{shards:?}"
         );
-        // Ids made in the same millisecond differ only in their random tail.
+        // Ids made in the same millisecond differ only in their count and random tail.
         assert!(
             low.len() > 20_000,
             "{} distinct low 16-bit values",
