@@ -208,6 +208,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_blocked_write_fails_when_the_peer_goes_away() {
+        let (a, b) = pair().await;
+        let (_a_read, mut a_write) = a.into_split();
+        let writer = tokio::spawn(async move {
+            let data = vec![7u8; 8 * 1024 * 1024];
+            a_write.write_all(&data).await
+        });
+        // Let the writer fill the socket buffer and wait for writability, then hang up.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!writer.is_finished(), "8 MiB fit in the socket buffer");
+        drop(b);
+        let result = tokio::time::timeout(std::time::Duration::from_secs(10), writer)
+            .await
+            .expect("a write to a vanished peer hung")
+            .expect("the writer task panicked");
+        assert!(
+            result.is_err(),
+            "8 MiB written to a peer that never read them"
+        );
+    }
+
+    #[tokio::test]
     async fn dropping_the_write_half_ends_the_peers_stream() {
         let (a, b) = pair().await;
         let (_a_read, mut a_write) = a.into_split();
