@@ -7,7 +7,7 @@ use crate::envelope::fill_random;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub use lockbox_proto::ids::{ALPHABET, ID_LEN, looks_like_id};
+pub use lockbox_proto::ids::{ALPHABET, ID_LEN, IdHashing, looks_like_id};
 
 /// Secret ids.
 pub const SECRET: &str = "e6q";
@@ -25,60 +25,6 @@ pub const ORGANIZATION: &str = "bpf";
 pub const CLOUD: &str = "b1g";
 /// Folder ids.
 pub const FOLDER: &str = "b1f";
-
-/// Hashes ids in the daemon's in-memory maps (read cache, bindings): FxHash-style, a rotate,
-/// an xor and a multiplication per eight bytes, several times cheaper than SipHash on a
-/// 20-character id.
-///
-/// It has no key, which is safe here and only here: every key these maps hold is an id this
-/// daemon made, with OS randomness in its last five characters, so no caller can fill a map
-/// with colliding keys; a caller can only look up ids of its choosing, which costs one probe.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct IdHasher(u64);
-
-/// Builds [`IdHasher`]s, for `HashMap<_, _, IdHashing>`.
-pub type IdHashing = std::hash::BuildHasherDefault<IdHasher>;
-
-impl IdHasher {
-    fn mix(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
-    }
-}
-
-impl std::hash::Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        // A product's high bits depend on all of its input, its low ones only on the input's
-        // low bits; tables index by the low bits, so bring the high ones down.
-        self.0.rotate_left(26)
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            let mut word = [0; 8];
-            word.copy_from_slice(chunk);
-            self.mix(u64::from_le_bytes(word));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut word = [0; 8];
-            word[..rest.len()].copy_from_slice(rest);
-            self.mix(u64::from_le_bytes(word));
-        }
-    }
-
-    fn write_u8(&mut self, n: u8) {
-        self.mix(u64::from(n));
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.mix(n);
-    }
-
-    fn write_usize(&mut self, n: usize) {
-        self.mix(n as u64);
-    }
-}
 
 /// Bits of the in-millisecond count (two characters): 1,024 ids per millisecond before the
 /// time component has to run ahead of the clock to keep ids increasing.

@@ -8,11 +8,11 @@ use crate::connection::FrameReader;
 use crate::stream::{ReadHalf, Stream, WriteHalf};
 use lockbox_proto::frame;
 use lockbox_proto::hello::{Hello, HelloReply, ServerInfo, Service};
+use lockbox_proto::ids::IdHashing;
 use lockbox_proto::{Error, Principal, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -53,30 +53,8 @@ struct RequestRef<'a, B> {
 }
 
 /// Calls waiting for their response, by request id.
-type PendingMap = HashMap<u64, oneshot::Sender<Vec<u8>>, BuildHasherDefault<IdHasher>>;
+type PendingMap = HashMap<u64, oneshot::Sender<Vec<u8>>, IdHashing>;
 type Pending = Mutex<PendingMap>;
-
-/// Hashes the channel's own request ids, which count up from 1: one multiplication spreads
-/// them over the table. (The ids come from this process, so there is nothing to defend
-/// against that would call for SipHash; a server answering with made-up ids only misses.)
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl std::hash::Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
-    }
-
-    fn write_u64(&mut self, id: u64) {
-        self.0 = id.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-}
 
 /// A pipelined connection to a lockbox server. Cheap to clone; clones share the connection.
 #[derive(Debug, Clone)]
