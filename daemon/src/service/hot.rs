@@ -165,10 +165,15 @@ impl ReadCache {
     /// write cannot insert what it read.
     pub(super) fn put_secret(&self, secret: HotSecret) {
         if self.per_shard > 0 {
+            let secret = Arc::new(secret);
             let mut shard = self.shard(&secret.record.id);
             shard.epoch += 1;
-            let id = secret.record.id.clone();
-            keep(&mut shard.secrets, self.per_shard, &id, &Arc::new(secret));
+            keep(
+                &mut shard.secrets,
+                self.per_shard,
+                &secret.record.id,
+                &secret,
+            );
         }
     }
 
@@ -188,12 +193,12 @@ impl ReadCache {
             if let Some(old) = superseded {
                 shard.versions.remove(old);
             }
-            let id = record.meta.id.clone();
             let version = Arc::new(HotVersion {
                 record,
                 dek: dek.map(OnceLock::from).unwrap_or_default(),
             });
-            keep(&mut shard.versions, self.per_shard, &id, &version);
+            let id = &version.record.meta.id;
+            keep(&mut shard.versions, self.per_shard, id, &version);
         }
     }
 
