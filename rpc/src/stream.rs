@@ -122,10 +122,10 @@ impl AsyncWrite for WriteHalf {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         loop {
-            if self.writable.is_none() {
+            let Some(writable) = &self.writable else {
                 match self.socket().write(buf) {
                     Ok(n) => return Poll::Ready(Ok(n)),
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         // Registering checks the current state, so space freed since the
                         // failed write is not missed.
@@ -134,8 +134,6 @@ impl AsyncWrite for WriteHalf {
                     }
                     Err(e) => return Poll::Ready(Err(e)),
                 }
-            }
-            let Some(writable) = &self.writable else {
                 continue;
             };
             let mut ready = ready!(writable.poll_write_ready(cx))?;
