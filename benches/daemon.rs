@@ -32,27 +32,29 @@ fn read_path(c: &mut Criterion) {
     });
     group.bench_function("open_entries", |b| {
         b.iter(|| {
-            envelope::open_entries(
+            let opened = envelope::open_entries(
                 &f.dek,
                 SECRET,
                 VERSION,
                 KEYRING_KEY_ID,
                 black_box(&f.ciphertext),
             )
-            .unwrap()
+            .unwrap();
+            opened.entries().unwrap().len()
         })
     });
     let cipher = f.dek.cipher();
     group.bench_function("open_entries_cached_dek", |b| {
         b.iter(|| {
-            envelope::open_entries_with(
+            let opened = envelope::open_entries_with(
                 &cipher,
                 SECRET,
                 VERSION,
                 KEYRING_KEY_ID,
                 black_box(&f.ciphertext),
             )
-            .unwrap()
+            .unwrap();
+            opened.entries().unwrap().len()
         })
     });
     group.bench_function("all_three", |b| b.iter(|| f.read()));

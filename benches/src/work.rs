@@ -87,9 +87,10 @@ impl Fixture {
             unreachable!("stored keyring-wrapped")
         };
         let dek = self.keyring.unwrap(w, SECRET, VERSION).unwrap();
-        envelope::open_entries(&dek, SECRET, VERSION, KEYRING_KEY_ID, &sealed.ciphertext)
-            .unwrap()
-            .len()
+        let opened =
+            envelope::open_entries(&dek, SECRET, VERSION, KEYRING_KEY_ID, &sealed.ciphertext)
+                .unwrap();
+        opened.entries().unwrap().len()
     }
 }
 

@@ -7,7 +7,7 @@
 //! secret's `lockbox-kms` key.
 
 use crate::error::LockboxError;
-use crate::model::Entry;
+use crate::model::{Entry, EntryRef};
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use zeroize::{Zeroize, Zeroizing};
@@ -199,7 +199,7 @@ pub fn open_entries(
     version_id: &str,
     wrapping_key_id: &str,
     ciphertext: &[u8],
-) -> Result<Vec<Entry>, LockboxError> {
+) -> Result<OpenedEntries, LockboxError> {
     open_entries_with(
         &dek.cipher(),
         secret_id,
@@ -216,14 +216,37 @@ pub fn open_entries_with(
     version_id: &str,
     wrapping_key_id: &str,
     ciphertext: &[u8],
-) -> Result<Vec<Entry>, LockboxError> {
+) -> Result<OpenedEntries, LockboxError> {
     let plain = open(
         dek,
         &aad(PAYLOAD_AAD_LABEL, &[secret_id, version_id, wrapping_key_id]),
         ciphertext,
     )?;
-    postcard::from_bytes(&plain)
-        .map_err(|e| LockboxError::Internal(format!("stored payload is unreadable: {e}")))
+    Ok(OpenedEntries(plain))
+}
+
+/// A version's entries, decrypted but still in their stored encoding. Zeroized on drop;
+/// [`entries`](Self::entries) borrows from it, so a read is answered without another
+/// copy of the plaintext.
+pub struct OpenedEntries(Zeroizing<Vec<u8>>);
+
+impl OpenedEntries {
+    /// The entries, borrowed.
+    pub fn entries(&self) -> Result<Vec<EntryRef<'_>>, LockboxError> {
+        postcard::from_bytes(&self.0)
+            .map_err(|e| LockboxError::Internal(format!("stored payload is unreadable: {e}")))
+    }
+
+    /// The entries as owned values, to be changed into a new version's.
+    pub fn to_entries(&self) -> Result<Vec<Entry>, LockboxError> {
+        Ok(self.entries()?.iter().map(EntryRef::to_entry).collect())
+    }
+}
+
+impl std::fmt::Debug for OpenedEntries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "OpenedEntries([REDACTED; {}])", self.0.len())
+    }
 }
 
 /// The daemon's service keyring: a random key, kept wrapped by a `lockbox-kms` key and
@@ -333,9 +356,18 @@ mod tests {
     fn entries_round_trip_and_are_bound_to_their_ids() {
         let dek = Dek::generate();
         let ct = seal_entries(&dek, "s1", "v1", KEYRING_KEY_ID, &entries()).unwrap();
+        let opened = open_entries(&dek, "s1", "v1", KEYRING_KEY_ID, &ct).unwrap();
+        assert_eq!(opened.to_entries().unwrap(), entries());
+        let borrowed = opened.entries().unwrap();
         assert_eq!(
-            open_entries(&dek, "s1", "v1", KEYRING_KEY_ID, &ct).unwrap(),
-            entries()
+            borrowed
+                .iter()
+                .map(|e| (e.key, e.text, e.value))
+                .collect::<Vec<_>>(),
+            [
+                ("user", true, &b"alice"[..]),
+                ("blob", false, &[0, 1, 2, 255][..])
+            ]
         );
         assert!(open_entries(&dek, "s2", "v1", KEYRING_KEY_ID, &ct).is_err());
         assert!(open_entries(&dek, "s1", "v2", KEYRING_KEY_ID, &ct).is_err());
@@ -360,6 +392,11 @@ mod tests {
     fn debug_output_hides_values() {
         let e = &entries()[0];
         let shown = format!("{e:?}");
+        assert!(!shown.contains("alice"), "{shown}");
+        let dek = Dek::generate();
+        let ct = seal_entries(&dek, "s1", "v1", KEYRING_KEY_ID, &entries()).unwrap();
+        let opened = open_entries(&dek, "s1", "v1", KEYRING_KEY_ID, &ct).unwrap();
+        let shown = format!("{opened:?} {:?}", opened.entries().unwrap());
         assert!(!shown.contains("alice"), "{shown}");
         assert_eq!(format!("{:?}", Keyring::generate()), "Keyring([REDACTED])");
     }

@@ -2,10 +2,12 @@
 //! calls the service and encodes its answers. Knows nothing about storage.
 
 use crate::error::LockboxError;
-use crate::service::{BindingUpdate, Caller, Done, Lockbox, NewSecret, NewVersion};
+use crate::service::{BindingUpdate, Caller, Done, Lockbox, NewSecret, NewVersion, PayloadRead};
 use crate::wire;
 use lockbox_proto::hello::Service;
-use lockbox_proto::lockbox::{LockboxRequest, LockboxResponse, SecretRef};
+use lockbox_proto::lockbox::{
+    GetPayloadRef, LockboxRequest, LockboxResponse, PayloadEntryRef, PayloadRef, SecretRef,
+};
 use lockbox_proto::{Error, Principal};
 use lockbox_rpc::peer::{self, PeerCred};
 use lockbox_rpc::server::{Handler, decode_request, respond};
@@ -71,18 +73,38 @@ impl Handler for LockboxHandler {
 
     async fn call(&self, session: &Session, body: &[u8], out: &mut Vec<u8>) {
         let caller = session.caller();
+        // The most frequent request is read in place, its ids borrowed from the frame.
+        if let Some((id, get)) = GetPayloadRef::parse(body) {
+            let read = self
+                .lockbox
+                .get_payload(caller, get.secret_id, get.version_id)
+                .await;
+            return respond_payload(out, id, read, self.max_frame);
+        }
         let request = match decode_request::<LockboxRequest>(body) {
             Ok(r) => r,
             Err((id, e)) => return respond::<()>(out, id, Err(e), self.max_frame),
         };
-        let result = if request.on_behalf_of.is_some() {
-            Err(LockboxError::PermissionDenied(
+        let result = match request.body {
+            _ if request.on_behalf_of.is_some() => Err(LockboxError::PermissionDenied(
                 "lockboxd does not accept requests on behalf of other subjects".into(),
-            ))
-        } else if let LockboxRequest::Authenticate { token } = &request.body {
-            authenticate(&self.lockbox, session, token)
-        } else {
-            dispatch(&self.lockbox, caller, request.body).await
+            )),
+            LockboxRequest::Authenticate { token } => authenticate(&self.lockbox, session, &token),
+            LockboxRequest::GetPayload {
+                secret_id,
+                version_id,
+            } => {
+                let read = self
+                    .lockbox
+                    .get_payload(caller, &secret_id, version_id.as_deref())
+                    .await;
+                return respond_payload(out, request.id, read, self.max_frame);
+            }
+            LockboxRequest::GetPayloadEx { secret, version_id } => {
+                let read = get_payload_ex(&self.lockbox, caller, secret, version_id).await;
+                return respond_payload(out, request.id, read, self.max_frame);
+            }
+            body => dispatch(&self.lockbox, caller, body).await,
         };
         respond(
             out,
@@ -90,6 +112,57 @@ impl Handler for LockboxHandler {
             result.map_err(|e| Error::from(&e)),
             self.max_frame,
         );
+    }
+}
+
+/// Answers a payload read, encoding the entries straight from the decrypted payload.
+fn respond_payload(
+    out: &mut Vec<u8>,
+    id: u64,
+    read: Result<PayloadRead, LockboxError>,
+    max_frame: u32,
+) {
+    let fail = |out: &mut Vec<u8>, e: LockboxError| {
+        respond::<()>(out, id, Err(Error::from(&e)), max_frame);
+    };
+    let read = match read {
+        Ok(read) => read,
+        Err(e) => return fail(out, e),
+    };
+    let entries = match read.entries() {
+        Ok(entries) => entries,
+        Err(e) => return fail(out, e),
+    };
+    let payload = PayloadRef {
+        secret_id: read.secret_id(),
+        version_id: read.version_id(),
+        entries: entries.iter().map(|e| PayloadEntryRef {
+            key: e.key,
+            text: e.text,
+            value: e.value,
+        }),
+    };
+    respond(out, id, Ok(payload), max_frame);
+}
+
+/// `GetPayloadEx`: the secret named by id, or by folder and name.
+async fn get_payload_ex(
+    lockbox: &Lockbox,
+    caller: &Caller,
+    secret: SecretRef,
+    version_id: Option<String>,
+) -> Result<PayloadRead, LockboxError> {
+    let version_id = version_id.as_deref();
+    match secret {
+        SecretRef::Id(id) => lockbox.get_payload(caller, &id, version_id).await,
+        SecretRef::FolderAndName { folder_id, name } => {
+            lockbox
+                .get_payload_by_name(caller, &folder_id, &name, version_id)
+                .await
+        }
+        _ => Err(LockboxError::InvalidArgument(
+            "secret: unknown reference kind".into(),
+        )),
     }
 }
 
@@ -125,43 +198,6 @@ async fn dispatch(
     use LockboxRequest as R;
     use LockboxResponse as A;
     Ok(match request {
-        R::GetPayload {
-            secret_id,
-            version_id,
-        } => {
-            let read = lockbox
-                .get_payload(caller, &secret_id, version_id.as_deref())
-                .await?;
-            A::Payload {
-                entries: read.entries.iter().map(wire::entry_to).collect(),
-                secret_id: read.secret_id,
-                version_id: read.version_id,
-            }
-        }
-        R::GetPayloadEx { secret, version_id } => {
-            let read = match secret {
-                SecretRef::Id(id) => {
-                    lockbox
-                        .get_payload(caller, &id, version_id.as_deref())
-                        .await?
-                }
-                SecretRef::FolderAndName { folder_id, name } => {
-                    lockbox
-                        .get_payload_by_name(caller, &folder_id, &name, version_id.as_deref())
-                        .await?
-                }
-                _ => {
-                    return Err(LockboxError::InvalidArgument(
-                        "secret: unknown reference kind".into(),
-                    ));
-                }
-            };
-            A::Payload {
-                entries: read.entries.iter().map(wire::entry_to).collect(),
-                secret_id: read.secret_id,
-                version_id: read.version_id,
-            }
-        }
         R::GetSecret { secret_id } => {
             let (s, v) = lockbox.get_secret(caller, &secret_id)?;
             A::Secret(Box::new(wire::secret_to(s, v)))

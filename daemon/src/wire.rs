@@ -9,7 +9,6 @@ use crate::model::{
 };
 use crate::service::SecretUpdate;
 use crate::service::versions::EntryChange;
-use lockbox_proto::SecretBytes;
 use lockbox_proto::kms as kms_wire;
 use lockbox_proto::lockbox as wire;
 
@@ -149,18 +148,6 @@ pub(crate) fn changes_from(
             None => Ok(EntryChange::Remove(c.key)),
         })
         .collect()
-}
-
-pub(crate) fn entry_to(e: &Entry) -> wire::PayloadEntry {
-    let value = SecretBytes::new(e.value.clone());
-    wire::PayloadEntry {
-        key: e.key.clone(),
-        value: if e.text {
-            wire::PayloadValue::Text(value)
-        } else {
-            wire::PayloadValue::Binary(value)
-        },
-    }
 }
 
 pub(crate) fn secret_update_from(u: wire::UpdateSecret) -> Result<SecretUpdate, LockboxError> {

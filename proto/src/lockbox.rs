@@ -120,6 +120,51 @@ pub struct PayloadEntry {
     pub value: PayloadValue,
 }
 
+/// [`PayloadEntry`] over borrowed parts, for [`PayloadRef`].
+#[derive(Clone, Copy)]
+pub struct PayloadEntryRef<'a> {
+    /// Key.
+    pub key: &'a str,
+    /// Whether the value is [`PayloadValue::Text`] (else [`PayloadValue::Binary`]).
+    pub text: bool,
+    /// Value bytes.
+    pub value: &'a [u8],
+}
+
+impl std::fmt::Debug for PayloadEntryRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PayloadEntryRef")
+            .field("key", &self.key)
+            .field("value", &format_args!("[REDACTED; {}]", self.value.len()))
+            .finish()
+    }
+}
+
+impl Serialize for PayloadEntryRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        /// The value as [`PayloadValue`] encodes it: variant, then the bytes.
+        struct Value<'a>(bool, &'a [u8]);
+        impl Serialize for Value<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                /// The bytes as [`SecretBytes`] encodes them.
+                struct Bytes<'a>(&'a [u8]);
+                impl Serialize for Bytes<'_> {
+                    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                        s.serialize_bytes(self.0)
+                    }
+                }
+                let (index, name) = if self.0 { (0, "Text") } else { (1, "Binary") };
+                s.serialize_newtype_variant("PayloadValue", index, name, &Bytes(self.1))
+            }
+        }
+        let mut entry = serializer.serialize_struct("PayloadEntry", 2)?;
+        entry.serialize_field("key", self.key)?;
+        entry.serialize_field("value", &Value(self.text, self.value))?;
+        entry.end()
+    }
+}
+
 /// A change to a payload over the base version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PayloadEntryChange {
@@ -541,6 +586,93 @@ pub enum LockboxRequest {
     },
 }
 
+/// [`LockboxRequest::GetPayload`] read in place from a request frame: the daemon's most
+/// frequent request, answered without copying its ids into owned strings first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GetPayloadRef<'a> {
+    /// Secret.
+    pub secret_id: &'a str,
+    /// Version; `None` means the current version.
+    pub version_id: Option<&'a str>,
+}
+
+/// The position of `GetPayload` in [`LockboxRequest`]; a test checks it against the derived
+/// form.
+const GET_PAYLOAD_VARIANT: u32 = 13;
+
+impl<'a> GetPayloadRef<'a> {
+    /// The request id and the read, when `body` is a whole `Request<LockboxRequest>` frame
+    /// body asking for `GetPayload` with no `on_behalf_of`. Anything else, a frame that does
+    /// not decode included, gives `None`: decode that in full to answer it.
+    pub fn parse(body: &'a [u8]) -> Option<(u64, Self)> {
+        let (id, rest) = postcard::take_from_bytes::<u64>(body).ok()?;
+        // `on_behalf_of: None` is a single zero byte.
+        let rest = rest.strip_prefix(&[0])?;
+        let (variant, rest) = postcard::take_from_bytes::<u32>(rest).ok()?;
+        if variant != GET_PAYLOAD_VARIANT {
+            return None;
+        }
+        match postcard::take_from_bytes::<(&str, Option<&str>)>(rest) {
+            Ok(((secret_id, version_id), [])) => Some((
+                id,
+                Self {
+                    secret_id,
+                    version_id,
+                },
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// [`LockboxResponse::Payload`] over borrowed parts: it encodes to the same bytes, so the
+/// daemon answers a read straight from the decrypted payload, with no owned copy of each
+/// entry in between.
+#[derive(Debug, Clone)]
+pub struct PayloadRef<'a, E> {
+    /// Secret.
+    pub secret_id: &'a str,
+    /// Version.
+    pub version_id: &'a str,
+    /// Entries: cloned once to be walked when encoding.
+    pub entries: E,
+}
+
+/// The position of `Payload` in [`LockboxResponse`]; a test checks it against the derived
+/// form.
+const PAYLOAD_VARIANT: u32 = 5;
+
+impl<'a, E> Serialize for PayloadRef<'_, E>
+where
+    E: Clone + IntoIterator<Item = PayloadEntryRef<'a>>,
+    E::IntoIter: ExactSizeIterator,
+{
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStructVariant;
+        /// The entries as a sequence of known length, as a `Vec` encodes.
+        struct Entries<E>(E);
+        impl<'a, E> Serialize for Entries<E>
+        where
+            E: Clone + IntoIterator<Item = PayloadEntryRef<'a>>,
+            E::IntoIter: ExactSizeIterator,
+        {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_seq(self.0.clone())
+            }
+        }
+        let mut v = serializer.serialize_struct_variant(
+            "LockboxResponse",
+            PAYLOAD_VARIANT,
+            "Payload",
+            3,
+        )?;
+        v.serialize_field("secret_id", self.secret_id)?;
+        v.serialize_field("version_id", self.version_id)?;
+        v.serialize_field("entries", &Entries(self.entries.clone()))?;
+        v.end()
+    }
+}
+
 /// A successful answer from `lockboxd`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -637,4 +769,133 @@ pub enum LockboxResponse {
         /// Token for the next page; empty on the last.
         next_page_token: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::{Request, Response};
+
+    fn get_payload(id: u64, version_id: Option<&str>) -> Vec<u8> {
+        postcard::to_allocvec(&Request {
+            id,
+            on_behalf_of: None,
+            body: LockboxRequest::GetPayload {
+                secret_id: "e6q00000000000000000".into(),
+                version_id: version_id.map(Into::into),
+            },
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn get_payload_ref_reads_what_get_payload_encodes() {
+        assert_eq!(
+            GetPayloadRef::parse(&get_payload(300, Some("e6q0000000000000000v"))),
+            Some((
+                300,
+                GetPayloadRef {
+                    secret_id: "e6q00000000000000000",
+                    version_id: Some("e6q0000000000000000v"),
+                }
+            ))
+        );
+        assert_eq!(
+            GetPayloadRef::parse(&get_payload(1, None)).map(|(_, r)| r.version_id),
+            Some(None)
+        );
+    }
+
+    #[test]
+    fn get_payload_ref_leaves_everything_else_to_the_full_decoder() {
+        let other = postcard::to_allocvec(&Request {
+            id: 7,
+            on_behalf_of: None,
+            body: LockboxRequest::GetSecret {
+                secret_id: "e6q00000000000000000".into(),
+            },
+        })
+        .unwrap();
+        assert_eq!(GetPayloadRef::parse(&other), None);
+
+        let relayed = postcard::to_allocvec(&Request {
+            id: 7,
+            on_behalf_of: Some(crate::Principal {
+                subject: "user:a".into(),
+                groups: vec![],
+            }),
+            body: LockboxRequest::GetPayload {
+                secret_id: "e6q00000000000000000".into(),
+                version_id: None,
+            },
+        })
+        .unwrap();
+        assert_eq!(GetPayloadRef::parse(&relayed), None);
+
+        let mut trailing = get_payload(7, None);
+        trailing.push(0);
+        assert_eq!(GetPayloadRef::parse(&trailing), None);
+        let whole = get_payload(7, None);
+        for cut in 0..whole.len() {
+            assert_eq!(GetPayloadRef::parse(&whole[..cut]), None, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn payload_ref_encodes_like_payload() {
+        let borrowed = [
+            PayloadEntryRef {
+                key: "user",
+                text: true,
+                value: b"alice",
+            },
+            PayloadEntryRef {
+                key: "blob",
+                text: false,
+                value: &[0, 1, 255],
+            },
+        ];
+        let owned = Response {
+            id: 9,
+            result: Ok(LockboxResponse::Payload {
+                secret_id: "e6q00000000000000000".into(),
+                version_id: "e6q0000000000000000v".into(),
+                entries: vec![
+                    PayloadEntry {
+                        key: "user".into(),
+                        value: PayloadValue::Text(b"alice".to_vec().into()),
+                    },
+                    PayloadEntry {
+                        key: "blob".into(),
+                        value: PayloadValue::Binary(vec![0, 1, 255].into()),
+                    },
+                ],
+            }),
+        };
+        let by_ref: Response<PayloadRef<'_, _>> = Response {
+            id: 9,
+            result: Ok(PayloadRef {
+                secret_id: "e6q00000000000000000",
+                version_id: "e6q0000000000000000v",
+                entries: borrowed.iter().copied(),
+            }),
+        };
+        assert_eq!(
+            postcard::to_allocvec(&by_ref).unwrap(),
+            postcard::to_allocvec(&owned).unwrap()
+        );
+    }
+
+    #[test]
+    fn payload_entry_ref_debug_hides_the_value() {
+        let e = PayloadEntryRef {
+            key: "user",
+            text: true,
+            value: b"alice",
+        };
+        assert_eq!(
+            format!("{e:?}"),
+            "PayloadEntryRef { key: \"user\", value: [REDACTED; 5] }"
+        );
+    }
 }

@@ -1,21 +1,38 @@
 //! Reading payloads: by secret id, or by folder and secret name.
 
-use super::hot::HotSecret;
+use super::hot::{HotSecret, HotVersion};
 use super::{Caller, Lockbox};
 use crate::access::Permission;
+use crate::envelope::OpenedEntries;
 use crate::error::LockboxError;
-use crate::model::{Entry, SecretStatus};
+use crate::model::{EntryRef, SecretStatus};
 use crate::validate;
+use std::sync::Arc;
 
-/// A payload as read.
+/// A payload as read: the cached secret and version it came from, and the decrypted
+/// entries (zeroized on drop).
 #[derive(Debug)]
 pub struct PayloadRead {
+    secret: Arc<HotSecret>,
+    version: Arc<HotVersion>,
+    opened: OpenedEntries,
+}
+
+impl PayloadRead {
     /// Secret.
-    pub secret_id: String,
+    pub fn secret_id(&self) -> &str {
+        &self.secret.record.id
+    }
+
     /// Version read.
-    pub version_id: String,
-    /// Entries (zeroized on drop).
-    pub entries: Vec<Entry>,
+    pub fn version_id(&self) -> &str {
+        &self.version.record.meta.id
+    }
+
+    /// The entries, borrowed from the decrypted payload.
+    pub fn entries(&self) -> Result<Vec<EntryRef<'_>>, LockboxError> {
+        self.opened.entries()
+    }
 }
 
 impl Lockbox {
@@ -27,7 +44,7 @@ impl Lockbox {
         version_id: Option<&str>,
     ) -> Result<PayloadRead, LockboxError> {
         let secret = self.hot_secret(secret_id)?;
-        self.read_payload(caller, &secret, version_id).await
+        self.read_payload(caller, secret, version_id).await
     }
 
     /// The payload of the secret named `name` in a folder (empty: the default folder).
@@ -52,13 +69,13 @@ impl Lockbox {
                 LockboxError::NotFound(format!("no secret named {name:?} in folder {}", folder.id))
             })?;
         let secret = self.hot_secret(&id)?;
-        self.read_payload(caller, &secret, version_id).await
+        self.read_payload(caller, secret, version_id).await
     }
 
     async fn read_payload(
         &self,
         caller: &Caller,
-        secret: &HotSecret,
+        secret: Arc<HotSecret>,
         version_id: Option<&str>,
     ) -> Result<PayloadRead, LockboxError> {
         self.authorize(caller, &secret.chain, Permission::GetPayload)?;
@@ -76,13 +93,13 @@ impl Lockbox {
             })?,
         };
         let version = self.hot_version(record, version_id)?;
-        let entries = self
+        let opened = self
             .open(caller, record, &version.record, Some(&version.dek))
             .await?;
         Ok(PayloadRead {
-            secret_id: record.id.clone(),
-            version_id: version_id.to_owned(),
-            entries,
+            secret,
+            version,
+            opened,
         })
     }
 }

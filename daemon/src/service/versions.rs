@@ -4,7 +4,7 @@
 use super::hot::HotSecret;
 use super::{Caller, Done, Lockbox};
 use crate::access::Permission;
-use crate::envelope::{self, Dek, KEYRING_KEY_ID};
+use crate::envelope::{self, Dek, KEYRING_KEY_ID, OpenedEntries};
 use crate::error::LockboxError;
 use crate::ids::{self, new_id};
 use crate::model::{
@@ -153,7 +153,7 @@ impl Lockbox {
         secret: &SecretRecord,
         version: &VersionRecord,
         dek_cache: Option<&OnceLock<Aes256Gcm>>,
-    ) -> Result<Vec<Entry>, LockboxError> {
+    ) -> Result<OpenedEntries, LockboxError> {
         let id = &version.meta.id;
         let sealed = match &version.sealed {
             Some(s) if !self.is_destroyed(&version.meta) => s,
@@ -352,6 +352,7 @@ impl Lockbox {
                 let base = self.hot_version(secret, id)?;
                 self.open(caller, secret, &base.record, Some(&base.dek))
                     .await?
+                    .to_entries()?
             }
             None => Vec::new(),
         };
