@@ -155,7 +155,7 @@ async fn connection<H: Handler>(
     stream: UnixStream,
     handler: &H,
     config: &ServerConfig,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> Result<(), ReadError> {
     let peer = PeerCred::of(&stream)?;
     let (read, mut write) = Stream::new(stream)?.into_split();
@@ -188,6 +188,11 @@ async fn connection<H: Handler>(
         return Ok(());
     };
 
+    // One wait for the stop signal for the connection's whole life: polling a registered
+    // waiter is cheaper than registering and dropping a new one around every read.
+    let mut stop_waiter = stop.clone();
+    let stopped = stop_waiter.changed();
+    tokio::pin!(stopped);
     loop {
         loop {
             match reader.try_next() {
@@ -211,6 +216,8 @@ async fn connection<H: Handler>(
             return Ok(());
         }
         tokio::select! {
+            // Reads first: the stop signal is polled only while no bytes are waiting.
+            biased;
             read = reader.fill() => {
                 if read? == 0 {
                     return if reader.has_partial_frame() {
@@ -220,7 +227,7 @@ async fn connection<H: Handler>(
                     };
                 }
             }
-            _ = stop.changed() => return Ok(()),
+            _ = &mut stopped => return Ok(()),
         }
     }
 }
