@@ -8,7 +8,7 @@
 
 use crate::error::LockboxError;
 use crate::model::{Entry, EntryRef};
-use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::aead::{Aead, AeadInPlace, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use zeroize::{Zeroize, Zeroizing};
 
@@ -19,6 +19,7 @@ const KEYRING_AAD_LABEL: &[u8] = b"lockbox keyring dek v1";
 /// Key id bound into the associated data of keyring-wrapped payloads.
 pub const KEYRING_KEY_ID: &str = "service-keyring";
 const NONCE_LEN: usize = 12;
+const TAG_LEN: usize = 16;
 
 /// Bytes of the operating system's CSPRNG each thread fetches at once.
 const RANDOM_POOL: usize = 4096;
@@ -102,34 +103,76 @@ impl Dek {
     }
 }
 
-fn aad(label: &[u8], parts: &[&str]) -> Vec<u8> {
-    let len = label.len() + parts.iter().map(|p| 4 + p.len()).sum::<usize>();
-    let mut out = Vec::with_capacity(len);
-    out.extend_from_slice(label);
-    for p in parts {
-        // Ids are short; their lengths fit in u32.
-        out.extend_from_slice(&(p.len() as u32).to_be_bytes());
-        out.extend_from_slice(p.as_bytes());
-    }
-    out
+/// Associated data: a label, then each part after its length (big-endian u32). A label and
+/// three ids fit in [`Aad::INLINE`] bytes, so the read path builds it on the stack; longer
+/// parts go to the heap.
+struct Aad {
+    inline: [u8; Aad::INLINE],
+    len: usize,
+    heap: Vec<u8>,
 }
 
+impl Aad {
+    const INLINE: usize = 128;
+}
+
+impl std::ops::Deref for Aad {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        if self.len <= Self::INLINE {
+            &self.inline[..self.len]
+        } else {
+            &self.heap
+        }
+    }
+}
+
+fn aad(label: &[u8], parts: &[&str]) -> Aad {
+    let len = label.len() + parts.iter().map(|p| 4 + p.len()).sum::<usize>();
+    let mut aad = Aad {
+        inline: [0; Aad::INLINE],
+        len,
+        heap: Vec::new(),
+    };
+    let out = if len <= Aad::INLINE {
+        &mut aad.inline[..len]
+    } else {
+        aad.heap.resize(len, 0);
+        &mut aad.heap[..]
+    };
+    let mut at = 0;
+    let mut put = |bytes: &[u8]| {
+        out[at..at + bytes.len()].copy_from_slice(bytes);
+        at += bytes.len();
+    };
+    put(label);
+    for p in parts {
+        // Ids are short; their lengths fit in u32.
+        put(&(p.len() as u32).to_be_bytes());
+        put(p.as_bytes());
+    }
+    aad
+}
+
+/// `nonce || ciphertext || tag`, encrypted in place in one buffer sized up front, so no
+/// copy of the plaintext is left behind in memory the buffer gave back.
 fn seal(cipher: &Aes256Gcm, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, LockboxError> {
     let mut nonce = [0u8; NONCE_LEN];
     fill_random(&mut nonce);
-    let sealed = cipher
-        .encrypt(
-            &Nonce::from(nonce),
-            Payload {
-                msg: plaintext,
-                aad,
-            },
-        )
-        .map_err(|_| LockboxError::Internal("encryption failed".into()))?;
-    let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
+    let mut out = Vec::with_capacity(NONCE_LEN + plaintext.len() + TAG_LEN);
     out.extend_from_slice(&nonce);
-    out.extend_from_slice(&sealed);
-    Ok(out)
+    out.extend_from_slice(plaintext);
+    match cipher.encrypt_in_place_detached(&Nonce::from(nonce), aad, &mut out[NONCE_LEN..]) {
+        Ok(tag) => {
+            out.extend_from_slice(&tag);
+            Ok(out)
+        }
+        Err(_) => {
+            out.zeroize();
+            Err(LockboxError::Internal("encryption failed".into()))
+        }
+    }
 }
 
 fn open(cipher: &Aes256Gcm, aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, LockboxError> {
@@ -145,7 +188,7 @@ fn open(cipher: &Aes256Gcm, aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u
 /// Associated data for a DEK wrapped by the KMS: secret and version, so a wrapped key cannot
 /// be replayed for another version.
 pub fn kms_aad_context(secret_id: &str, version_id: &str) -> Vec<u8> {
-    aad(b"lockbox dek", &[secret_id, version_id])
+    aad(b"lockbox dek", &[secret_id, version_id]).to_vec()
 }
 
 /// Encrypts entries with `dek`.
@@ -373,6 +416,28 @@ mod tests {
         assert!(open_entries(&dek, "s1", "v2", KEYRING_KEY_ID, &ct).is_err());
         assert!(open_entries(&dek, "s1", "v1", "abj-other", &ct).is_err());
         assert!(open_entries(&Dek::generate(), "s1", "v1", KEYRING_KEY_ID, &ct).is_err());
+    }
+
+    #[test]
+    fn associated_data_is_the_same_on_the_stack_and_on_the_heap() {
+        let expected = |label: &[u8], parts: &[&str]| {
+            let mut v = label.to_vec();
+            for p in parts {
+                v.extend_from_slice(&(p.len() as u32).to_be_bytes());
+                v.extend_from_slice(p.as_bytes());
+            }
+            v
+        };
+        let long = "x".repeat(Aad::INLINE);
+        for parts in [&["s1", "v1"][..], &["s1", &long, "k"][..], &[][..]] {
+            assert_eq!(&*aad(b"label", parts), &expected(b"label", parts)[..]);
+        }
+        // Sealed under long ids (heap), opened under the same ids, refused under others.
+        let dek = Dek::generate();
+        let ct = seal_entries(&dek, &long, "v1", KEYRING_KEY_ID, &entries()).unwrap();
+        let opened = open_entries(&dek, &long, "v1", KEYRING_KEY_ID, &ct).unwrap();
+        assert_eq!(opened.to_entries().unwrap(), entries());
+        assert!(open_entries(&dek, &long[1..], "v1", KEYRING_KEY_ID, &ct).is_err());
     }
 
     #[test]
