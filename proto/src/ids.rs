@@ -59,11 +59,16 @@ impl std::hash::Hasher for IdHasher {
             self.mix(u64::from_le_bytes(word));
         }
         let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut word = [0; 8];
-            word[..rest.len()].copy_from_slice(rest);
-            self.mix(u64::from_le_bytes(word));
+        if rest.is_empty() {
+            return;
         }
+        // The tail as one word without a variable-length copy: the last eight bytes,
+        // overlapping the last chunk, or the few bytes there are.
+        let word = match bytes.last_chunk::<8>() {
+            Some(last) => u64::from_le_bytes(*last),
+            None => rest.iter().fold(0, |w, &b| (w << 8) | u64::from(b)),
+        };
+        self.mix(word);
     }
 
     fn write_u8(&mut self, n: u8) {
