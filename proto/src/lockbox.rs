@@ -586,8 +586,9 @@ pub enum LockboxRequest {
     },
 }
 
-/// [`LockboxRequest::GetPayload`] read in place from a request frame: the daemon's most
-/// frequent request, answered without copying its ids into owned strings first.
+/// [`LockboxRequest::GetPayload`] over borrowed ids: the most frequent request, sent by the
+/// client and read in place by the daemon without copying its ids into owned strings. It
+/// encodes to the same bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GetPayloadRef<'a> {
     /// Secret.
@@ -599,6 +600,21 @@ pub struct GetPayloadRef<'a> {
 /// The position of `GetPayload` in [`LockboxRequest`]; a test checks it against the derived
 /// form.
 const GET_PAYLOAD_VARIANT: u32 = 13;
+
+impl Serialize for GetPayloadRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStructVariant;
+        let mut v = serializer.serialize_struct_variant(
+            "LockboxRequest",
+            GET_PAYLOAD_VARIANT,
+            "GetPayload",
+            2,
+        )?;
+        v.serialize_field("secret_id", self.secret_id)?;
+        v.serialize_field("version_id", &self.version_id)?;
+        v.end()
+    }
+}
 
 impl<'a> GetPayloadRef<'a> {
     /// The request id and the read, when `body` is a whole `Request<LockboxRequest>` frame
@@ -804,6 +820,22 @@ mod tests {
             GetPayloadRef::parse(&get_payload(1, None)).map(|(_, r)| r.version_id),
             Some(None)
         );
+    }
+
+    #[test]
+    fn get_payload_ref_encodes_like_get_payload() {
+        for version_id in [None, Some("e6q0000000000000000v")] {
+            let by_ref = postcard::to_allocvec(&Request {
+                id: 300,
+                on_behalf_of: None,
+                body: GetPayloadRef {
+                    secret_id: "e6q00000000000000000",
+                    version_id,
+                },
+            })
+            .unwrap();
+            assert_eq!(by_ref, get_payload(300, version_id));
+        }
     }
 
     #[test]
