@@ -305,7 +305,8 @@ pub(crate) async fn mix(load: &Load, w: &Workload, kms_key_id: &str) -> Result<R
     let counter = Arc::new(AtomicU64::new(0));
     let mix = w.mix.clone();
     let (n, size) = (w.entries, w.value_size);
-    let list_at = w.list_at.clone();
+    // Shared, not cloned per request: the load loop itself should not allocate.
+    let list_at: Arc<str> = w.list_at.as_str().into();
     let name = format!("{}{}", mix.name(), if w.kms_key { "-kms-key" } else { "" });
     if mix.has(Call::AddVersion) {
         eprintln!("lockbox-bench: add-version writes new versions to the data set's secrets");
@@ -333,7 +334,7 @@ pub(crate) async fn mix(load: &Load, w: &Workload, kms_key_id: &str) -> Result<R
                         .is_ok(),
                     Call::SecretGet => c.get_secret(id).await.is_ok(),
                     Call::List => {
-                        let page_token = match list_at.as_str() {
+                        let page_token = match &*list_at {
                             "start" => String::new(),
                             "end" => {
                                 let at = set.secrets.len().saturating_sub(101);

@@ -430,6 +430,8 @@ async fn redis_load(load: &Load, socket: &Path, value_size: usize, write: bool) 
         clients.push(redis::Redis::connect(socket).await?);
     }
     let name = if write { "redis-set" } else { "redis-get" };
+    // Shared, not cloned per request: the load loop itself should not allocate.
+    let value: Arc<[u8]> = value.into();
     run(name, load, clients, move |c: redis::Redis| {
         let value = value.clone();
         async move {
