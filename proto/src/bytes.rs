@@ -21,6 +21,16 @@ pub mod vec {
     }
 }
 
+/// A borrowed byte string, encoded as [`vec`] and [`SecretBytes`] encode theirs: for the
+/// borrowed forms of messages.
+pub(crate) struct Borrowed<'a>(pub(crate) &'a [u8]);
+
+impl serde::Serialize for Borrowed<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(self.0)
+    }
+}
+
 /// Serde adapter for `Zeroizing<Vec<u8>>` fields (key material): the same encoding as
 /// [`vec`], and the decoded bytes go straight into the zeroizing wrapper.
 pub mod zeroizing {

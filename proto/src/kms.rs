@@ -259,19 +259,13 @@ const DECRYPT_VARIANT: u32 = 11;
 
 impl Serialize for DecryptRef<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use crate::bytes::Borrowed;
         use serde::ser::SerializeStructVariant;
-        /// A byte string field, as `bytes::vec` encodes one.
-        struct Bytes<'a>(&'a [u8]);
-        impl Serialize for Bytes<'_> {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_bytes(self.0)
-            }
-        }
         let mut v =
             serializer.serialize_struct_variant("KmsRequest", DECRYPT_VARIANT, "Decrypt", 3)?;
         v.serialize_field("key_id", self.key_id)?;
-        v.serialize_field("aad_context", &Bytes(self.aad_context))?;
-        v.serialize_field("ciphertext", &Bytes(self.ciphertext))?;
+        v.serialize_field("aad_context", &Borrowed(self.aad_context))?;
+        v.serialize_field("ciphertext", &Borrowed(self.ciphertext))?;
         v.end()
     }
 }

@@ -147,15 +147,9 @@ impl Serialize for PayloadEntryRef<'_> {
         struct Value<'a>(bool, &'a [u8]);
         impl Serialize for Value<'_> {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                /// The bytes as [`SecretBytes`] encodes them.
-                struct Bytes<'a>(&'a [u8]);
-                impl Serialize for Bytes<'_> {
-                    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                        s.serialize_bytes(self.0)
-                    }
-                }
                 let (index, name) = if self.0 { (0, "Text") } else { (1, "Binary") };
-                s.serialize_newtype_variant("PayloadValue", index, name, &Bytes(self.1))
+                let bytes = crate::bytes::Borrowed(self.1);
+                s.serialize_newtype_variant("PayloadValue", index, name, &bytes)
             }
         }
         let mut entry = serializer.serialize_struct("PayloadEntry", 2)?;
