@@ -201,7 +201,20 @@ impl Lockbox {
     /// Applies `batch`, releases the writer lock so the next mutation can start, and waits
     /// until the batch is durable. A mutation answers only after this returns.
     async fn commit(&self, writer: WriterGuard<'_>, batch: Batch) -> Result<(), LockboxError> {
+        self.commit_then(writer, batch, || ()).await
+    }
+
+    /// [`commit`](Self::commit), running `applied` once the batch is applied and before the
+    /// writer lock is released: for a mutation that writes its new records through to the
+    /// read cache, so no reader or writer finds them missing in between.
+    async fn commit_then(
+        &self,
+        writer: WriterGuard<'_>,
+        batch: Batch,
+        applied: impl FnOnce(),
+    ) -> Result<(), LockboxError> {
         let ticket = self.apply(batch)?;
+        applied();
         drop(writer);
         self.durable(ticket).await
     }

@@ -326,15 +326,15 @@ impl Lockbox {
             &secret.id,
             OperationOutcome::Version(meta.clone()),
         );
-        let ticket = self.apply(batch)?;
-        self.hot
-            .put_version(version.record, version.dek, superseded.as_deref());
-        self.hot.put_secret(HotSecret {
-            record: secret,
-            chain: hot.chain.clone(),
-        });
-        drop(writer);
-        self.durable(ticket).await?;
+        self.commit_then(writer, batch, || {
+            self.hot
+                .put_version(version.record, version.dek, superseded.as_deref());
+            self.hot.put_secret(HotSecret {
+                record: secret,
+                chain: hot.chain.clone(),
+            });
+        })
+        .await?;
         Ok((meta, done))
     }
 
