@@ -237,3 +237,61 @@ async fn bad_tokens_are_unauthenticated() {
         .unwrap();
     unauthenticated(try_token(fresh).await, "deleted key");
 }
+
+/// lockboxd remembers a connection's last payload read to skip the lookups and the check of
+/// the next one; what it remembers must never outlive a change of caller or of bindings.
+#[tokio::test]
+async fn a_connection_s_next_read_follows_its_caller_and_its_bindings() {
+    use lockbox_client::proto::kms::{AccessBinding, AccessBindingAction, AccessBindingDelta};
+    use lockbox_client::proto::lockbox::LockboxResource;
+    let (_kms, daemon) = Daemon::with_kms("");
+    let admin = daemon.client().await;
+    let (sa, key) = account_with_key(&admin).await;
+    let id = admin
+        .create_secret(secret("s", vec![set("k", "v")]))
+        .await
+        .unwrap()
+        .resource_id;
+    let viewer = |action| {
+        vec![AccessBindingDelta {
+            action,
+            binding: AccessBinding {
+                role_id: "lockbox.payloadViewer".into(),
+                subject: format!("serviceAccount:{sa}"),
+            },
+        }]
+    };
+    let secret = || LockboxResource::Secret(id.clone());
+
+    // One connection reads as the local user (the bootstrap admin), then switches to the
+    // account, which holds no role yet: the admin's read says nothing about it.
+    let c = daemon.client().await;
+    assert_eq!(map(&c.get_payload(&id, None).await.unwrap())["k"], "v");
+    let token = key
+        .sign_token(LOCKBOXD_AUDIENCE, now(), TOKEN_LIFETIME)
+        .unwrap();
+    c.authenticate(&token).await.unwrap();
+    assert_eq!(
+        error_code(&c.get_payload(&id, None).await.unwrap_err()),
+        ErrorCode::PermissionDenied,
+        "after switching to the account"
+    );
+
+    // Granted on another connection: the next read on this one sees it; revoked: likewise.
+    admin
+        .update_access_bindings(secret(), viewer(AccessBindingAction::Add))
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        assert_eq!(map(&c.get_payload(&id, None).await.unwrap())["k"], "v");
+    }
+    admin
+        .update_access_bindings(secret(), viewer(AccessBindingAction::Remove))
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(&c.get_payload(&id, None).await.unwrap_err()),
+        ErrorCode::PermissionDenied,
+        "after the role was revoked"
+    );
+}

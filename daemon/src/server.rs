@@ -2,7 +2,9 @@
 //! calls the service and encodes its answers. Knows nothing about storage.
 
 use crate::error::LockboxError;
-use crate::service::{BindingUpdate, Caller, Done, Lockbox, NewSecret, NewVersion, PayloadRead};
+use crate::service::{
+    BindingUpdate, Caller, Done, Lockbox, NewSecret, NewVersion, PayloadRead, ReadMemo,
+};
 use crate::wire;
 use lockbox_proto::hello::Service;
 use lockbox_proto::lockbox::{
@@ -37,6 +39,8 @@ pub struct Session {
     local: Caller,
     /// Set once by `Authenticate`.
     service_account: std::sync::OnceLock<Caller>,
+    /// The last payload read by id, for the next one (forgotten when the caller changes).
+    memo: ReadMemo,
 }
 
 impl Session {
@@ -64,6 +68,7 @@ impl Handler for LockboxHandler {
                 },
             },
             service_account: std::sync::OnceLock::new(),
+            memo: ReadMemo::default(),
         })
     }
 
@@ -77,7 +82,7 @@ impl Handler for LockboxHandler {
         if let Some((id, get)) = GetPayloadRef::parse(body) {
             let read = self
                 .lockbox
-                .get_payload(caller, get.secret_id, get.version_id)
+                .get_payload_remembered(caller, get.secret_id, get.version_id, &session.memo)
                 .await;
             return respond_payload(out, id, read, self.max_frame);
         }
@@ -183,6 +188,8 @@ fn authenticate(
         .service_account
         .set(caller)
         .map_err(|_| LockboxError::FailedPrecondition("authenticated concurrently".into()))?;
+    // What the local user was allowed to read says nothing about the account.
+    session.memo.forget();
     Ok(LockboxResponse::Authenticated { subject })
 }
 

@@ -95,7 +95,7 @@ impl Lockbox {
         validate::resource_name(name)?;
         validate::description("description", description)?;
         let folder = self.folder_or_default(folder_id)?;
-        let writer = self.writer.lock().await;
+        let writer = self.write_lock().await;
         self.authorize(
             caller,
             &self.folder_chain(&folder.id)?,
@@ -158,7 +158,7 @@ impl Lockbox {
         caller: &Caller,
         id: &str,
     ) -> Result<(), LockboxError> {
-        let writer = self.writer.lock().await;
+        let writer = self.write_lock().await;
         let account = self.authorized_account(caller, id, Permission::SetAccessBindings)?;
         let mut batch = Batch::default();
         self.records.delete_service_account(&mut batch, &account)?;
@@ -173,7 +173,7 @@ impl Lockbox {
         description: &str,
     ) -> Result<NewKey, LockboxError> {
         validate::description("description", description)?;
-        let writer = self.writer.lock().await;
+        let writer = self.write_lock().await;
         let account = self.authorized_account(caller, id, Permission::SetAccessBindings)?;
         let signing = loop {
             let mut bytes = Zeroizing::new([0u8; 32]);
@@ -220,7 +220,7 @@ impl Lockbox {
         key_id: &str,
     ) -> Result<(), LockboxError> {
         validate::id("key_id", key_id)?;
-        let writer = self.writer.lock().await;
+        let writer = self.write_lock().await;
         let account = self.authorized_account(caller, id, Permission::SetAccessBindings)?;
         if self
             .records

@@ -294,7 +294,7 @@ impl Lockbox {
         for b in &touched {
             validate_binding(b)?;
         }
-        let writer = self.writer.lock().await;
+        let writer = self.write_lock().await;
         let chain = self.chain(resource)?;
         self.authorize(caller, &chain, Permission::SetAccessBindings)?;
         let current: BTreeSet<Binding> = self

@@ -18,7 +18,7 @@ pub mod versions;
 
 pub use accounts::{NewKey, public_key_pem};
 pub use authz::{BindingMap, BindingUpdate, MAX_DELTAS, ResourceBindings, allows, binding_map};
-pub use payload::PayloadRead;
+pub use payload::{PayloadRead, ReadMemo};
 pub use resources::bootstrap;
 pub use secrets::{NewSecret, SecretUpdate};
 pub use versions::NewVersion;
@@ -32,6 +32,7 @@ use crate::store::records::{Defaults, Records};
 use crate::store::{Batch, Table};
 use lockbox_proto::Principal;
 use lockbox_rpc::clock::{Clock, ManualClock, TimeSource};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 /// Limits on what callers may store.
@@ -56,8 +57,20 @@ impl Default for Limits {
     }
 }
 
-/// Proof that the caller holds the writer lock.
-type WriterGuard<'a> = tokio::sync::MutexGuard<'a, ()>;
+/// Proof that the caller holds the writer lock. Every mutation changes records, read-cache
+/// entries and bindings while holding it; dropping it counts the mutation in
+/// [`Lockbox::generation`], after all of its changes are in place.
+struct WriterGuard<'a> {
+    _lock: tokio::sync::MutexGuard<'a, ()>,
+    generation: &'a AtomicU64,
+}
+
+impl Drop for WriterGuard<'_> {
+    fn drop(&mut self) {
+        // Runs before the lock itself is released (fields drop after this).
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+}
 
 /// Who is calling: the subject and groups the server identified.
 #[derive(Debug, Clone)]
@@ -96,6 +109,10 @@ pub struct Lockbox {
     limits: Limits,
     /// Serialises mutations so each sees the previous one's result.
     writer: tokio::sync::Mutex<()>,
+    /// How many mutations have released the writer lock. Something read and checked under
+    /// generation `g` is still what a new read would find while the count is still `g`
+    /// (see [`ReadMemo`](payload::ReadMemo)).
+    generation: AtomicU64,
     /// Ids of the default organization, cloud and folder.
     defaults: Defaults,
     /// Access bindings by resource, mirroring the store.
@@ -136,12 +153,21 @@ impl Lockbox {
             manual_clock: time.manual(),
             limits,
             writer: tokio::sync::Mutex::new(()),
+            generation: AtomicU64::new(0),
             defaults,
             bindings: RwLock::new(bindings),
             replays: std::sync::Mutex::new(accounts::ReplayCache::default()),
             hot: hot::ReadCache::new(read_cache),
             cloud_orgs: RwLock::default(),
         })
+    }
+
+    /// Takes the writer lock; see [`WriterGuard`].
+    async fn write_lock(&self) -> WriterGuard<'_> {
+        WriterGuard {
+            _lock: self.writer.lock().await,
+            generation: &self.generation,
+        }
     }
 
     /// Now, by the daemon's clock.

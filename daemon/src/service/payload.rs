@@ -7,7 +7,8 @@ use crate::envelope::OpenedEntries;
 use crate::error::LockboxError;
 use crate::model::{EntryRef, SecretStatus};
 use crate::validate;
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
 /// A payload as read: the cached secret and version it came from, and the decrypted
 /// entries (zeroized on drop).
@@ -35,7 +36,88 @@ impl PayloadRead {
     }
 }
 
+/// What a connection remembers of its last payload read by id: the secret and version it
+/// found and the caller was allowed to read. It stands in for the read cache lookups and the
+/// authorization check of the next read of the same secret and version, for as long as no
+/// mutation has completed since it was made (the service's generation is unchanged):
+/// bindings, the hierarchy, a secret's status and current version and a version's record
+/// change only under the writer lock, whose release bumps the generation. What changes
+/// without a mutation (a version's destruction time passing, the keyring, lockbox-kms's own
+/// decision) is checked on every read.
+///
+/// It belongs to one caller: [`forget`](Self::forget) it when the connection's caller
+/// changes.
+#[derive(Debug, Default)]
+pub struct ReadMemo(Mutex<Option<Remembered>>);
+
+#[derive(Debug)]
+struct Remembered {
+    /// The service's generation before the lookups and the check.
+    generation: u64,
+    secret: Arc<HotSecret>,
+    /// As the request named it (`None`: the current version).
+    version_id: Option<String>,
+    version: Arc<HotVersion>,
+}
+
+impl ReadMemo {
+    /// Forgets the last read.
+    pub fn forget(&self) {
+        *self.lock() = None;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Remembered>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The remembered secret and version, if they answer this read at `generation`.
+    fn recall(
+        &self,
+        generation: u64,
+        secret_id: &str,
+        version_id: Option<&str>,
+    ) -> Option<(Arc<HotSecret>, Arc<HotVersion>)> {
+        self.lock()
+            .as_ref()
+            .filter(|r| {
+                r.generation == generation
+                    && r.secret.record.id == secret_id
+                    && r.version_id.as_deref() == version_id
+            })
+            .map(|r| (r.secret.clone(), r.version.clone()))
+    }
+}
+
 impl Lockbox {
+    /// [`get_payload`](Self::get_payload) for a connection that remembers its last read in
+    /// `memo`.
+    pub async fn get_payload_remembered(
+        &self,
+        caller: &Caller,
+        secret_id: &str,
+        version_id: Option<&str>,
+        memo: &ReadMemo,
+    ) -> Result<PayloadRead, LockboxError> {
+        // Loaded before anything is looked up: a mutation completing from here on makes
+        // what follows stale, and moves the generation past this one.
+        let generation = self.generation.load(Ordering::Acquire);
+        let (secret, version) = match memo.recall(generation, secret_id, version_id) {
+            Some(remembered) => remembered,
+            None => {
+                let secret = self.hot_secret(secret_id)?;
+                let version = self.readable_version(caller, &secret, version_id)?;
+                *memo.lock() = Some(Remembered {
+                    generation,
+                    secret: secret.clone(),
+                    version_id: version_id.map(str::to_owned),
+                    version: version.clone(),
+                });
+                (secret, version)
+            }
+        };
+        self.open_payload(caller, secret, version).await
+    }
+
     /// The payload of a version (default: the current one).
     pub async fn get_payload(
         &self,
@@ -78,6 +160,18 @@ impl Lockbox {
         secret: Arc<HotSecret>,
         version_id: Option<&str>,
     ) -> Result<PayloadRead, LockboxError> {
+        let version = self.readable_version(caller, &secret, version_id)?;
+        self.open_payload(caller, secret, version).await
+    }
+
+    /// The version of `secret` a payload read names (`None`: the current one), once the
+    /// caller is allowed to read the payload and the secret is active.
+    fn readable_version(
+        &self,
+        caller: &Caller,
+        secret: &HotSecret,
+        version_id: Option<&str>,
+    ) -> Result<Arc<HotVersion>, LockboxError> {
         self.authorize(caller, &secret.chain, Permission::GetPayload)?;
         let record = &secret.record;
         if record.status != SecretStatus::Active {
@@ -92,9 +186,18 @@ impl Lockbox {
                 LockboxError::NotFound(format!("secret {} has no versions", record.id))
             })?,
         };
-        let version = self.hot_version(record, version_id)?;
+        self.hot_version(record, version_id)
+    }
+
+    /// Decrypts a version found by [`readable_version`](Self::readable_version).
+    async fn open_payload(
+        &self,
+        caller: &Caller,
+        secret: Arc<HotSecret>,
+        version: Arc<HotVersion>,
+    ) -> Result<PayloadRead, LockboxError> {
         let opened = self
-            .open(caller, record, &version.record, Some(&version.dek))
+            .open(caller, &secret.record, &version.record, Some(&version.dek))
             .await?;
         Ok(PayloadRead {
             secret,

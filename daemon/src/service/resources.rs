@@ -132,7 +132,7 @@ impl Lockbox {
             validate::id("organization_id", organization_id)?;
             organization_id.to_owned()
         };
-        let writer = self.writer.lock().await;
+        let writer = self.write_lock().await;
         self.authorize(
             caller,
             &[Resource::Organization(organization_id.clone())],
@@ -216,7 +216,7 @@ impl Lockbox {
         cloud_id: &str,
     ) -> Result<Done, LockboxError> {
         validate::id("cloud_id", cloud_id)?;
-        let writer = self.writer.lock().await;
+        let writer = self.write_lock().await;
         let cloud = self.cloud_or_default(cloud_id)?;
         self.authorize(
             caller,
@@ -256,7 +256,7 @@ impl Lockbox {
     ) -> Result<(Folder, Done), LockboxError> {
         validate::resource_name(name)?;
         validate::description("description", description)?;
-        let writer = self.writer.lock().await;
+        let writer = self.write_lock().await;
         let cloud = self.cloud_or_default(cloud_id)?;
         self.authorize(
             caller,
@@ -336,7 +336,7 @@ impl Lockbox {
         folder_id: &str,
     ) -> Result<Done, LockboxError> {
         validate::id("folder_id", folder_id)?;
-        let writer = self.writer.lock().await;
+        let writer = self.write_lock().await;
         let folder = self.folder_or_default(folder_id)?;
         self.authorize(
             caller,

@@ -162,7 +162,7 @@ impl Lockbox {
             )
         };
 
-        let writer = self.writer.lock().await;
+        let writer = self.write_lock().await;
         self.check_name_free(&secret.folder_id, &secret.name, None)?;
         let count = self.records.secret_count(&secret.cloud_id)?;
         let limit = self.limits.secrets_per_cloud;
@@ -252,7 +252,7 @@ impl Lockbox {
         if let Some(Some(spec)) = &update.password_spec {
             validate_password_spec(spec)?;
         }
-        let writer = self.writer.lock().await;
+        let writer = self.write_lock().await;
         let mut secret = self.secret(secret_id)?;
         self.authorize_secret(caller, &secret, Permission::Update)?;
         let previous_name = secret.name.clone();
@@ -308,7 +308,7 @@ impl Lockbox {
         secret_id: &str,
         status: SecretStatus,
     ) -> Result<Done, LockboxError> {
-        let writer = self.writer.lock().await;
+        let writer = self.write_lock().await;
         let mut secret = self.secret(secret_id)?;
         self.authorize_secret(caller, &secret, Permission::Update)?;
         secret.status = status;
@@ -347,7 +347,7 @@ impl Lockbox {
         caller: &Caller,
         secret_id: &str,
     ) -> Result<Done, LockboxError> {
-        let writer = self.writer.lock().await;
+        let writer = self.write_lock().await;
         let secret = self.secret(secret_id)?;
         self.authorize_secret(caller, &secret, Permission::Delete)?;
         if secret.deletion_protection {

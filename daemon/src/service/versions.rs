@@ -301,7 +301,7 @@ impl Lockbox {
             .version_over(caller, &hot.record, base_id.as_deref(), &new)
             .await?;
 
-        let writer = self.writer.lock().await;
+        let writer = self.write_lock().await;
         // The secret may have changed (or gone) while the payload was being sealed. Under the
         // writer lock the read cache agrees with the store (see `hot_secret`).
         let hot = self.hot_secret(secret_id)?;
@@ -401,7 +401,7 @@ impl Lockbox {
         secret_id: &str,
         version_id: &str,
     ) -> Result<Done, LockboxError> {
-        let writer = self.writer.lock().await;
+        let writer = self.write_lock().await;
         let mut secret = self.secret(secret_id)?;
         self.authorize_secret(caller, &secret, Permission::Update)?;
         let version = self.version(&secret, version_id)?;
@@ -438,7 +438,7 @@ impl Lockbox {
         let period = i64::try_from(period).map_err(|_| {
             LockboxError::InvalidArgument(format!("pending_period: {period} is too long"))
         })?;
-        let writer = self.writer.lock().await;
+        let writer = self.write_lock().await;
         let secret = self.secret(secret_id)?;
         self.authorize_secret(caller, &secret, Permission::Update)?;
         let mut version = self.version(&secret, version_id)?;
@@ -478,7 +478,7 @@ impl Lockbox {
         secret_id: &str,
         version_id: &str,
     ) -> Result<(VersionMeta, Done), LockboxError> {
-        let writer = self.writer.lock().await;
+        let writer = self.write_lock().await;
         let secret = self.secret(secret_id)?;
         self.authorize_secret(caller, &secret, Permission::Update)?;
         let mut version = self.version(&secret, version_id)?;
@@ -521,7 +521,7 @@ impl Lockbox {
     pub async fn destroy_due_versions(&self) -> Result<usize, LockboxError> {
         let mut destroyed = 0;
         loop {
-            let writer = self.writer.lock().await;
+            let writer = self.write_lock().await;
             let now = self.now();
             let due: Vec<_> = self
                 .records
