@@ -1,4 +1,5 @@
-# Shared by scripts/up and scripts/test: install what a fresh Debian machine is missing.
+# Shared by the scripts: install what a fresh Debian machine is missing, and start and stop
+# the processes the benches run.
 
 # System packages the build and the tests need: a C toolchain, libclang for RocksDB's
 # bindings, openssl to verify signatures in the tests.
@@ -20,4 +21,21 @@ ensure_packages() {
         echo "cargo is missing: install Rust 1.85 or newer with rustup (https://rustup.rs) and rerun" >&2
         exit 1
     fi
+}
+
+# wait_for SOCKET: waits up to 10 s for a server to create its socket.
+wait_for() {
+    for _ in $(seq 100); do [ -S "$1" ] && return 0; sleep 0.1; done
+    echo "$1 did not appear" >&2
+    exit 1
+}
+
+# stop_named DIR NAME: stops the process whose pid is in DIR/NAME.pid, waits until it has
+# exited, and removes its pid file and its socket DIR/NAME.sock.
+stop_named() {
+    local pid
+    pid="$(cat "$1/$2.pid")"
+    kill "$pid"
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+    rm -f "$1/$2.pid" "$1/$2.sock"
 }
