@@ -8,8 +8,8 @@
 
 use crate::error::LockboxError;
 use crate::model::{Entry, EntryRef};
-use aes_gcm::aead::{Aead, AeadInPlace, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
+use aes_gcm::aead::{AeadInPlace, KeyInit};
+use aes_gcm::{Aes256Gcm, Nonce, Tag};
 use zeroize::{Zeroize, Zeroizing};
 
 /// Domain separation of the payload's associated data.
@@ -176,13 +176,40 @@ fn seal(cipher: &Aes256Gcm, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, Loc
 }
 
 fn open(cipher: &Aes256Gcm, aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, LockboxError> {
+    let mut plain = Zeroizing::new(Vec::with_capacity(sealed.len()));
+    open_into(cipher, aad, sealed, &mut plain)?;
+    Ok(plain)
+}
+
+/// Appends the plaintext of `nonce || ciphertext || tag` to `out`, decrypting in place. On
+/// failure `out` is left as it was, the bytes it was given wiped.
+fn open_into(
+    cipher: &Aes256Gcm,
+    aad: &[u8],
+    sealed: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), LockboxError> {
     let (nonce, body) = sealed
         .split_first_chunk::<NONCE_LEN>()
+        .and_then(|(nonce, rest)| Some((nonce, rest.split_last_chunk::<TAG_LEN>()?)))
         .ok_or_else(|| LockboxError::Internal("stored ciphertext is truncated".into()))?;
-    cipher
-        .decrypt(&Nonce::from(*nonce), Payload { msg: body, aad })
-        .map(Zeroizing::new)
-        .map_err(|_| LockboxError::Internal("stored payload failed authentication".into()))
+    let (ciphertext, tag) = body;
+    let start = out.len();
+    out.extend_from_slice(ciphertext);
+    let opened = cipher.decrypt_in_place_detached(
+        &Nonce::from(*nonce),
+        aad,
+        &mut out[start..],
+        &Tag::from(*tag),
+    );
+    if opened.is_err() {
+        out[start..].zeroize();
+        out.truncate(start);
+        return Err(LockboxError::Internal(
+            "stored payload failed authentication".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Associated data for a DEK wrapped by the KMS: secret and version, so a wrapped key cannot
@@ -266,6 +293,25 @@ pub fn open_entries_with(
         ciphertext,
     )?;
     Ok(OpenedEntries(plain))
+}
+
+/// Decrypts entries sealed by [`seal_entries`] with the data key's cipher, appending them to
+/// `out` in their stored encoding: a read answers from there without another copy of the
+/// plaintext. On failure `out` is left as it was.
+pub fn open_entries_into(
+    dek: &Aes256Gcm,
+    secret_id: &str,
+    version_id: &str,
+    wrapping_key_id: &str,
+    ciphertext: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), LockboxError> {
+    open_into(
+        dek,
+        &aad(PAYLOAD_AAD_LABEL, &[secret_id, version_id, wrapping_key_id]),
+        ciphertext,
+        out,
+    )
 }
 
 /// A version's entries, decrypted but still in their stored encoding. Zeroized on drop;
@@ -416,6 +462,26 @@ mod tests {
         assert!(open_entries(&dek, "s1", "v2", KEYRING_KEY_ID, &ct).is_err());
         assert!(open_entries(&dek, "s1", "v1", "abj-other", &ct).is_err());
         assert!(open_entries(&Dek::generate(), "s1", "v1", KEYRING_KEY_ID, &ct).is_err());
+    }
+
+    #[test]
+    fn entries_open_into_a_buffer_or_leave_it_as_it_was() {
+        let dek = Dek::generate();
+        let cipher = dek.cipher();
+        let ct = seal_entries(&dek, "s1", "v1", KEYRING_KEY_ID, &entries()).unwrap();
+        let mut out = b"head".to_vec();
+        open_entries_into(&cipher, "s1", "v1", KEYRING_KEY_ID, &ct, &mut out).unwrap();
+        let stored = postcard::to_allocvec(&entries()).unwrap();
+        assert_eq!(out, [&b"head"[..], &stored].concat());
+
+        let mut tampered = ct.clone();
+        *tampered.last_mut().unwrap() ^= 1;
+        for (sealed, version) in [(&tampered[..], "v1"), (&ct[..], "v2"), (&ct[..27], "v1")] {
+            let mut out = b"head".to_vec();
+            let err = open_entries_into(&cipher, "s1", version, KEYRING_KEY_ID, sealed, &mut out);
+            assert!(matches!(err, Err(LockboxError::Internal(_))));
+            assert_eq!(out, b"head");
+        }
     }
 
     #[test]

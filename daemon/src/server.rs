@@ -8,11 +8,11 @@ use crate::service::{
 use crate::wire;
 use lockbox_proto::hello::Service;
 use lockbox_proto::lockbox::{
-    GetPayloadRef, LockboxRequest, LockboxResponse, PayloadEntryRef, PayloadRef, SecretRef,
+    GetPayloadRef, LockboxRequest, LockboxResponse, PayloadHead, SecretRef,
 };
 use lockbox_proto::{Error, Principal};
 use lockbox_rpc::peer::{self, PeerCred};
-use lockbox_rpc::server::{Handler, decode_request, respond};
+use lockbox_rpc::server::{Handler, decode_request, respond, respond_with};
 use std::sync::Arc;
 
 /// Serves a [`Lockbox`] over the lockbox protocol.
@@ -120,34 +120,23 @@ impl Handler for LockboxHandler {
     }
 }
 
-/// Answers a payload read, encoding the entries straight from the decrypted payload.
+/// Answers a payload read, decrypting the entries straight into the answer.
 fn respond_payload(
     out: &mut Vec<u8>,
     id: u64,
     read: Result<PayloadRead, LockboxError>,
     max_frame: u32,
 ) {
-    let fail = |out: &mut Vec<u8>, e: LockboxError| {
+    let written = read.and_then(|read| {
+        let head = PayloadHead {
+            secret_id: read.secret_id(),
+            version_id: read.version_id(),
+        };
+        respond_with(out, id, &head, max_frame, |out| read.write_entries(out))
+    });
+    if let Err(e) = written {
         respond::<()>(out, id, Err(Error::from(&e)), max_frame);
-    };
-    let read = match read {
-        Ok(read) => read,
-        Err(e) => return fail(out, e),
-    };
-    let entries = match read.entries() {
-        Ok(entries) => entries,
-        Err(e) => return fail(out, e),
-    };
-    let payload = PayloadRef {
-        secret_id: read.secret_id(),
-        version_id: read.version_id(),
-        entries: entries.iter().map(|e| PayloadEntryRef {
-            key: e.key,
-            text: e.text,
-            value: e.value,
-        }),
-    };
-    respond(out, id, Ok(payload), max_frame);
+    }
 }
 
 /// `GetPayloadEx`: the secret named by id, or by folder and name.

@@ -138,6 +138,42 @@ fn entry_from(key: String, value: wire::PayloadValue) -> Result<Entry, LockboxEr
     })
 }
 
+/// Rewrites entries from their stored encoding (a `Vec<Entry>`) to their wire encoding (a
+/// `Vec<PayloadEntry>`) in place, so a read sends the decrypted payload as it lies. The two
+/// differ only in how a value says it is text: [`Entry::text`] is a `bool` (1: text) where
+/// the wire has [`wire::PayloadValue`]'s variant (0: `Text`, 1: `Binary`), both one byte.
+/// Tests hold this against both derived encodings.
+pub(crate) fn stored_entries_to_wire(bytes: &mut [u8]) -> Result<(), LockboxError> {
+    rewrite_value_kinds(bytes)
+        .ok_or_else(|| LockboxError::Internal("stored payload is unreadable".into()))
+}
+
+fn rewrite_value_kinds(bytes: &mut [u8]) -> Option<()> {
+    let mut at = 0;
+    let count = take_len(bytes, &mut at)?;
+    for _ in 0..count {
+        let key = take_len(bytes, &mut at)?;
+        at = at.checked_add(key)?;
+        let kind = bytes.get_mut(at)?;
+        *kind = match *kind {
+            1 => 0,
+            0 => 1,
+            _ => return None,
+        };
+        at += 1;
+        let value = take_len(bytes, &mut at)?;
+        at = at.checked_add(value)?;
+    }
+    (at == bytes.len()).then_some(())
+}
+
+/// Reads a length (a varint) at `*at`, moving past it.
+fn take_len(bytes: &[u8], at: &mut usize) -> Option<usize> {
+    let (len, rest) = postcard::take_from_bytes::<usize>(bytes.get(*at..)?).ok()?;
+    *at = bytes.len() - rest.len();
+    Some(len)
+}
+
 pub(crate) fn changes_from(
     changes: Vec<wire::PayloadEntryChange>,
 ) -> Result<Vec<EntryChange>, LockboxError> {
@@ -232,5 +268,80 @@ pub(crate) fn key_to(k: &crate::model::ServiceAccountKeyRecord) -> wire::Service
         description: k.description.clone(),
         created_at: k.created_at,
         public_key_pem: crate::service::public_key_pem(k),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(key: &str, text: bool, value: &[u8]) -> Entry {
+        Entry {
+            key: key.into(),
+            text,
+            value: value.to_vec(),
+        }
+    }
+
+    /// `entries` as stored, rewritten for the wire, and as the wire's derived form encodes.
+    fn both_ways(entries: &[Entry]) -> (Vec<u8>, Vec<u8>) {
+        let mut stored = postcard::to_allocvec(entries).unwrap();
+        stored_entries_to_wire(&mut stored).unwrap();
+        let sent: Vec<wire::PayloadEntry> = entries
+            .iter()
+            .map(|e| wire::PayloadEntry {
+                key: e.key.clone(),
+                value: if e.text {
+                    wire::PayloadValue::Text(e.value.clone().into())
+                } else {
+                    wire::PayloadValue::Binary(e.value.clone().into())
+                },
+            })
+            .collect();
+        (stored, postcard::to_allocvec(&sent).unwrap())
+    }
+
+    #[test]
+    fn stored_entries_are_sent_as_the_wire_encodes_them() {
+        let long_key = "k".repeat(130);
+        let many: Vec<Entry> = (0..200)
+            .map(|i| entry(&format!("{long_key}{i}"), i % 3 == 0, &vec![i as u8; 300]))
+            .collect();
+        let cases = [
+            vec![],
+            vec![
+                entry("user", true, b"alice"),
+                entry("blob", false, &[0, 1, 255]),
+            ],
+            vec![entry("empty", true, b""), entry("none", false, b"")],
+            many,
+        ];
+        for entries in cases {
+            let (rewritten, derived) = both_ways(&entries);
+            assert_eq!(rewritten, derived, "{} entries", entries.len());
+        }
+    }
+
+    #[test]
+    fn unreadable_stored_entries_are_refused() {
+        let entries = [entry("user", true, b"alice"), entry("blob", false, &[7; 3])];
+        let stored = postcard::to_allocvec(&entries[..]).unwrap();
+        let refused = |mut bytes: Vec<u8>| {
+            matches!(
+                stored_entries_to_wire(&mut bytes),
+                Err(LockboxError::Internal(m)) if m == "stored payload is unreadable"
+            )
+        };
+        for cut in 0..stored.len() {
+            assert!(refused(stored[..cut].to_vec()), "cut at {cut}");
+        }
+        let mut trailing = stored.clone();
+        trailing.push(0);
+        assert!(refused(trailing));
+        let mut not_a_bool = stored.clone();
+        // count, key length, "user", then the text flag.
+        not_a_bool[1 + 1 + 4] = 2;
+        assert!(refused(not_a_bool));
+        assert!(!refused(stored));
     }
 }

@@ -6,6 +6,7 @@
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use zeroize::Zeroize;
 
 /// Bytes taken by the length prefix.
 pub const LENGTH_PREFIX: usize = 4;
@@ -58,23 +59,78 @@ pub fn encode<T: Serialize + ?Sized>(
     out: &mut Vec<u8>,
     max: u32,
 ) -> Result<(), FrameError> {
-    let start = out.len();
-    out.extend_from_slice(&[0; LENGTH_PREFIX]);
-    if let Err(e) = postcard::serialize_with_flavor(message, AppendTo(out)) {
-        out.truncate(start);
-        return Err(FrameError::Malformed(e.to_string()));
+    let mut frame = FrameWriter::begin(out);
+    frame.append(message)?;
+    frame.finish(max)
+}
+
+/// A frame being appended to a buffer, its body written in parts: [`append`](Self::append)
+/// encodes a value, [`body`](Self::body) takes raw bytes. Postcard puts nothing between or
+/// after a message's fields, so a body made of a message's leading fields followed by the
+/// encoding of the rest, written by other means, decodes as the whole message.
+///
+/// [`finish`](Self::finish) writes the length prefix. A frame dropped unfinished is taken
+/// back out of the buffer, its bytes wiped first (a body may hold plaintext).
+#[derive(Debug)]
+pub struct FrameWriter<'a> {
+    out: &'a mut Vec<u8>,
+    /// Where the frame's length prefix starts.
+    start: usize,
+    /// Whether the prefix is written and the frame stays.
+    finished: bool,
+}
+
+impl<'a> FrameWriter<'a> {
+    /// Starts a frame at the end of `out`.
+    pub fn begin(out: &'a mut Vec<u8>) -> Self {
+        let start = out.len();
+        out.extend_from_slice(&[0; LENGTH_PREFIX]);
+        Self {
+            out,
+            start,
+            finished: false,
+        }
     }
-    let len = out.len() - start - LENGTH_PREFIX;
-    if len > max as usize {
-        out.truncate(start);
-        return Err(FrameError::TooLarge {
-            len: len as u64,
-            max,
-        });
+
+    /// Appends `value`'s encoding to the body.
+    pub fn append<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), FrameError> {
+        postcard::serialize_with_flavor(value, AppendTo(self.out))
+            .map_err(|e| FrameError::Malformed(e.to_string()))
     }
-    // `len <= max`, a u32, so the conversion cannot truncate.
-    out[start..start + LENGTH_PREFIX].copy_from_slice(&(len as u32).to_be_bytes());
-    Ok(())
+
+    /// The buffer, for appending body bytes directly. Bytes before the body must be left
+    /// as they are.
+    pub fn body(&mut self) -> &mut Vec<u8> {
+        self.out
+    }
+
+    /// Writes the length prefix, or takes the frame back out if its body is larger than
+    /// `max`.
+    pub fn finish(mut self, max: u32) -> Result<(), FrameError> {
+        let len = self.out.len() - self.start - LENGTH_PREFIX;
+        if len > max as usize {
+            return Err(FrameError::TooLarge {
+                len: len as u64,
+                max,
+            });
+        }
+        // `len <= max`, a u32, so the conversion cannot truncate.
+        let prefix = self.start..self.start + LENGTH_PREFIX;
+        self.out[prefix].copy_from_slice(&(len as u32).to_be_bytes());
+        self.finished = true;
+        Ok(())
+    }
+}
+
+impl Drop for FrameWriter<'_> {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let start = self.start.min(self.out.len());
+        self.out[start..].zeroize();
+        self.out.truncate(start);
+    }
 }
 
 /// Finds the first complete frame at the start of `buf`.
@@ -160,6 +216,33 @@ mod tests {
         let big = vec![0u8; 100];
         let err = encode(&big, &mut buf, 50).unwrap_err();
         assert!(matches!(err, FrameError::TooLarge { max: 50, .. }));
+        assert_eq!(buf, vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn a_body_written_in_parts_decodes_as_the_whole_message() {
+        let mut buf = vec![9];
+        let mut frame = FrameWriter::begin(&mut buf);
+        frame.append(&7u64).unwrap();
+        let rest = postcard::to_allocvec("hello").unwrap();
+        frame.body().extend_from_slice(&rest);
+        frame.finish(DEFAULT_MAX_FRAME).unwrap();
+        let mut whole = vec![9];
+        encode(&(7u64, "hello"), &mut whole, DEFAULT_MAX_FRAME).unwrap();
+        assert_eq!(buf, whole);
+    }
+
+    #[test]
+    fn an_unfinished_or_oversized_frame_is_taken_back() {
+        let mut buf = vec![1, 2, 3];
+        let mut frame = FrameWriter::begin(&mut buf);
+        frame.body().extend_from_slice(b"secret");
+        drop(frame);
+        assert_eq!(buf, vec![1, 2, 3]);
+        let mut frame = FrameWriter::begin(&mut buf);
+        frame.body().extend_from_slice(&[7; 51]);
+        let err = frame.finish(50).unwrap_err();
+        assert_eq!(err, FrameError::TooLarge { len: 51, max: 50 });
         assert_eq!(buf, vec![1, 2, 3]);
     }
 

@@ -120,45 +120,6 @@ pub struct PayloadEntry {
     pub value: PayloadValue,
 }
 
-/// [`PayloadEntry`] over borrowed parts, for [`PayloadRef`].
-#[derive(Clone, Copy)]
-pub struct PayloadEntryRef<'a> {
-    /// Key.
-    pub key: &'a str,
-    /// Whether the value is [`PayloadValue::Text`] (else [`PayloadValue::Binary`]).
-    pub text: bool,
-    /// Value bytes.
-    pub value: &'a [u8],
-}
-
-impl std::fmt::Debug for PayloadEntryRef<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PayloadEntryRef")
-            .field("key", &self.key)
-            .field("value", &format_args!("[REDACTED; {}]", self.value.len()))
-            .finish()
-    }
-}
-
-impl Serialize for PayloadEntryRef<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
-        /// The value as [`PayloadValue`] encodes it: variant, then the bytes.
-        struct Value<'a>(bool, &'a [u8]);
-        impl Serialize for Value<'_> {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                let (index, name) = if self.0 { (0, "Text") } else { (1, "Binary") };
-                let bytes = crate::bytes::Borrowed(self.1);
-                s.serialize_newtype_variant("PayloadValue", index, name, &bytes)
-            }
-        }
-        let mut entry = serializer.serialize_struct("PayloadEntry", 2)?;
-        entry.serialize_field("key", self.key)?;
-        entry.serialize_field("value", &Value(self.text, self.value))?;
-        entry.end()
-    }
-}
-
 /// A change to a payload over the base version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PayloadEntryChange {
@@ -635,50 +596,34 @@ impl<'a> GetPayloadRef<'a> {
     }
 }
 
-/// [`LockboxResponse::Payload`] over borrowed parts: it encodes to the same bytes, so the
-/// daemon answers a read straight from the decrypted payload, with no owned copy of each
-/// entry in between.
-#[derive(Debug, Clone)]
-pub struct PayloadRef<'a, E> {
+/// The start of a [`LockboxResponse::Payload`] answer: the ids, up to the entries. The
+/// answer's encoding is this one followed by the entries' (as a `Vec<PayloadEntry>` encodes),
+/// so the daemon writes them straight from the decrypted payload, with no copy of each entry
+/// in between (see [`crate::frame::FrameWriter`]). For postcard frames only: other formats
+/// would see an answer without entries.
+#[derive(Debug, Clone, Copy)]
+pub struct PayloadHead<'a> {
     /// Secret.
     pub secret_id: &'a str,
     /// Version.
     pub version_id: &'a str,
-    /// Entries: cloned once to be walked when encoding.
-    pub entries: E,
 }
 
 /// The position of `Payload` in [`LockboxResponse`]; a test checks it against the derived
 /// form.
 const PAYLOAD_VARIANT: u32 = 5;
 
-impl<'a, E> Serialize for PayloadRef<'_, E>
-where
-    E: Clone + IntoIterator<Item = PayloadEntryRef<'a>>,
-    E::IntoIter: ExactSizeIterator,
-{
+impl Serialize for PayloadHead<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStructVariant;
-        /// The entries as a sequence of known length, as a `Vec` encodes.
-        struct Entries<E>(E);
-        impl<'a, E> Serialize for Entries<E>
-        where
-            E: Clone + IntoIterator<Item = PayloadEntryRef<'a>>,
-            E::IntoIter: ExactSizeIterator,
-        {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.collect_seq(self.0.clone())
-            }
-        }
         let mut v = serializer.serialize_struct_variant(
             "LockboxResponse",
             PAYLOAD_VARIANT,
             "Payload",
-            3,
+            2,
         )?;
         v.serialize_field("secret_id", self.secret_id)?;
         v.serialize_field("version_id", self.version_id)?;
-        v.serialize_field("entries", &Entries(self.entries.clone()))?;
         v.end()
     }
 }
@@ -868,60 +813,35 @@ mod tests {
     }
 
     #[test]
-    fn payload_ref_encodes_like_payload() {
-        let borrowed = [
-            PayloadEntryRef {
-                key: "user",
-                text: true,
-                value: b"alice",
+    fn payload_head_then_entries_encodes_like_payload() {
+        let entries = vec![
+            PayloadEntry {
+                key: "user".into(),
+                value: PayloadValue::Text(b"alice".to_vec().into()),
             },
-            PayloadEntryRef {
-                key: "blob",
-                text: false,
-                value: &[0, 1, 255],
+            PayloadEntry {
+                key: "blob".into(),
+                value: PayloadValue::Binary(vec![0, 1, 255].into()),
             },
         ];
+        let (secret_id, version_id) = ("e6q00000000000000000", "e6q0000000000000000v");
         let owned = Response {
             id: 9,
             result: Ok(LockboxResponse::Payload {
-                secret_id: "e6q00000000000000000".into(),
-                version_id: "e6q0000000000000000v".into(),
-                entries: vec![
-                    PayloadEntry {
-                        key: "user".into(),
-                        value: PayloadValue::Text(b"alice".to_vec().into()),
-                    },
-                    PayloadEntry {
-                        key: "blob".into(),
-                        value: PayloadValue::Binary(vec![0, 1, 255].into()),
-                    },
-                ],
+                secret_id: secret_id.into(),
+                version_id: version_id.into(),
+                entries: entries.clone(),
             }),
         };
-        let by_ref: Response<PayloadRef<'_, _>> = Response {
+        let head: Response<PayloadHead<'_>> = Response {
             id: 9,
-            result: Ok(PayloadRef {
-                secret_id: "e6q00000000000000000",
-                version_id: "e6q0000000000000000v",
-                entries: borrowed.iter().copied(),
+            result: Ok(PayloadHead {
+                secret_id,
+                version_id,
             }),
         };
-        assert_eq!(
-            postcard::to_allocvec(&by_ref).unwrap(),
-            postcard::to_allocvec(&owned).unwrap()
-        );
-    }
-
-    #[test]
-    fn payload_entry_ref_debug_hides_the_value() {
-        let e = PayloadEntryRef {
-            key: "user",
-            text: true,
-            value: b"alice",
-        };
-        assert_eq!(
-            format!("{e:?}"),
-            "PayloadEntryRef { key: \"user\", value: [REDACTED; 5] }"
-        );
+        let mut in_parts = postcard::to_allocvec(&head).unwrap();
+        in_parts.extend(postcard::to_allocvec(&entries).unwrap());
+        assert_eq!(in_parts, postcard::to_allocvec(&owned).unwrap());
     }
 }

@@ -9,7 +9,7 @@
 use crate::connection::{FrameReader, ReadError};
 use crate::peer::PeerCred;
 use crate::stream::Stream;
-use lockbox_proto::frame::{self, FrameError};
+use lockbox_proto::frame::{self, FrameError, FrameWriter};
 use lockbox_proto::hello::{self, Hello, HelloPrefix, HelloReply, ServerInfo, Service};
 use lockbox_proto::{Error, ErrorCode, Request, Response};
 use serde::Serialize;
@@ -88,17 +88,53 @@ pub fn decode_request<B: DeserializeOwned>(body: &[u8]) -> Result<Request<B>, (u
 pub fn respond<B: Serialize>(out: &mut Vec<u8>, id: u64, result: Result<B, Error>, max: u32) {
     let response = Response { id, result };
     if let Err(e) = frame::encode(&response, out, max) {
-        let fallback: Response<()> = Response {
-            id,
-            result: Err(Error::new(
-                ErrorCode::ResourceExhausted,
-                format!("response could not be sent: {e}"),
-            )),
-        };
-        // A short error always fits in a frame and always encodes.
-        if let Err(e) = frame::encode(&fallback, out, max) {
-            tracing::error!(error = %e, "could not encode an error response");
+        respond_too_large(out, id, &e, max);
+    }
+}
+
+/// Appends the response frame for request `id` whose answer is `head` followed by what
+/// `tail` appends to the buffer: the encoding of the answer's remaining fields (see
+/// [`FrameWriter`]). If `tail` fails, nothing is appended and its error is returned, to be
+/// answered instead. A response too large for a frame is replaced by a `ResourceExhausted`
+/// error.
+pub fn respond_with<H: Serialize, E>(
+    out: &mut Vec<u8>,
+    id: u64,
+    head: &H,
+    max: u32,
+    tail: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+) -> Result<(), E> {
+    let response: Response<&H> = Response {
+        id,
+        result: Ok(head),
+    };
+    let written = {
+        let mut frame = FrameWriter::begin(out);
+        match frame.append(&response) {
+            Ok(()) => {
+                tail(frame.body())?;
+                frame.finish(max)
+            }
+            Err(e) => Err(e),
         }
+    };
+    if let Err(e) = written {
+        respond_too_large(out, id, &e, max);
+    }
+    Ok(())
+}
+
+fn respond_too_large(out: &mut Vec<u8>, id: u64, e: &FrameError, max: u32) {
+    let fallback: Response<()> = Response {
+        id,
+        result: Err(Error::new(
+            ErrorCode::ResourceExhausted,
+            format!("response could not be sent: {e}"),
+        )),
+    };
+    // A short error always fits in a frame and always encodes.
+    if let Err(e) = frame::encode(&fallback, out, max) {
+        tracing::error!(error = %e, "could not encode an error response");
     }
 }
 

@@ -40,7 +40,7 @@ pub(super) struct HotVersion {
     pub(super) record: VersionRecord,
     /// The cipher of the unwrapped data key, once a read has unwrapped it (keyring-wrapped
     /// versions only).
-    pub(super) dek: OnceLock<Aes256Gcm>,
+    pub(super) dek: OnceLock<Arc<Aes256Gcm>>,
 }
 
 impl std::fmt::Debug for HotVersion {
@@ -195,7 +195,7 @@ impl ReadCache {
             }
             let version = Arc::new(HotVersion {
                 record,
-                dek: dek.map(OnceLock::from).unwrap_or_default(),
+                dek: dek.map(|d| OnceLock::from(Arc::new(d))).unwrap_or_default(),
             });
             let id = &version.record.meta.id;
             keep(&mut shard.versions, self.per_shard, id, &version);

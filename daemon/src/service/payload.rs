@@ -3,20 +3,29 @@
 use super::hot::{HotSecret, HotVersion};
 use super::{Caller, Lockbox};
 use crate::access::Permission;
-use crate::envelope::OpenedEntries;
 use crate::error::LockboxError;
-use crate::model::{EntryRef, SecretStatus};
-use crate::validate;
+use crate::model::SecretStatus;
+use crate::{envelope, validate, wire};
+use aes_gcm::Aes256Gcm;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
-/// A payload as read: the cached secret and version it came from, and the decrypted
-/// entries (zeroized on drop).
-#[derive(Debug)]
+/// A payload ready to be read: the cached secret and version it comes from, and the cipher
+/// of the version's data key. The caller was allowed to read it and the version was
+/// readable when it was made; it is decrypted where the answer is written.
 pub struct PayloadRead {
     secret: Arc<HotSecret>,
     version: Arc<HotVersion>,
-    opened: OpenedEntries,
+    data_key: Arc<Aes256Gcm>,
+}
+
+impl std::fmt::Debug for PayloadRead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PayloadRead")
+            .field("secret_id", &self.secret_id())
+            .field("version_id", &self.version_id())
+            .finish_non_exhaustive()
+    }
 }
 
 impl PayloadRead {
@@ -30,9 +39,25 @@ impl PayloadRead {
         &self.version.record.meta.id
     }
 
-    /// The entries, borrowed from the decrypted payload.
-    pub fn entries(&self) -> Result<Vec<EntryRef<'_>>, LockboxError> {
-        self.opened.entries()
+    /// Decrypts the entries, appending them to `out` as the wire encodes a
+    /// `Vec<PayloadEntry>`, with no other copy of the plaintext made. On failure the bytes
+    /// appended are left in `out` for the caller to take back (see
+    /// `lockbox_proto::frame::FrameWriter`).
+    pub fn write_entries(&self, out: &mut Vec<u8>) -> Result<(), LockboxError> {
+        let secret = &self.secret.record;
+        let sealed = self.version.record.sealed.as_ref().ok_or_else(|| {
+            LockboxError::Internal(format!("version {} has no payload", self.version_id()))
+        })?;
+        let start = out.len();
+        envelope::open_entries_into(
+            &self.data_key,
+            &secret.id,
+            self.version_id(),
+            Lockbox::wrapping_key_id(secret),
+            &sealed.ciphertext,
+            out,
+        )?;
+        wire::stored_entries_to_wire(&mut out[start..])
     }
 }
 
@@ -189,20 +214,18 @@ impl Lockbox {
         self.hot_version(record, version_id)
     }
 
-    /// Decrypts a version found by [`readable_version`](Self::readable_version).
+    /// Unlocks a version found by [`readable_version`](Self::readable_version) for reading.
     async fn open_payload(
         &self,
         caller: &Caller,
         secret: Arc<HotSecret>,
         version: Arc<HotVersion>,
     ) -> Result<PayloadRead, LockboxError> {
-        let opened = self
-            .open(caller, &secret.record, &version.record, Some(&version.dek))
-            .await?;
+        let data_key = self.data_key(caller, &secret.record, &version).await?;
         Ok(PayloadRead {
             secret,
             version,
-            opened,
+            data_key,
         })
     }
 }

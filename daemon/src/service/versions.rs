@@ -1,7 +1,7 @@
 //! Versions: adding one (changes over a base version, sealed under a fresh data key), making
 //! one current, scheduling and cancelling destruction, and destroying due versions.
 
-use super::hot::HotSecret;
+use super::hot::{HotSecret, HotVersion};
 use super::{Caller, Done, Lockbox};
 use crate::access::Permission;
 use crate::envelope::{self, Dek, KEYRING_KEY_ID, OpenedEntries};
@@ -16,7 +16,7 @@ use crate::store::records::Listed;
 use crate::validate;
 use aes_gcm::Aes256Gcm;
 use std::collections::BTreeSet;
-use std::sync::OnceLock;
+use std::sync::Arc;
 
 /// One change to a payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,7 +99,7 @@ pub(super) fn apply_changes(
 
 impl Lockbox {
     /// The id of the key that wraps a secret's data keys, bound into payload ciphertexts.
-    fn wrapping_key_id(secret: &SecretRecord) -> &str {
+    pub(super) fn wrapping_key_id(secret: &SecretRecord) -> &str {
         secret.kms_key_id.as_deref().unwrap_or(KEYRING_KEY_ID)
     }
 
@@ -144,39 +144,23 @@ impl Lockbox {
         Ok((SealedPayload { dek, ciphertext }, cipher))
     }
 
-    /// Decrypts a version's entries. `dek_cache` keeps the unwrapped data key of a
-    /// keyring-wrapped version for the next read; a KMS-wrapped key is never kept, so every
-    /// read of such a version is authorized by `lockbox-kms`.
-    pub(super) async fn open(
+    /// The cipher of a readable version's data key. The keyring's unwrap is kept in the
+    /// cached version for the next read; a KMS-wrapped key is never kept, so every read of
+    /// such a version is authorized by `lockbox-kms`.
+    pub(super) async fn data_key(
         &self,
         caller: &Caller,
         secret: &SecretRecord,
-        version: &VersionRecord,
-        dek_cache: Option<&OnceLock<Aes256Gcm>>,
-    ) -> Result<OpenedEntries, LockboxError> {
-        let id = &version.meta.id;
-        let sealed = match &version.sealed {
-            Some(s) if !self.is_destroyed(&version.meta) => s,
-            _ => {
-                return Err(LockboxError::FailedPrecondition(format!(
-                    "version {id} of secret {} is destroyed",
-                    secret.id
-                )));
-            }
-        };
-        let unwrapped;
-        let dek = match (&sealed.dek, &secret.kms_key_id) {
-            (WrappedDek::Keyring(w), None) => match dek_cache {
-                Some(cache) => match cache.get() {
-                    Some(cipher) => cipher,
-                    None => {
-                        let cipher = self.keyring()?.unwrap(w, &secret.id, id)?.cipher();
-                        cache.get_or_init(|| cipher)
-                    }
-                },
+        version: &HotVersion,
+    ) -> Result<Arc<Aes256Gcm>, LockboxError> {
+        let id = &version.record.meta.id;
+        let sealed = self.sealed(secret, &version.record)?;
+        match (&sealed.dek, &secret.kms_key_id) {
+            (WrappedDek::Keyring(w), None) => match version.dek.get() {
+                Some(cipher) => Ok(cipher.clone()),
                 None => {
-                    unwrapped = self.keyring()?.unwrap(w, &secret.id, id)?.cipher();
-                    &unwrapped
+                    let cipher = self.keyring()?.unwrap(w, &secret.id, id)?.cipher();
+                    Ok(version.dek.get_or_init(|| Arc::new(cipher)).clone())
                 }
             },
             (WrappedDek::Kms(w), Some(key_id)) => {
@@ -189,21 +173,43 @@ impl Lockbox {
                         w,
                     )
                     .await?;
-                unwrapped = Dek::from_bytes(&plain)?.cipher();
-                &unwrapped
+                Ok(Arc::new(Dek::from_bytes(&plain)?.cipher()))
             }
-            _ => {
-                return Err(LockboxError::Internal(format!(
-                    "version {id} is wrapped by a different kind of key than its secret"
-                )));
-            }
-        };
+            _ => Err(LockboxError::Internal(format!(
+                "version {id} is wrapped by a different kind of key than its secret"
+            ))),
+        }
+    }
+
+    /// A version's sealed payload, if the version can still be read.
+    pub(super) fn sealed<'v>(
+        &self,
+        secret: &SecretRecord,
+        version: &'v VersionRecord,
+    ) -> Result<&'v SealedPayload, LockboxError> {
+        match &version.sealed {
+            Some(s) if !self.is_destroyed(&version.meta) => Ok(s),
+            _ => Err(LockboxError::FailedPrecondition(format!(
+                "version {} of secret {} is destroyed",
+                version.meta.id, secret.id
+            ))),
+        }
+    }
+
+    /// Decrypts a readable version's entries.
+    async fn open(
+        &self,
+        caller: &Caller,
+        secret: &SecretRecord,
+        version: &HotVersion,
+    ) -> Result<OpenedEntries, LockboxError> {
+        let cipher = self.data_key(caller, secret, version).await?;
         envelope::open_entries_with(
-            dek,
+            &cipher,
             &secret.id,
-            id,
+            &version.record.meta.id,
             Self::wrapping_key_id(secret),
-            &sealed.ciphertext,
+            &self.sealed(secret, &version.record)?.ciphertext,
         )
     }
 
@@ -350,9 +356,7 @@ impl Lockbox {
         let base_entries = match base_id {
             Some(id) => {
                 let base = self.hot_version(secret, id)?;
-                self.open(caller, secret, &base.record, Some(&base.dek))
-                    .await?
-                    .to_entries()?
+                self.open(caller, secret, &base).await?.to_entries()?
             }
             None => Vec::new(),
         };
