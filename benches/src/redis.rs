@@ -28,14 +28,33 @@ pub(crate) enum Reply {
 
 type Waiters = Arc<Mutex<VecDeque<oneshot::Sender<Result<Reply>>>>>;
 
+/// A command as RESP frames it: an array of bulk strings, in one buffer sized up front.
 fn encode(args: &[&[u8]]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    let mut out = Vec::with_capacity(16 + args.iter().map(|a| a.len() + 16).sum::<usize>());
+    header(&mut out, b'*', args.len());
     for a in args {
-        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        header(&mut out, b'$', a.len());
         out.extend_from_slice(a);
         out.extend_from_slice(b"\r\n");
     }
     out
+}
+
+/// `kind`, `n` in decimal, CRLF.
+fn header(out: &mut Vec<u8>, kind: u8, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.push(kind);
+    out.extend_from_slice(&digits[at..]);
+    out.extend_from_slice(b"\r\n");
 }
 
 async fn read_reply<R: AsyncBufReadExt + Unpin>(r: &mut R, line: &mut String) -> Result<Reply> {
@@ -121,5 +140,24 @@ impl Redis {
             .map_err(|_| anyhow::anyhow!("redis connection closed"))?;
         rx.await
             .map_err(|_| anyhow::anyhow!("redis connection closed"))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_are_framed_as_resp_arrays() {
+        assert_eq!(
+            encode(&[b"GET", b"k"]),
+            b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n".to_vec()
+        );
+        let value = vec![b'v'; 1234];
+        let framed = encode(&[b"SET", b"key", &value]);
+        let head = b"*3\r\n$3\r\nSET\r\n$3\r\nkey\r\n$1234\r\n";
+        assert_eq!(&framed[..head.len()], head);
+        assert_eq!(&framed[head.len()..], [&value[..], b"\r\n"].concat());
+        assert_eq!(encode(&[b""]), b"*1\r\n$0\r\n\r\n".to_vec());
     }
 }
