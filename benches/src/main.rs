@@ -453,8 +453,8 @@ async fn echo_load(load: &Load) -> Result<Report> {
     for _ in 0..load.connections {
         clients.push(Channel::connect(&load.socket, Service::Lockbox, "lockbox-bench").await?);
     }
-    run("echo", load, clients, |c: Channel| async move {
-        c.call::<(), ()>(None, &()).await.is_ok()
+    run("echo", load, clients, |c: Channel<()>| async move {
+        c.call(None, &()).await.is_ok()
     })
     .await
 }

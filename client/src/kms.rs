@@ -14,7 +14,7 @@ use std::path::Path;
 #[derive(Debug, Clone)]
 pub struct KmsClient {
     /// The pipelined connection.
-    channel: Channel,
+    channel: Channel<KmsResponse>,
     /// Subject to act for, when this client is a trusted relay.
     on_behalf_of: Option<Principal>,
 }

@@ -29,7 +29,7 @@ pub struct Payload {
 #[derive(Debug, Clone)]
 pub struct LockboxClient {
     /// The pipelined connection.
-    channel: Channel,
+    channel: Channel<LockboxResponse>,
 }
 
 impl LockboxClient {

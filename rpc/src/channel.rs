@@ -2,7 +2,9 @@
 //!
 //! [`Channel::call`] encodes a request, hands it to a writer task that batches whatever is
 //! queued into one write, and waits for the reader task to route the matching response back.
-//! When the connection fails every waiting call gets [`CallError::Disconnected`].
+//! The reader decodes each response where it lies in its read buffer, so no copy of the frame
+//! (which may hold plaintext) is made on the way. When the connection fails every waiting
+//! call gets [`CallError::Disconnected`].
 
 use crate::connection::FrameReader;
 use crate::stream::{ReadHalf, Stream, WriteHalf};
@@ -53,25 +55,42 @@ struct RequestRef<'a, B> {
 }
 
 /// Calls waiting for their response, by request id.
-type PendingMap = HashMap<u64, oneshot::Sender<Vec<u8>>, IdHashing>;
-type Pending = Mutex<PendingMap>;
+type PendingMap<Resp> = HashMap<u64, oneshot::Sender<Result<Resp, CallError>>, IdHashing>;
+type Pending<Resp> = Mutex<PendingMap<Resp>>;
 
-/// A pipelined connection to a lockbox server. Cheap to clone; clones share the connection.
-#[derive(Debug, Clone)]
-pub struct Channel {
+/// A pipelined connection to a lockbox server whose responses are `Resp`. Cheap to clone;
+/// clones share the connection.
+pub struct Channel<Resp> {
     /// State shared with the reader and writer tasks.
-    inner: Arc<Inner>,
+    inner: Arc<Inner<Resp>>,
+}
+
+impl<Resp> Clone for Channel<Resp> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<Resp> std::fmt::Debug for Channel<Resp> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Channel")
+            .field("service", &self.inner.service)
+            .field("info", &self.inner.info)
+            .field("closed", &self.inner.closed)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Bytes set aside for a request's frame before encoding it.
 const REQUEST_CAPACITY: usize = 256;
 
-#[derive(Debug)]
-struct Inner {
+struct Inner<Resp> {
     /// Encoded request frames for the writer task.
     outgoing: mpsc::UnboundedSender<Vec<u8>>,
-    /// Calls waiting for their response, by request id. `None` once the connection is gone.
-    pending: Pending,
+    /// Calls waiting for their response, by request id.
+    pending: Pending<Resp>,
     /// Next request id; starts at 1 because id 0 answers unreadable frames.
     next_id: AtomicU64,
     /// What the server said about itself.
@@ -82,7 +101,7 @@ struct Inner {
     closed: std::sync::atomic::AtomicBool,
 }
 
-impl Channel {
+impl<Resp: DeserializeOwned + Send + 'static> Channel<Resp> {
     /// Connects to the socket at `path`, expecting `service` there.
     pub async fn connect(path: &Path, service: Service, client: &str) -> Result<Self, CallError> {
         let name = service.process_name();
@@ -140,7 +159,7 @@ impl Channel {
     }
 
     /// Sends `body` and waits for its response.
-    pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
+    pub async fn call<Req: Serialize>(
         &self,
         on_behalf_of: Option<&Principal>,
         body: &Req,
@@ -176,12 +195,8 @@ impl Channel {
             lock(&inner.pending).remove(&id);
             return Err(CallError::Disconnected(inner.service));
         }
-        let body = rx
-            .await
-            .map_err(|_| CallError::Disconnected(inner.service))?;
-        let response: Response<Resp> =
-            frame::decode(&body).map_err(|e| CallError::Protocol(e.to_string()))?;
-        response.result.map_err(CallError::Server)
+        rx.await
+            .unwrap_or(Err(CallError::Disconnected(inner.service)))
     }
 
     /// Whether the connection has failed or been closed.
@@ -190,13 +205,13 @@ impl Channel {
     }
 }
 
-fn lock(pending: &Pending) -> MutexGuard<'_, PendingMap> {
+fn lock<Resp>(pending: &Pending<Resp>) -> MutexGuard<'_, PendingMap<Resp>> {
     // A panic while holding this lock cannot leave the map inconsistent (single inserts and
     // removes), so a poisoned lock is still usable.
     pending.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-impl Inner {
+impl<Resp> Inner<Resp> {
     /// Marks the connection closed and fails every waiting call.
     fn close(&self) {
         let mut pending = lock(&self.pending);
@@ -206,10 +221,10 @@ impl Inner {
     }
 }
 
-async fn write_loop(
+async fn write_loop<Resp>(
     mut write: WriteHalf,
     mut queue: mpsc::UnboundedReceiver<Vec<u8>>,
-    inner: Arc<Inner>,
+    inner: Arc<Inner<Resp>>,
 ) {
     let mut batch = Vec::with_capacity(64 * 1024);
     while let Some(first) = queue.recv().await {
@@ -234,15 +249,23 @@ async fn write_loop(
     inner.close();
 }
 
-async fn read_loop(mut reader: FrameReader<ReadHalf>, inner: Arc<Inner>) {
+async fn read_loop<Resp: DeserializeOwned>(
+    mut reader: FrameReader<ReadHalf>,
+    inner: Arc<Inner<Resp>>,
+) {
     while let Ok(Some(body)) = reader.next().await {
         let Ok((id, _)) = postcard::take_from_bytes::<u64>(body) else {
             break;
         };
-        if let Some(tx) = lock(&inner.pending).remove(&id) {
-            // The caller may have given up waiting; that is fine.
-            let _ = tx.send(body.to_vec());
-        }
+        let Some(tx) = lock(&inner.pending).remove(&id) else {
+            continue;
+        };
+        let answer = match frame::decode::<Response<Resp>>(body) {
+            Ok(response) => response.result.map_err(CallError::Server),
+            Err(e) => Err(CallError::Protocol(e.to_string())),
+        };
+        // The caller may have given up waiting; that is fine.
+        let _ = tx.send(answer);
     }
     inner.close();
 }
@@ -251,6 +274,58 @@ async fn read_loop(mut reader: FrameReader<ReadHalf>, inner: Arc<Inner>) {
 mod tests {
     use super::*;
     use lockbox_proto::Request;
+    use lockbox_proto::hello::PROTOCOL_VERSION;
+    use tokio::net::UnixListener;
+
+    /// A server that accepts one connection, greets it, answers request 1 with a body the
+    /// client cannot decode as a `String` and request 2 with a `String`, then hangs up.
+    async fn scripted_server(listener: UnixListener) {
+        let (stream, _) = listener.accept().await.unwrap();
+        let (read, mut write) = Stream::new(stream).unwrap().into_split();
+        let mut reader = FrameReader::new(read, frame::DEFAULT_MAX_FRAME);
+        reader.next().await.unwrap().unwrap();
+        let reply: HelloReply = Ok(ServerInfo {
+            version: PROTOCOL_VERSION,
+            service: Service::Lockbox,
+            max_frame: frame::DEFAULT_MAX_FRAME,
+            subject: "user:test".into(),
+        });
+        let mut out = Vec::new();
+        frame::encode(&reply, &mut out, frame::DEFAULT_MAX_FRAME).unwrap();
+        write.write_all(&out).await.unwrap();
+        for _ in 0..2 {
+            let body = reader.next().await.unwrap().unwrap();
+            let request: Request<u32> = frame::decode(body).unwrap();
+            out.clear();
+            if request.id == 1 {
+                // Ok, then a string whose announced length runs past the frame.
+                frame::encode(&(1u64, 0u8, 200u8), &mut out, frame::DEFAULT_MAX_FRAME).unwrap();
+            } else {
+                let answer = Response {
+                    id: request.id,
+                    result: Ok::<_, Error>(format!("answer to {}", request.body)),
+                };
+                frame::encode(&answer, &mut out, frame::DEFAULT_MAX_FRAME).unwrap();
+            }
+            write.write_all(&out).await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn responses_are_decoded_for_their_call_and_a_bad_one_fails_only_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let server = tokio::spawn(scripted_server(UnixListener::bind(&path).unwrap()));
+        let channel: Channel<String> = Channel::connect(&path, Service::Lockbox, "test")
+            .await
+            .unwrap();
+        let bad = channel.call(None, &1u32).await;
+        assert!(matches!(bad, Err(CallError::Protocol(_))), "{bad:?}");
+        assert_eq!(channel.call(None, &2u32).await.unwrap(), "answer to 2");
+        server.await.unwrap();
+        let gone = channel.call(None, &3u32).await;
+        assert!(matches!(gone, Err(CallError::Disconnected(_))), "{gone:?}");
+    }
 
     #[test]
     fn request_ref_encodes_like_request() {
