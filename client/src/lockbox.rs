@@ -89,7 +89,7 @@ impl LockboxClient {
                 description: description.into(),
             })
             .await?;
-        expect!(r, LockboxResponse::ServiceAccount(a) => a)
+        expect!(r, LockboxResponse::ServiceAccount(a) => *a)
     }
 
     /// Gets a service account.
@@ -99,7 +99,7 @@ impl LockboxClient {
                 service_account_id: id.into(),
             })
             .await?;
-        expect!(r, LockboxResponse::ServiceAccount(a) => a)
+        expect!(r, LockboxResponse::ServiceAccount(a) => *a)
     }
 
     /// Lists a folder's service accounts.
@@ -187,7 +187,7 @@ impl LockboxClient {
     }
 
     async fn operation(&self, request: LockboxRequest) -> Result<Operation, CallError> {
-        expect!(self.call(&request).await?, LockboxResponse::Operation(op) => op)
+        expect!(self.call(&request).await?, LockboxResponse::Operation(op) => *op)
     }
 
     /// Creates a secret.
@@ -382,7 +382,7 @@ impl LockboxClient {
                 cloud_id: cloud_id.into(),
             })
             .await?;
-        expect!(r, LockboxResponse::Cloud(c) => c)
+        expect!(r, LockboxResponse::Cloud(c) => *c)
     }
 
     /// Lists clouds.
@@ -421,7 +421,7 @@ impl LockboxClient {
                 folder_id: folder_id.into(),
             })
             .await?;
-        expect!(r, LockboxResponse::Folder(f) => f)
+        expect!(r, LockboxResponse::Folder(f) => *f)
     }
 
     /// Lists a cloud's folders (empty: the default cloud).

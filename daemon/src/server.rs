@@ -183,7 +183,7 @@ fn authenticate(
 }
 
 fn operation(done: Done) -> LockboxResponse {
-    LockboxResponse::Operation(wire::operation_to(done.operation))
+    LockboxResponse::Operation(Box::new(wire::operation_to(done.operation)))
 }
 
 async fn dispatch(
@@ -304,7 +304,9 @@ async fn dispatch(
                 .await?;
             operation(done)
         }
-        R::GetCloud { cloud_id } => A::Cloud(wire::cloud_to(lockbox.get_cloud(caller, &cloud_id)?)),
+        R::GetCloud { cloud_id } => A::Cloud(Box::new(wire::cloud_to(
+            lockbox.get_cloud(caller, &cloud_id)?,
+        ))),
         R::ListClouds { page } => {
             let listed = lockbox.list_clouds(caller, page.page_size, &page.page_token)?;
             A::Clouds {
@@ -323,9 +325,9 @@ async fn dispatch(
                 .await?;
             operation(done)
         }
-        R::GetFolder { folder_id } => {
-            A::Folder(wire::folder_to(lockbox.get_folder(caller, &folder_id)?))
-        }
+        R::GetFolder { folder_id } => A::Folder(Box::new(wire::folder_to(
+            lockbox.get_folder(caller, &folder_id)?,
+        ))),
         R::ListFolders { cloud_id, page } => {
             let listed =
                 lockbox.list_folders(caller, &cloud_id, page.page_size, &page.page_token)?;
@@ -378,13 +380,13 @@ async fn dispatch(
             folder_id,
             name,
             description,
-        } => A::ServiceAccount(wire::account_to(
+        } => A::ServiceAccount(Box::new(wire::account_to(
             lockbox
                 .create_service_account(caller, &folder_id, &name, &description)
                 .await?,
-        )),
-        R::GetServiceAccount { service_account_id } => A::ServiceAccount(wire::account_to(
-            lockbox.get_service_account(caller, &service_account_id)?,
+        ))),
+        R::GetServiceAccount { service_account_id } => A::ServiceAccount(Box::new(
+            wire::account_to(lockbox.get_service_account(caller, &service_account_id)?),
         )),
         R::ListServiceAccounts { folder_id, page } => {
             let listed = lockbox.list_service_accounts(
@@ -412,7 +414,7 @@ async fn dispatch(
                 .create_service_account_key(caller, &service_account_id, &description)
                 .await?;
             A::ServiceAccountKeyCreated {
-                key: wire::key_to(&new.record),
+                key: Box::new(wire::key_to(&new.record)),
                 private_key_pem: lockbox_proto::SecretBytes::new(
                     new.private_key_pem.as_bytes().to_vec(),
                 ),
