@@ -204,23 +204,73 @@ fn format_line(out: &mut String, micros: i64, d: &Decision<'_>) {
         micros.rem_euclid(86_400_000_000),
     );
     let (year, month, day) = civil_from_days(days);
-    let secs = rem / 1_000_000;
-    // Writing to a String cannot fail.
-    let _ = writeln!(
-        out,
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z AUDIT lockbox-kms relayed decision: \
-         relay={:?} subject={:?} permission={} {}={:?} allowed={}",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60,
-        rem % 1_000_000,
-        d.relay,
-        d.subject,
-        d.permission,
-        d.resource_kind,
-        d.resource_id,
-        d.allowed,
-    );
+    // Written field by field: a line is formatted on every relayed decrypt, and the
+    // formatting machinery cost more than the rest of the decision.
+    match u64::try_from(year) {
+        Ok(year) if year <= 9999 => digits(out, year, 4),
+        _ => {
+            // Writing to a String cannot fail.
+            let _ = write!(out, "{year:04}");
+        }
+    }
+    out.push('-');
+    digits(out, month.into(), 2);
+    out.push('-');
+    digits(out, day.into(), 2);
+    out.push('T');
+    // `rem` is in 0..86_400_000_000, so these are small and not negative.
+    let secs = (rem / 1_000_000) as u64;
+    digits(out, secs / 3600, 2);
+    out.push(':');
+    digits(out, secs / 60 % 60, 2);
+    out.push(':');
+    digits(out, secs % 60, 2);
+    out.push('.');
+    digits(out, (rem % 1_000_000) as u64, 6);
+    out.push_str("Z AUDIT lockbox-kms relayed decision: relay=");
+    quoted(out, d.relay);
+    out.push_str(" subject=");
+    quoted(out, d.subject);
+    out.push_str(" permission=");
+    out.push_str(d.permission);
+    out.push(' ');
+    out.push_str(d.resource_kind);
+    out.push('=');
+    quoted(out, d.resource_id);
+    out.push_str(if d.allowed {
+        " allowed=true\n"
+    } else {
+        " allowed=false\n"
+    });
+}
+
+/// `n` in decimal, padded with zeros to at least `width` digits.
+fn digits(out: &mut String, mut n: u64, width: usize) {
+    let mut buf = [b'0'; 20];
+    let mut at = buf.len();
+    while n > 0 {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    for &b in &buf[at.min(buf.len() - width.min(buf.len()))..] {
+        out.push(char::from(b));
+    }
+}
+
+/// `s` as `{:?}` writes it: in quotes, with quotes, backslashes and anything unprintable
+/// escaped, so a subject cannot forge a line or a field.
+fn quoted(out: &mut String, s: &str) {
+    if s.bytes()
+        .all(|b| matches!(b, b' '..=b'~') && b != b'"' && b != b'\\')
+    {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        // Writing to a String cannot fail.
+        let _ = write!(out, "{s:?}");
+    }
 }
 
 /// The proleptic Gregorian (year, month, day) of a count of days since 1970-01-01.
@@ -288,6 +338,67 @@ mod tests {
              relay=\"user:lockbox\" subject=\"serviceAccount:aje0123\" \
              permission=kms.keys.decrypt key=\"abj0123\" allowed=false\n"
         );
+    }
+
+    /// The line as the formatting machinery writes it.
+    fn formatted(micros: i64, d: &Decision<'_>) -> String {
+        let (days, rem) = (
+            micros.div_euclid(86_400_000_000),
+            micros.rem_euclid(86_400_000_000),
+        );
+        let (year, month, day) = civil_from_days(days);
+        let secs = rem / 1_000_000;
+        format!(
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z AUDIT lockbox-kms relayed \
+             decision: relay={:?} subject={:?} permission={} {}={:?} allowed={}\n",
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60,
+            rem % 1_000_000,
+            d.relay,
+            d.subject,
+            d.permission,
+            d.resource_kind,
+            d.resource_id,
+            d.allowed,
+        )
+    }
+
+    #[test]
+    fn lines_are_written_as_the_formatting_machinery_writes_them() {
+        let odd = [
+            "user:lockbox",
+            "",
+            "say \"hi\"",
+            "back\\slash",
+            "new\nline AUDIT forged",
+            "tab\there",
+            "caf\u{e9} \u{1f512}",
+            "nul\0 del\u{7f} bidi\u{202e}",
+        ];
+        let times = [
+            0,
+            1_763_861_840_471_645,
+            -1,
+            -62_167_219_200_000_001,
+            253_402_300_800_000_000,
+            86_399_999_999,
+        ];
+        for (i, text) in odd.iter().enumerate() {
+            for micros in times {
+                let d = Decision {
+                    relay: text,
+                    subject: odd[(i + 1) % odd.len()],
+                    permission: "kms.keys.decrypt",
+                    resource_kind: "key",
+                    resource_id: odd[(i + 2) % odd.len()],
+                    allowed: i % 2 == 0,
+                };
+                let mut line = String::new();
+                format_line(&mut line, micros, &d);
+                assert_eq!(line, formatted(micros, &d), "{text:?} at {micros}");
+            }
+        }
     }
 
     #[test]
