@@ -22,6 +22,7 @@ use crate::crypto::{Algorithm, VersionCipher};
 use crate::error::KmsError;
 use crate::keystore::Keystore;
 use crate::model::{KeyMeta, KeyStatus, State, SymmetricKeyRecord, VersionStatus};
+use lockbox_proto::ids::IdHashing;
 use lockbox_rpc::clock::{Clock, ManualClock, TimeSource};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -102,8 +103,9 @@ pub struct Page<T> {
 pub struct Snapshot {
     /// The persisted state.
     state: State,
-    /// Initialised ciphers by version id (only versions that still have material).
-    ciphers: HashMap<String, VersionCipher>,
+    /// Initialised ciphers by version id (only versions that still have material). Version
+    /// ids are made by this process, so the map uses the unkeyed id hasher.
+    ciphers: HashMap<String, VersionCipher, IdHashing>,
     /// Signing keys by key id.
     signers: HashMap<String, p256::ecdsa::SigningKey>,
     /// Bindings, indexed for checks.
@@ -112,7 +114,7 @@ pub struct Snapshot {
 
 impl Snapshot {
     fn build(state: State) -> Result<Self, KmsError> {
-        let mut ciphers = HashMap::new();
+        let mut ciphers = HashMap::default();
         for key in state.symmetric_keys.values() {
             for v in &key.versions {
                 if let Some(material) = &v.material {
