@@ -107,11 +107,11 @@ impl KmsClient {
     }
 
     async fn key(&self, request: KmsRequest) -> Result<SymmetricKey, CallError> {
-        expect!(self.call(&request).await?, KmsResponse::SymmetricKey(k) => k)
+        expect!(self.call(&request).await?, KmsResponse::SymmetricKey(k) => *k)
     }
 
     async fn version(&self, request: KmsRequest) -> Result<SymmetricKeyVersion, CallError> {
-        expect!(self.call(&request).await?, KmsResponse::SymmetricKeyVersion(v) => v)
+        expect!(self.call(&request).await?, KmsResponse::SymmetricKeyVersion(v) => *v)
     }
 
     async fn done(&self, request: KmsRequest) -> Result<(), CallError> {
@@ -343,7 +343,7 @@ impl KmsClient {
         let r = self
             .call(&KmsRequest::CreateAsymmetricSignatureKey(spec))
             .await?;
-        expect!(r, KmsResponse::AsymmetricSignatureKey(k) => k)
+        expect!(r, KmsResponse::AsymmetricSignatureKey(k) => *k)
     }
 
     /// Gets a signature key.
@@ -356,7 +356,7 @@ impl KmsClient {
                 key_id: key_id.into(),
             })
             .await?;
-        expect!(r, KmsResponse::AsymmetricSignatureKey(k) => k)
+        expect!(r, KmsResponse::AsymmetricSignatureKey(k) => *k)
     }
 
     /// Lists a folder's signature keys.

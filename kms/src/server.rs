@@ -200,13 +200,13 @@ async fn dispatch(
                 algorithm: wire::algorithm_from(c.default_algorithm)?,
                 rotation_period: c.rotation_period,
             };
-            A::SymmetricKey(wire::symmetric_key_to(
+            A::SymmetricKey(Box::new(wire::symmetric_key_to(
                 kms.create_symmetric_key(caller, spec).await?,
-            ))
+            )))
         }
-        R::GetSymmetricKey { key_id } => A::SymmetricKey(wire::symmetric_key_to(
+        R::GetSymmetricKey { key_id } => A::SymmetricKey(Box::new(wire::symmetric_key_to(
             kms.get_symmetric_key(caller, &key_id)?,
-        )),
+        ))),
         R::ListSymmetricKeys { folder_id, page } => keys_page(kms.list_symmetric_keys(
             caller,
             &folder_id,
@@ -216,9 +216,9 @@ async fn dispatch(
         R::UpdateSymmetricKey(u) => {
             let key_id = u.key_id.clone();
             let update = wire::key_update_from(u)?;
-            A::SymmetricKey(wire::symmetric_key_to(
+            A::SymmetricKey(Box::new(wire::symmetric_key_to(
                 kms.update_symmetric_key(caller, &key_id, update).await?,
-            ))
+            )))
         }
         R::DeleteSymmetricKey { key_id } => {
             kms.delete_symmetric_key(caller, &key_id).await?;
@@ -232,26 +232,28 @@ async fn dispatch(
                 next_page_token: p.next_page_token,
             }
         }
-        R::RotateSymmetricKey { key_id } => A::SymmetricKey(wire::symmetric_key_to(
+        R::RotateSymmetricKey { key_id } => A::SymmetricKey(Box::new(wire::symmetric_key_to(
             kms.rotate_symmetric_key(caller, &key_id).await?,
-        )),
-        R::SetPrimaryVersion { key_id, version_id } => A::SymmetricKey(wire::symmetric_key_to(
-            kms.set_primary_version(caller, &key_id, &version_id)
-                .await?,
-        )),
+        ))),
+        R::SetPrimaryVersion { key_id, version_id } => {
+            A::SymmetricKey(Box::new(wire::symmetric_key_to(
+                kms.set_primary_version(caller, &key_id, &version_id)
+                    .await?,
+            )))
+        }
         R::ScheduleVersionDestruction {
             key_id,
             version_id,
             pending_period,
-        } => A::SymmetricKeyVersion(wire::version_to(
+        } => A::SymmetricKeyVersion(Box::new(wire::version_to(
             kms.schedule_version_destruction(caller, &key_id, &version_id, pending_period)
                 .await?,
-        )),
+        ))),
         R::CancelVersionDestruction { key_id, version_id } => {
-            A::SymmetricKeyVersion(wire::version_to(
+            A::SymmetricKeyVersion(Box::new(wire::version_to(
                 kms.cancel_version_destruction(caller, &key_id, &version_id)
                     .await?,
-            ))
+            )))
         }
         R::CreateAsymmetricSignatureKey(c) => {
             let spec = KeyMetaSpec {
@@ -261,13 +263,13 @@ async fn dispatch(
                 labels: c.labels,
                 deletion_protection: c.deletion_protection,
             };
-            A::AsymmetricSignatureKey(wire::signature_key_to(
+            A::AsymmetricSignatureKey(Box::new(wire::signature_key_to(
                 kms.create_signature_key(caller, spec).await?,
-            ))
+            )))
         }
-        R::GetAsymmetricSignatureKey { key_id } => A::AsymmetricSignatureKey(
+        R::GetAsymmetricSignatureKey { key_id } => A::AsymmetricSignatureKey(Box::new(
             wire::signature_key_to(kms.get_signature_key(caller, &key_id)?),
-        ),
+        )),
         R::ListAsymmetricSignatureKeys { folder_id, page } => {
             let p =
                 kms.list_signature_keys(caller, &folder_id, page.page_size, &page.page_token)?;

@@ -455,7 +455,7 @@ pub enum KmsRequest {
 #[non_exhaustive]
 pub enum KmsResponse {
     /// One symmetric key.
-    SymmetricKey(SymmetricKey),
+    SymmetricKey(Box<SymmetricKey>),
     /// A page of symmetric keys.
     SymmetricKeys {
         /// The keys.
@@ -464,7 +464,7 @@ pub enum KmsResponse {
         next_page_token: String,
     },
     /// One key version.
-    SymmetricKeyVersion(SymmetricKeyVersion),
+    SymmetricKeyVersion(Box<SymmetricKeyVersion>),
     /// A page of key versions.
     SymmetricKeyVersions {
         /// The versions.
@@ -518,7 +518,7 @@ pub enum KmsResponse {
         data_key_ciphertext: Vec<u8>,
     },
     /// One asymmetric signature key.
-    AsymmetricSignatureKey(AsymmetricSignatureKey),
+    AsymmetricSignatureKey(Box<AsymmetricSignatureKey>),
     /// A page of asymmetric signature keys.
     AsymmetricSignatureKeys {
         /// The keys.
@@ -560,6 +560,13 @@ pub enum KmsResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_response_is_small_to_move() {
+        // Every answer is moved from the client's reader to its caller (in lockboxd, for
+        // every read of a KMS-keyed secret): large single-value variants are boxed.
+        assert!(std::mem::size_of::<KmsResponse>() <= 128);
+    }
 
     #[test]
     fn borrowed_decrypt_encodes_like_the_request() {
