@@ -207,26 +207,26 @@ fn format_line(out: &mut String, micros: i64, d: &Decision<'_>) {
     // Written field by field: a line is formatted on every relayed decrypt, and the
     // formatting machinery cost more than the rest of the decision.
     match u64::try_from(year) {
-        Ok(year) if year <= 9999 => digits(out, year, 4),
+        Ok(year) if year <= 9999 => {
+            let mut digits = *b"0000";
+            put(&mut digits, year);
+            push_ascii(out, &digits);
+        }
         _ => {
             // Writing to a String cannot fail.
             let _ = write!(out, "{year:04}");
         }
     }
-    out.push('-');
-    digits(out, month.into(), 2);
-    out.push('-');
-    digits(out, day.into(), 2);
-    out.push('T');
     // `rem` is in 0..86_400_000_000, so these are small and not negative.
     let secs = (rem / 1_000_000) as u64;
-    digits(out, secs / 3600, 2);
-    out.push(':');
-    digits(out, secs / 60 % 60, 2);
-    out.push(':');
-    digits(out, secs % 60, 2);
-    out.push('.');
-    digits(out, (rem % 1_000_000) as u64, 6);
+    let mut rest = *b"-00-00T00:00:00.000000";
+    put(&mut rest[1..3], month.into());
+    put(&mut rest[4..6], day.into());
+    put(&mut rest[7..9], secs / 3600);
+    put(&mut rest[10..12], secs / 60 % 60);
+    put(&mut rest[13..15], secs % 60);
+    put(&mut rest[16..22], (rem % 1_000_000) as u64);
+    push_ascii(out, &rest);
     out.push_str("Z AUDIT lockbox-kms relayed decision: relay=");
     quoted(out, d.relay);
     out.push_str(" subject=");
@@ -244,18 +244,17 @@ fn format_line(out: &mut String, micros: i64, d: &Decision<'_>) {
     });
 }
 
-/// `n` in decimal, padded with zeros to at least `width` digits.
-fn digits(out: &mut String, mut n: u64, width: usize) {
-    let mut buf = [b'0'; 20];
-    let mut at = buf.len();
-    while n > 0 {
-        at -= 1;
-        buf[at] = b'0' + (n % 10) as u8;
+/// The lowest digits of `n`, in decimal, into `field` (which holds zeros), right-aligned.
+fn put(field: &mut [u8], mut n: u64) {
+    for b in field.iter_mut().rev() {
+        *b = b'0' + (n % 10) as u8;
         n /= 10;
     }
-    for &b in &buf[at.min(buf.len() - width.min(buf.len()))..] {
-        out.push(char::from(b));
-    }
+}
+
+/// Appends digits and punctuation.
+fn push_ascii(out: &mut String, ascii: &[u8]) {
+    out.push_str(std::str::from_utf8(ascii).unwrap_or_default());
 }
 
 /// `s` as `{:?}` writes it: in quotes, with quotes, backslashes and anything unprintable
