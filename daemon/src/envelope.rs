@@ -104,9 +104,9 @@ impl Dek {
 }
 
 /// Associated data: a label, then each part after its length (big-endian u32). A label and
-/// three ids fit in [`Aad::INLINE`] bytes, so the read path builds it on the stack; longer
-/// parts go to the heap.
-struct Aad {
+/// three ids fit in its 128 inline bytes, so the read path builds it on the stack; longer
+/// parts go to the heap. Read it as a byte slice.
+pub struct Aad {
     inline: [u8; Aad::INLINE],
     len: usize,
     heap: Vec<u8>,
@@ -214,8 +214,8 @@ fn open_into(
 
 /// Associated data for a DEK wrapped by the KMS: secret and version, so a wrapped key cannot
 /// be replayed for another version.
-pub fn kms_aad_context(secret_id: &str, version_id: &str) -> Vec<u8> {
-    aad(b"lockbox dek", &[secret_id, version_id]).to_vec()
+pub fn kms_aad_context(secret_id: &str, version_id: &str) -> Aad {
+    aad(b"lockbox dek", &[secret_id, version_id])
 }
 
 /// Encrypts entries with `dek`.

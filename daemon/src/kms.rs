@@ -4,10 +4,9 @@
 
 use crate::error::LockboxError;
 use lockbox_client::{CallError, KmsClient};
-use lockbox_proto::Principal;
+use lockbox_proto::{Principal, SecretBytes};
 use std::path::PathBuf;
 use std::sync::Mutex;
-use zeroize::Zeroizing;
 
 /// A lazily (re)connected KMS client.
 #[derive(Debug)]
@@ -103,13 +102,13 @@ impl KmsLink {
         key_id: &str,
         aad_context: &[u8],
         ciphertext: &[u8],
-    ) -> Result<Zeroizing<Vec<u8>>, LockboxError> {
+    ) -> Result<SecretBytes, LockboxError> {
         self.with_client(|c| async move {
             let plain = match on_behalf_of {
                 Some(p) => c.decrypt_for(p, key_id, aad_context, ciphertext).await,
                 None => c.decrypt(key_id, aad_context, ciphertext).await,
             };
-            plain.map(|r| Zeroizing::new(r.plaintext.expose().to_vec()))
+            plain.map(|r| r.plaintext)
         })
         .await
     }
