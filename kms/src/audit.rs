@@ -257,12 +257,21 @@ fn push_ascii(out: &mut String, ascii: &[u8]) {
     out.push_str(std::str::from_utf8(ascii).unwrap_or_default());
 }
 
+/// The bytes `{:?}` writes as they are: printable ASCII but the quote and the backslash.
+const WRITTEN_AS_IS: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = b' ';
+    while b <= b'~' {
+        table[b as usize] = b != b'"' && b != b'\\';
+        b += 1;
+    }
+    table
+};
+
 /// `s` as `{:?}` writes it: in quotes, with quotes, backslashes and anything unprintable
 /// escaped, so a subject cannot forge a line or a field.
 fn quoted(out: &mut String, s: &str) {
-    if s.bytes()
-        .all(|b| matches!(b, b' '..=b'~') && b != b'"' && b != b'\\')
-    {
+    if s.bytes().all(|b| WRITTEN_AS_IS[usize::from(b)]) {
         out.push('"');
         out.push_str(s);
         out.push('"');
