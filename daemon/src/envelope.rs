@@ -212,6 +212,12 @@ fn open_into(
     Ok(())
 }
 
+/// Associated data of a payload: its secret, its version and the key that wraps its data
+/// key, so a ciphertext cannot be replayed for another version or under another key.
+fn payload_aad(secret_id: &str, version_id: &str, wrapping_key_id: &str) -> Aad {
+    aad(PAYLOAD_AAD_LABEL, &[secret_id, version_id, wrapping_key_id])
+}
+
 /// Associated data for a DEK wrapped by the KMS: secret and version, so a wrapped key cannot
 /// be replayed for another version.
 pub fn kms_aad_context(secret_id: &str, version_id: &str) -> Aad {
@@ -257,7 +263,7 @@ pub fn seal_entries_with(
     debug_assert!(plain.len() <= bound, "the payload outgrew its bound");
     seal(
         dek,
-        &aad(PAYLOAD_AAD_LABEL, &[secret_id, version_id, wrapping_key_id]),
+        &payload_aad(secret_id, version_id, wrapping_key_id),
         &plain,
     )
 }
@@ -289,7 +295,7 @@ pub fn open_entries_with(
 ) -> Result<OpenedEntries, LockboxError> {
     let plain = open(
         dek,
-        &aad(PAYLOAD_AAD_LABEL, &[secret_id, version_id, wrapping_key_id]),
+        &payload_aad(secret_id, version_id, wrapping_key_id),
         ciphertext,
     )?;
     Ok(OpenedEntries(plain))
@@ -308,7 +314,7 @@ pub fn open_entries_into(
 ) -> Result<(), LockboxError> {
     open_into(
         dek,
-        &aad(PAYLOAD_AAD_LABEL, &[secret_id, version_id, wrapping_key_id]),
+        &payload_aad(secret_id, version_id, wrapping_key_id),
         ciphertext,
         out,
     )
