@@ -221,7 +221,10 @@ impl Lockbox {
         secret: Arc<HotSecret>,
         version: Arc<HotVersion>,
     ) -> Result<PayloadRead, LockboxError> {
-        let data_key = self.data_key(caller, &secret.record, &version).await?;
+        let sealed = self.sealed(&secret.record, &version.record)?;
+        let data_key = self
+            .data_key(caller, &secret.record, &version, sealed)
+            .await?;
         Ok(PayloadRead {
             secret,
             version,

@@ -144,17 +144,18 @@ impl Lockbox {
         Ok((SealedPayload { dek, ciphertext }, cipher))
     }
 
-    /// The cipher of a readable version's data key. The keyring's unwrap is kept in the
-    /// cached version for the next read; a KMS-wrapped key is never kept, so every read of
-    /// such a version is authorized by `lockbox-kms`.
+    /// The cipher of the data key of a version's `sealed` payload (see
+    /// [`sealed`](Self::sealed)). The keyring's unwrap is kept in the cached version for the
+    /// next read; a KMS-wrapped key is never kept, so every read of such a version is
+    /// authorized by `lockbox-kms`.
     pub(super) async fn data_key(
         &self,
         caller: &Caller,
         secret: &SecretRecord,
         version: &HotVersion,
+        sealed: &SealedPayload,
     ) -> Result<Arc<Aes256Gcm>, LockboxError> {
         let id = &version.record.meta.id;
-        let sealed = self.sealed(secret, &version.record)?;
         match (&sealed.dek, &secret.kms_key_id) {
             (WrappedDek::Keyring(w), None) => match version.dek.get() {
                 Some(cipher) => Ok(cipher.clone()),
@@ -203,13 +204,14 @@ impl Lockbox {
         secret: &SecretRecord,
         version: &HotVersion,
     ) -> Result<OpenedEntries, LockboxError> {
-        let cipher = self.data_key(caller, secret, version).await?;
+        let sealed = self.sealed(secret, &version.record)?;
+        let cipher = self.data_key(caller, secret, version, sealed).await?;
         envelope::open_entries_with(
             &cipher,
             &secret.id,
             &version.record.meta.id,
             Self::wrapping_key_id(secret),
-            &self.sealed(secret, &version.record)?.ciphertext,
+            &sealed.ciphertext,
         )
     }
 
