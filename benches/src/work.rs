@@ -1,6 +1,7 @@
 //! The work limit: what a payload read of a service-keyring secret costs lockboxd with no
 //! socket, runtime or authorization — a RocksDB get of the version record, the keyring's
-//! unwrap of its data key, and the AES-GCM open of its entries — on a real RocksDB store.
+//! unwrap of its data key, and the AES-GCM open of its entries into an answer buffer, as
+//! lockboxd sends them — on a real RocksDB store.
 
 use lockbox_daemon::envelope::{self, Dek, KEYRING_KEY_ID, Keyring};
 use lockbox_daemon::model::{
@@ -79,18 +80,26 @@ impl Fixture {
         }
     }
 
-    /// One read: get, unwrap, open. Returns the number of entries.
-    pub fn read(&self) -> usize {
+    /// One read: get, unwrap, open into `out` (cleared first), as the read path does. Returns
+    /// the bytes written.
+    pub fn read(&self, out: &mut Vec<u8>) -> usize {
         let v = self.records.version(SECRET, VERSION).unwrap().unwrap();
         let sealed = v.sealed.unwrap();
         let WrappedDek::Keyring(w) = &sealed.dek else {
             unreachable!("stored keyring-wrapped")
         };
         let dek = self.keyring.unwrap(w, SECRET, VERSION).unwrap();
-        let opened =
-            envelope::open_entries(&dek, SECRET, VERSION, KEYRING_KEY_ID, &sealed.ciphertext)
-                .unwrap();
-        opened.entries().unwrap().len()
+        out.clear();
+        envelope::open_entries_as_sent(
+            &dek.cipher(),
+            SECRET,
+            VERSION,
+            KEYRING_KEY_ID,
+            &sealed.ciphertext,
+            out,
+        )
+        .unwrap();
+        out.len()
     }
 }
 
@@ -104,9 +113,9 @@ pub fn limit(value_size: usize, threads: usize, duration: Duration) -> f64 {
         .map(|_| {
             let (fixture, stop, reads) = (fixture.clone(), stop.clone(), reads.clone());
             std::thread::spawn(move || {
-                let mut n = 0u64;
+                let (mut n, mut out) = (0u64, Vec::new());
                 while !stop.load(Ordering::Relaxed) {
-                    std::hint::black_box(fixture.read());
+                    std::hint::black_box(fixture.read(&mut out));
                     n += 1;
                 }
                 reads.fetch_add(n, Ordering::Relaxed);

@@ -7,7 +7,7 @@
 //! secret's `lockbox-kms` key.
 
 use crate::error::LockboxError;
-use crate::model::{Entry, EntryRef};
+use crate::model::Entry;
 use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce, Tag};
 use zeroize::{Zeroize, Zeroizing};
@@ -302,9 +302,9 @@ pub fn open_entries_with(
 }
 
 /// Decrypts entries sealed by [`seal_entries`] with the data key's cipher, appending them to
-/// `out` in their stored encoding: a read answers from there without another copy of the
-/// plaintext. On failure `out` is left as it was.
-pub fn open_entries_into(
+/// `out` as the wire encodes a `Vec<PayloadEntry>`: what a payload read sends, with no other
+/// copy of the plaintext made. On failure `out` is left as it was.
+pub fn open_entries_as_sent(
     dek: &Aes256Gcm,
     secret_id: &str,
     version_id: &str,
@@ -312,29 +312,23 @@ pub fn open_entries_into(
     ciphertext: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<(), LockboxError> {
-    open_into(
-        dek,
-        &payload_aad(secret_id, version_id, wrapping_key_id),
-        ciphertext,
-        out,
-    )
+    let start = out.len();
+    let aad = payload_aad(secret_id, version_id, wrapping_key_id);
+    open_into(dek, &aad, ciphertext, out)?;
+    crate::wire::stored_entries_to_wire(&mut out[start..]).inspect_err(|_| {
+        out[start..].zeroize();
+        out.truncate(start);
+    })
 }
 
-/// A version's entries, decrypted but still in their stored encoding. Zeroized on drop;
-/// [`entries`](Self::entries) borrows from it, so a read is answered without another
-/// copy of the plaintext.
+/// A version's entries, decrypted but still in their stored encoding. Zeroized on drop.
 pub struct OpenedEntries(Zeroizing<Vec<u8>>);
 
 impl OpenedEntries {
-    /// The entries, borrowed.
-    pub fn entries(&self) -> Result<Vec<EntryRef<'_>>, LockboxError> {
-        postcard::from_bytes(&self.0)
-            .map_err(|e| LockboxError::Internal(format!("stored payload is unreadable: {e}")))
-    }
-
     /// The entries as owned values, to be changed into a new version's.
     pub fn to_entries(&self) -> Result<Vec<Entry>, LockboxError> {
-        Ok(self.entries()?.iter().map(EntryRef::to_entry).collect())
+        postcard::from_bytes(&self.0)
+            .map_err(|e| LockboxError::Internal(format!("stored payload is unreadable: {e}")))
     }
 }
 
@@ -453,17 +447,6 @@ mod tests {
         let ct = seal_entries(&dek, "s1", "v1", KEYRING_KEY_ID, &entries()).unwrap();
         let opened = open_entries(&dek, "s1", "v1", KEYRING_KEY_ID, &ct).unwrap();
         assert_eq!(opened.to_entries().unwrap(), entries());
-        let borrowed = opened.entries().unwrap();
-        assert_eq!(
-            borrowed
-                .iter()
-                .map(|e| (e.key, e.text, e.value))
-                .collect::<Vec<_>>(),
-            [
-                ("user", true, &b"alice"[..]),
-                ("blob", false, &[0, 1, 2, 255][..])
-            ]
-        );
         assert!(open_entries(&dek, "s2", "v1", KEYRING_KEY_ID, &ct).is_err());
         assert!(open_entries(&dek, "s1", "v2", KEYRING_KEY_ID, &ct).is_err());
         assert!(open_entries(&dek, "s1", "v1", "abj-other", &ct).is_err());
@@ -476,7 +459,8 @@ mod tests {
         let cipher = dek.cipher();
         let ct = seal_entries(&dek, "s1", "v1", KEYRING_KEY_ID, &entries()).unwrap();
         let mut out = b"head".to_vec();
-        open_entries_into(&cipher, "s1", "v1", KEYRING_KEY_ID, &ct, &mut out).unwrap();
+        let aad = |version| payload_aad("s1", version, KEYRING_KEY_ID);
+        open_into(&cipher, &aad("v1"), &ct, &mut out).unwrap();
         let stored = postcard::to_allocvec(&entries()).unwrap();
         assert_eq!(out, [&b"head"[..], &stored].concat());
 
@@ -484,10 +468,34 @@ mod tests {
         *tampered.last_mut().unwrap() ^= 1;
         for (sealed, version) in [(&tampered[..], "v1"), (&ct[..], "v2"), (&ct[..27], "v1")] {
             let mut out = b"head".to_vec();
-            let err = open_entries_into(&cipher, "s1", version, KEYRING_KEY_ID, sealed, &mut out);
+            let err = open_into(&cipher, &aad(version), sealed, &mut out);
             assert!(matches!(err, Err(LockboxError::Internal(_))));
             assert_eq!(out, b"head");
         }
+    }
+
+    #[test]
+    fn entries_open_as_sent_or_leave_the_buffer_as_it_was() {
+        let dek = Dek::generate();
+        let cipher = dek.cipher();
+        let ct = seal_entries(&dek, "s1", "v1", KEYRING_KEY_ID, &entries()).unwrap();
+        let mut out = b"head".to_vec();
+        open_entries_as_sent(&cipher, "s1", "v1", KEYRING_KEY_ID, &ct, &mut out).unwrap();
+        let mut sent = postcard::to_allocvec(&entries()).unwrap();
+        crate::wire::stored_entries_to_wire(&mut sent).unwrap();
+        assert_eq!(out, [&b"head"[..], &sent].concat());
+
+        // Authentic, but not entries: refused after decryption, and the plaintext taken back.
+        let odd = seal(
+            &cipher,
+            &payload_aad("s1", "v1", KEYRING_KEY_ID),
+            b"\x05odd",
+        )
+        .unwrap();
+        let mut out = b"head".to_vec();
+        let err = open_entries_as_sent(&cipher, "s1", "v1", KEYRING_KEY_ID, &odd, &mut out);
+        assert!(matches!(err, Err(LockboxError::Internal(_))));
+        assert_eq!(out, b"head");
     }
 
     #[test]
@@ -533,7 +541,7 @@ mod tests {
         let dek = Dek::generate();
         let ct = seal_entries(&dek, "s1", "v1", KEYRING_KEY_ID, &entries()).unwrap();
         let opened = open_entries(&dek, "s1", "v1", KEYRING_KEY_ID, &ct).unwrap();
-        let shown = format!("{opened:?} {:?}", opened.entries().unwrap());
+        let shown = format!("{opened:?}");
         assert!(!shown.contains("alice"), "{shown}");
         assert_eq!(format!("{:?}", Keyring::generate()), "Keyring([REDACTED])");
     }

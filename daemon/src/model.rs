@@ -221,38 +221,6 @@ impl std::fmt::Debug for Entry {
     }
 }
 
-/// A payload entry borrowed from a decrypted payload: decodes from [`Entry`]'s encoding
-/// without copying the key or the value. Its `Debug` shows only the key.
-#[derive(Clone, Copy, Deserialize)]
-pub struct EntryRef<'a> {
-    /// Key.
-    pub key: &'a str,
-    /// Whether the value is text (else binary).
-    pub text: bool,
-    /// Value bytes.
-    pub value: &'a [u8],
-}
-
-impl EntryRef<'_> {
-    /// An owned copy.
-    pub fn to_entry(&self) -> Entry {
-        Entry {
-            key: self.key.to_owned(),
-            text: self.text,
-            value: self.value.to_vec(),
-        }
-    }
-}
-
-impl std::fmt::Debug for EntryRef<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EntryRef")
-            .field("key", &self.key)
-            .field("value", &format_args!("[REDACTED; {}]", self.value.len()))
-            .finish()
-    }
-}
-
 /// A service account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceAccountRecord {

@@ -5,7 +5,7 @@ use super::{Caller, Lockbox};
 use crate::access::Permission;
 use crate::error::LockboxError;
 use crate::model::SecretStatus;
-use crate::{envelope, validate, wire};
+use crate::{envelope, validate};
 use aes_gcm::Aes256Gcm;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -40,24 +40,21 @@ impl PayloadRead {
     }
 
     /// Decrypts the entries, appending them to `out` as the wire encodes a
-    /// `Vec<PayloadEntry>`, with no other copy of the plaintext made. On failure the bytes
-    /// appended are left in `out` for the caller to take back (see
-    /// `lockbox_proto::frame::FrameWriter`).
+    /// `Vec<PayloadEntry>`, with no other copy of the plaintext made
+    /// ([`envelope::open_entries_as_sent`]). On failure `out` is left as it was.
     pub fn write_entries(&self, out: &mut Vec<u8>) -> Result<(), LockboxError> {
         let secret = &self.secret.record;
         let sealed = self.version.record.sealed.as_ref().ok_or_else(|| {
             LockboxError::Internal(format!("version {} has no payload", self.version_id()))
         })?;
-        let start = out.len();
-        envelope::open_entries_into(
+        envelope::open_entries_as_sent(
             &self.data_key,
             &secret.id,
             self.version_id(),
             Lockbox::wrapping_key_id(secret),
             &sealed.ciphertext,
             out,
-        )?;
-        wire::stored_entries_to_wire(&mut out[start..])
+        )
     }
 }
 
