@@ -1,17 +1,21 @@
 //! Criterion benches of the wire codec: encoding, splitting and decoding one request frame
-//! (a KMS Decrypt of a 32-byte data key's ciphertext, the hot request).
+//! (a KMS Decrypt of a 32-byte data key's ciphertext, relayed for a caller: the hot request),
+//! both by the full decoder and read in place as `lockbox-kms` reads it.
 #![allow(clippy::unwrap_used)] // a bench that cannot set up should abort
 #![allow(missing_docs)] // criterion's macros generate undocumented functions
 
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
-use lockbox_proto::Request;
 use lockbox_proto::frame::{self, DEFAULT_MAX_FRAME};
-use lockbox_proto::kms::KmsRequest;
+use lockbox_proto::kms::{DecryptCall, KmsRequest};
+use lockbox_proto::{Principal, Request};
 
 fn request() -> Request<KmsRequest> {
     Request {
         id: 123_456,
-        on_behalf_of: None,
+        on_behalf_of: Some(Principal {
+            subject: "user:alice".into(),
+            groups: vec!["group:alice".into()],
+        }),
         body: KmsRequest::Decrypt {
             key_id: "abj01k82q5kevjajpei9".into(),
             aad_context: b"lockbox dek e6q01k82q5kevjajpei9".to_vec(),
@@ -38,6 +42,14 @@ fn bench(c: &mut Criterion) {
                 .unwrap()
                 .unwrap();
             frame::decode::<Request<KmsRequest>>(body).unwrap()
+        })
+    });
+    group.bench_function("split_and_read_in_place", |b| {
+        b.iter(|| {
+            let (_, body) = frame::split(black_box(&encoded), DEFAULT_MAX_FRAME)
+                .unwrap()
+                .unwrap();
+            DecryptCall::parse(body).unwrap()
         })
     });
     group.finish();

@@ -5,7 +5,7 @@
 #![allow(missing_docs)] // criterion's macros generate undocumented functions
 
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
-use lockbox_kms::access::Principal;
+use lockbox_kms::access::{Groups, Principal};
 use lockbox_kms::crypto::{self, Algorithm, KeyMaterial, VersionCipher};
 use lockbox_kms::keystore::Keystore;
 use lockbox_kms::model::{Binding, Resource, State};
@@ -55,7 +55,7 @@ fn caller() -> Caller<'static> {
     Caller {
         principal: Principal {
             subject: SUBJECT,
-            groups: &[],
+            groups: Groups::Owned(&[]),
         },
         relay: None,
     }

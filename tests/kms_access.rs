@@ -264,6 +264,27 @@ async fn on_behalf_of_is_refused_from_callers_that_are_not_relays() {
     let err = forged.get_symmetric_key(&key.id).await.unwrap_err();
     assert_eq!(error_code(&err), ErrorCode::PermissionDenied);
     assert!(err.to_string().contains("not an enrolled relay"), "{err}");
+
+    // Decrypt is read in place, apart from other requests: it is refused the same way, even
+    // for a subject that may decrypt with the key itself.
+    let me = admin.subject().to_owned();
+    grant(
+        &admin,
+        ResourceRef::Key(key.id.clone()),
+        "kms.keys.encrypterDecrypter",
+        &me,
+    )
+    .await;
+    let ct = admin
+        .encrypt(&key.id, None, b"ctx", b"mine")
+        .await
+        .unwrap()
+        .ciphertext;
+    let plain = admin.decrypt(&key.id, b"ctx", &ct).await.unwrap();
+    assert_eq!(plain.plaintext.expose(), b"mine");
+    let err = forged.decrypt(&key.id, b"ctx", &ct).await.unwrap_err();
+    assert_eq!(error_code(&err), ErrorCode::PermissionDenied);
+    assert!(err.to_string().contains("not an enrolled relay"), "{err}");
 }
 
 #[tokio::test]

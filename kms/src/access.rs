@@ -143,7 +143,26 @@ pub struct Principal<'a> {
     /// `user:<name>` or `serviceAccount:<id>`.
     pub subject: &'a str,
     /// `group:<name>` memberships.
-    pub groups: &'a [String],
+    pub groups: Groups<'a>,
+}
+
+/// A principal's groups, as its source holds them: a connection's resolved identity owns
+/// its strings, a relayed request read in place borrows them from the frame.
+#[derive(Debug, Clone, Copy)]
+pub enum Groups<'a> {
+    /// Owned strings, such as a peer's resolved groups.
+    Owned(&'a [String]),
+    /// Strings borrowed from a request.
+    Borrowed(&'a [&'a str]),
+}
+
+impl Groups<'_> {
+    fn contains(&self, subject: &str) -> bool {
+        match self {
+            Groups::Owned(groups) => groups.iter().any(|g| g == subject),
+            Groups::Borrowed(groups) => groups.contains(&subject),
+        }
+    }
 }
 
 impl Principal<'_> {
@@ -152,7 +171,7 @@ impl Principal<'_> {
         subject == self.subject
             || subject == "system:allAuthenticatedUsers"
             || subject == "system:allUsers"
-            || self.groups.iter().any(|g| g == subject)
+            || self.groups.contains(subject)
     }
 }
 
@@ -253,18 +272,27 @@ mod tests {
             .into(),
         );
         let index = BindingIndex::build(&state);
-        let groups = vec!["group:ops".to_string()];
-        let ops = Principal {
+        let owned = vec!["group:ops".to_string()];
+        let borrowed = ["group:dev", "group:ops"];
+        // The same groups, owned by a connection's identity or borrowed from a request.
+        for groups in [Groups::Owned(&owned), Groups::Borrowed(&borrowed)] {
+            let ops = Principal {
+                subject: "user:bob",
+                groups,
+            };
+            assert!(index.allows(ops, Some("k1"), "f1", Permission::Decrypt));
+            assert!(!index.allows(ops, Some("k1"), "f2", Permission::Decrypt));
+            assert!(!index.allows(ops, Some("k1"), "f1", Permission::Encrypt));
+        }
+        let dev = Principal {
             subject: "user:bob",
-            groups: &groups,
+            groups: Groups::Borrowed(&["group:dev", "group:op"]),
         };
+        assert!(!index.allows(dev, Some("k1"), "f1", Permission::Decrypt));
         let root = Principal {
             subject: "user:root",
-            groups: &[],
+            groups: Groups::Owned(&[]),
         };
-        assert!(index.allows(ops, Some("k1"), "f1", Permission::Decrypt));
-        assert!(!index.allows(ops, Some("k1"), "f2", Permission::Decrypt));
-        assert!(!index.allows(ops, Some("k1"), "f1", Permission::Encrypt));
         assert!(index.allows(root, Some("k9"), "f9", Permission::Delete));
         assert!(!index.allows(root, Some("k9"), "f9", Permission::Decrypt));
     }

@@ -1,12 +1,12 @@
 //! The Unix-socket front-end: identifies each connection, decodes requests, calls the service
 //! and encodes its answers. Knows nothing about how keys are stored.
 
-use crate::access::Principal;
+use crate::access::{Groups, Principal};
 use crate::error::KmsError;
 use crate::service::{BindingUpdate, Caller, KeyMetaSpec, KeySpec, Kms, Page};
 use crate::wire;
 use lockbox_proto::hello::Service;
-use lockbox_proto::kms::{KmsRequest, KmsResponse};
+use lockbox_proto::kms::{DecryptCall, DecryptedRef, KmsRequest, KmsResponse};
 use lockbox_proto::{Error, SecretBytes};
 use lockbox_rpc::peer::{self, LocalIdentity, PeerCred};
 use lockbox_rpc::server::{Handler, decode_request, respond};
@@ -56,32 +56,21 @@ impl Handler for KmsHandler {
     }
 
     async fn call(&self, session: &Session, body: &[u8], out: &mut Vec<u8>) {
+        // A relay's decrypt, once per read of a secret with its own key, is read in place.
+        if let Some(call) = DecryptCall::parse(body) {
+            return self.decrypt(session, call, out);
+        }
         let request = match decode_request::<KmsRequest>(body) {
             Ok(r) => r,
             Err((id, e)) => return respond::<()>(out, id, Err(e), self.max_frame),
         };
-        let result = match &request.on_behalf_of {
-            Some(_) if !session.relay => Err(KmsError::NotARelay(session.identity.subject.clone())),
-            Some(p) => {
-                let caller = Caller {
-                    principal: Principal {
-                        subject: &p.subject,
-                        groups: &p.groups,
-                    },
-                    relay: Some(&session.identity.subject),
-                };
-                dispatch(&self.kms, &caller, request.body).await
-            }
-            None => {
-                let caller = Caller {
-                    principal: Principal {
-                        subject: &session.identity.subject,
-                        groups: &session.identity.groups,
-                    },
-                    relay: None,
-                };
-                dispatch(&self.kms, &caller, request.body).await
-            }
+        let relayed = request.on_behalf_of.as_ref().map(|p| Principal {
+            subject: &p.subject,
+            groups: Groups::Owned(&p.groups),
+        });
+        let result = match caller(session, relayed) {
+            Ok(caller) => dispatch(&self.kms, &caller, request.body).await,
+            Err(e) => Err(e),
         };
         respond(
             out,
@@ -89,6 +78,54 @@ impl Handler for KmsHandler {
             result.map_err(|e| Error::from(&e)),
             self.max_frame,
         );
+    }
+}
+
+impl KmsHandler {
+    /// Answers a decrypt read in place, with the same checks as any other request.
+    fn decrypt(&self, session: &Session, call: DecryptCall<'_>, out: &mut Vec<u8>) {
+        let relayed = call.on_behalf_of.as_ref().map(|p| Principal {
+            subject: p.subject,
+            groups: Groups::Borrowed(&p.groups),
+        });
+        let d = call.decrypt;
+        let max = self.max_frame;
+        let answered = caller(session, relayed).and_then(|caller| {
+            self.kms
+                .decrypt_then(&caller, d.key_id, d.aad_context, d.ciphertext, |plain| {
+                    let answer = DecryptedRef {
+                        key_id: plain.key_id,
+                        version_id: plain.version_id,
+                        plaintext: &plain.plaintext,
+                    };
+                    respond(out, call.id, Ok(answer), max);
+                })
+        });
+        if let Err(e) = answered {
+            respond::<()>(out, call.id, Err(Error::from(&e)), max);
+        }
+    }
+}
+
+/// Whose permissions a request from `session` runs with: its own, or those of the principal
+/// it relays, which only an enrolled relay may do.
+fn caller<'a>(
+    session: &'a Session,
+    relayed: Option<Principal<'a>>,
+) -> Result<Caller<'a>, KmsError> {
+    match relayed {
+        Some(_) if !session.relay => Err(KmsError::NotARelay(session.identity.subject.clone())),
+        Some(principal) => Ok(Caller {
+            principal,
+            relay: Some(&session.identity.subject),
+        }),
+        None => Ok(Caller {
+            principal: Principal {
+                subject: &session.identity.subject,
+                groups: Groups::Owned(&session.identity.groups),
+            },
+            relay: None,
+        }),
     }
 }
 

@@ -244,7 +244,7 @@ pub struct Page {
 
 /// [`KmsRequest::Decrypt`] over borrowed fields, for the relay's per-read decrypts: it
 /// encodes to the same bytes without copying the key id, context and ciphertext first.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DecryptRef<'a> {
     /// Key id the ciphertext was made with.
     pub key_id: &'a str,
@@ -266,6 +266,88 @@ impl Serialize for DecryptRef<'_> {
         v.serialize_field("key_id", self.key_id)?;
         v.serialize_field("aad_context", &Borrowed(self.aad_context))?;
         v.serialize_field("ciphertext", &Borrowed(self.ciphertext))?;
+        v.end()
+    }
+}
+
+/// A principal a relay acts for, as [`DecryptCall`] reads it: borrowed from the frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrincipalRef<'a> {
+    /// `user:<name>`, `serviceAccount:<id>`, …
+    pub subject: &'a str,
+    /// `group:<name>` entries the subject belongs to.
+    pub groups: Vec<&'a str>,
+}
+
+/// A whole `Request<KmsRequest>` frame body asking for `Decrypt`, read in place: the request
+/// `lockboxd` relays on every read of a secret with its own key, decoded by `lockbox-kms`
+/// without copying its strings and bytes into owned ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecryptCall<'a> {
+    /// The request id.
+    pub id: u64,
+    /// The principal a relay acts for.
+    pub on_behalf_of: Option<PrincipalRef<'a>>,
+    /// The decryption.
+    pub decrypt: DecryptRef<'a>,
+}
+
+impl<'a> DecryptCall<'a> {
+    /// The call, when `body` is a whole frame body asking for `Decrypt`, with or without
+    /// `on_behalf_of`. Anything else, a frame that does not decode included, gives `None`:
+    /// decode that in full to answer it.
+    pub fn parse(body: &'a [u8]) -> Option<Self> {
+        let (id, rest) = postcard::take_from_bytes::<u64>(body).ok()?;
+        let (on_behalf_of, rest) =
+            postcard::take_from_bytes::<Option<(&str, Vec<&str>)>>(rest).ok()?;
+        let (variant, rest) = postcard::take_from_bytes::<u32>(rest).ok()?;
+        if variant != DECRYPT_VARIANT {
+            return None;
+        }
+        match postcard::take_from_bytes::<(&str, &[u8], &[u8])>(rest) {
+            Ok(((key_id, aad_context, ciphertext), [])) => Some(Self {
+                id,
+                on_behalf_of: on_behalf_of
+                    .map(|(subject, groups)| PrincipalRef { subject, groups }),
+                decrypt: DecryptRef {
+                    key_id,
+                    aad_context,
+                    ciphertext,
+                },
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// [`KmsResponse::Decrypted`] over borrowed fields: `lockbox-kms` answers a [`DecryptCall`]
+/// with it, so the ids and the plaintext go into the frame without an owned copy first.
+#[derive(Debug, Clone, Copy)]
+pub struct DecryptedRef<'a> {
+    /// Key used.
+    pub key_id: &'a str,
+    /// Version used.
+    pub version_id: &'a str,
+    /// The plaintext.
+    pub plaintext: &'a [u8],
+}
+
+/// The position of `Decrypted` in [`KmsResponse`]; a test checks it against the derived form.
+const DECRYPTED_VARIANT: u32 = 5;
+
+impl Serialize for DecryptedRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use crate::bytes::Borrowed;
+        use serde::ser::SerializeStructVariant;
+        let mut v = serializer.serialize_struct_variant(
+            "KmsResponse",
+            DECRYPTED_VARIANT,
+            "Decrypted",
+            3,
+        )?;
+        v.serialize_field("key_id", self.key_id)?;
+        v.serialize_field("version_id", self.version_id)?;
+        v.serialize_field("plaintext", &Borrowed(self.plaintext))?;
         v.end()
     }
 }
@@ -560,6 +642,7 @@ pub enum KmsResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{Principal, Request, Response};
 
     #[test]
     fn a_response_is_small_to_move() {
@@ -584,5 +667,130 @@ mod tests {
         assert_eq!(bytes, postcard::to_allocvec(&owned).unwrap());
         let decoded: KmsRequest = postcard::from_bytes(&bytes).unwrap();
         assert!(matches!(decoded, KmsRequest::Decrypt { key_id, .. } if key_id == borrowed.key_id));
+    }
+
+    fn decrypt_frame(id: u64, on_behalf_of: Option<Principal>, aad: &[u8], ct: &[u8]) -> Vec<u8> {
+        postcard::to_allocvec(&Request {
+            id,
+            on_behalf_of,
+            body: KmsRequest::Decrypt {
+                key_id: "abj00000000000000000".into(),
+                aad_context: aad.to_vec(),
+                ciphertext: ct.to_vec(),
+            },
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_decrypt_call_is_read_in_place_as_the_derived_form_reads_it() {
+        let principals = [
+            None,
+            Some(Principal {
+                subject: "user:alice".into(),
+                groups: Vec::new(),
+            }),
+            Some(Principal {
+                subject: "serviceAccount:aje00000000000000000".into(),
+                groups: vec!["group:finance".into(), "group:ops".into(), String::new()],
+            }),
+        ];
+        let long_ct = vec![0xa5; 300];
+        for (principal, (id, aad, ct)) in principals.iter().flat_map(|p| {
+            [
+                (1, &b""[..], &b""[..]),
+                (u64::MAX, &b"lockbox dek\0ids"[..], &[7u8; 60][..]),
+                (300, &[0u8; 200][..], &long_ct[..]),
+            ]
+            .map(|c| (p, c))
+        }) {
+            let body = decrypt_frame(id, principal.clone(), aad, ct);
+            let call = DecryptCall::parse(&body).expect("a decrypt request");
+            assert_eq!(call.id, id);
+            assert_eq!(
+                call.on_behalf_of,
+                principal.as_ref().map(|p| PrincipalRef {
+                    subject: &p.subject,
+                    groups: p.groups.iter().map(String::as_str).collect(),
+                })
+            );
+            assert_eq!(
+                call.decrypt,
+                DecryptRef {
+                    key_id: "abj00000000000000000",
+                    aad_context: aad,
+                    ciphertext: ct,
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn anything_but_a_whole_decrypt_call_is_left_to_the_full_decoder() {
+        let principal = Principal {
+            subject: "user:alice".into(),
+            groups: vec!["group:finance".into()],
+        };
+        let body = decrypt_frame(9, Some(principal), b"ctx", &[1; 40]);
+        // Every truncation, and trailing bytes.
+        for end in 0..body.len() {
+            assert_eq!(DecryptCall::parse(&body[..end]), None, "cut at {end}");
+        }
+        let mut longer = body.clone();
+        longer.push(0);
+        assert_eq!(DecryptCall::parse(&longer), None);
+        // A subject that is not UTF-8 (its first byte follows the id and the `Some` tag).
+        let mut bad = body.clone();
+        bad[3] = 0xff;
+        assert_eq!(DecryptCall::parse(&bad), None);
+        assert!(postcard::from_bytes::<Request<KmsRequest>>(&bad).is_err());
+        // Other requests, including Encrypt, whose fields start the same way.
+        let encrypt = postcard::to_allocvec(&Request {
+            id: 9,
+            on_behalf_of: None,
+            body: KmsRequest::Encrypt {
+                key_id: "abj00000000000000000".into(),
+                version_id: None,
+                aad_context: Vec::new(),
+                plaintext: SecretBytes::new(vec![1; 32]),
+            },
+        })
+        .unwrap();
+        assert_eq!(DecryptCall::parse(&encrypt), None);
+        let get = postcard::to_allocvec(&Request {
+            id: 9,
+            on_behalf_of: None,
+            body: KmsRequest::GetSymmetricKey {
+                key_id: "abj00000000000000000".into(),
+            },
+        })
+        .unwrap();
+        assert_eq!(DecryptCall::parse(&get), None);
+    }
+
+    #[test]
+    fn a_borrowed_decrypted_answer_encodes_like_the_derived_one() {
+        for plaintext in [&b""[..], &[9u8; 32][..], &[1u8; 200][..]] {
+            let owned: Response<KmsResponse> = Response {
+                id: 77,
+                result: Ok(KmsResponse::Decrypted {
+                    key_id: "abj00000000000000000".into(),
+                    version_id: "abj11111111111111111".into(),
+                    plaintext: SecretBytes::new(plaintext.to_vec()),
+                }),
+            };
+            let borrowed: Response<DecryptedRef<'_>> = Response {
+                id: 77,
+                result: Ok(DecryptedRef {
+                    key_id: "abj00000000000000000",
+                    version_id: "abj11111111111111111",
+                    plaintext,
+                }),
+            };
+            assert_eq!(
+                postcard::to_allocvec(&borrowed).unwrap(),
+                postcard::to_allocvec(&owned).unwrap()
+            );
+        }
     }
 }

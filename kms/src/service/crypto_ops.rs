@@ -31,6 +31,18 @@ pub struct Decrypted {
     pub plaintext: Zeroizing<Vec<u8>>,
 }
 
+/// A decryption's result as [`Kms::decrypt_then`] lends it: the key's id from the keystore,
+/// the version's from the ciphertext.
+#[derive(Debug)]
+pub struct Decryption<'a> {
+    /// Key used.
+    pub key_id: &'a str,
+    /// Version the ciphertext was made with.
+    pub version_id: &'a str,
+    /// Plaintext, zeroized on drop.
+    pub plaintext: Zeroizing<Vec<u8>>,
+}
+
 /// A generated data key.
 #[derive(Debug)]
 pub struct DataKey {
@@ -88,13 +100,13 @@ fn encrypt_with(
     })
 }
 
-fn decrypt_with(
-    snap: &Snapshot,
-    key: &SymmetricKeyRecord,
+fn decrypt_with<'a>(
+    snap: &'a Snapshot,
+    key: &'a SymmetricKeyRecord,
     aad_context: &[u8],
-    ciphertext: &[u8],
+    ciphertext: &'a [u8],
     now: i64,
-) -> Result<Decrypted, KmsError> {
+) -> Result<Decryption<'a>, KmsError> {
     let key_id = key.meta.id.as_str();
     let version_id = crypto::version_of(ciphertext).ok_or(KmsError::DecryptionFailed)?;
     let version = key.version(version_id).ok_or(KmsError::DecryptionFailed)?;
@@ -107,9 +119,9 @@ fn decrypt_with(
         .ciphers
         .get(version_id)
         .ok_or_else(|| KmsError::Internal(format!("version {version_id} has no material")))?;
-    Ok(Decrypted {
-        key_id: key_id.to_owned(),
-        version_id: version_id.to_owned(),
+    Ok(Decryption {
+        key_id,
+        version_id,
         plaintext: crypto::decrypt(cipher, key_id, version_id, aad_context, ciphertext)?,
     })
 }
@@ -144,10 +156,27 @@ impl Kms {
         aad_context: &[u8],
         ciphertext: &[u8],
     ) -> Result<Decrypted, KmsError> {
+        self.decrypt_then(caller, key_id, aad_context, ciphertext, |d| Decrypted {
+            key_id: d.key_id.to_owned(),
+            version_id: d.version_id.to_owned(),
+            plaintext: d.plaintext,
+        })
+    }
+
+    /// Decrypts a ciphertext made with `key_id` and hands the result to `then`, which may
+    /// use its ids without copying them.
+    pub fn decrypt_then<T>(
+        &self,
+        caller: &Caller<'_>,
+        key_id: &str,
+        aad_context: &[u8],
+        ciphertext: &[u8],
+        then: impl FnOnce(Decryption<'_>) -> T,
+    ) -> Result<T, KmsError> {
         check_aad(aad_context)?;
         let snap = self.snapshot();
         let key = usable_key(&snap, caller, key_id, Permission::Decrypt)?;
-        decrypt_with(&snap, key, aad_context, ciphertext, self.now())
+        decrypt_with(&snap, key, aad_context, ciphertext, self.now()).map(then)
     }
 
     /// Decrypts under the source key and encrypts under `key_id`, never returning the
@@ -176,7 +205,7 @@ impl Kms {
             aad_context,
             &plain.plaintext,
         )?;
-        Ok((encrypted, plain.version_id))
+        Ok((encrypted, plain.version_id.to_owned()))
     }
 
     /// Generates a random data key of `spec`'s size and encrypts it.

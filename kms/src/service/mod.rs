@@ -14,7 +14,7 @@ mod signature;
 mod symmetric;
 
 pub use bindings::{BindingUpdate, MAX_DELTAS};
-pub use crypto_ops::{DataKey, Decrypted, Encrypted};
+pub use crypto_ops::{DataKey, Decrypted, Decryption, Encrypted};
 pub use symmetric::{KeyMetaSpec, KeySpec, KeyUpdate};
 
 use crate::access::{BindingIndex, Permission, Principal};
