@@ -131,18 +131,50 @@ impl VersionCipher {
     }
 }
 
-fn associated_data(key_id: &str, version_id: &str, aad_context: &[u8]) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(
-        AAD_LABEL.len() + 8 + key_id.len() + version_id.len() + aad_context.len(),
-    );
-    aad.extend_from_slice(AAD_LABEL);
-    for part in [key_id.as_bytes(), version_id.as_bytes()] {
-        // Ids are 20 bytes, far below u32::MAX.
-        aad.extend_from_slice(&(part.len() as u32).to_be_bytes());
-        aad.extend_from_slice(part);
+/// Bytes of associated data built on the stack; a longer context goes to the heap.
+const INLINE_AAD: usize = 256;
+
+/// The associated data of one operation: on the stack when it fits, as it does for the
+/// secrets daemon's decrypt on every read of a secret with its own key.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "built and used in one call, on the stack to save an allocation"
+)]
+enum AssociatedData {
+    Inline { bytes: [u8; INLINE_AAD], len: usize },
+    Heap(Vec<u8>),
+}
+
+impl AssociatedData {
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Self::Inline { bytes, len } => &bytes[..*len],
+            Self::Heap(bytes) => bytes,
+        }
     }
-    aad.extend_from_slice(aad_context);
-    aad
+}
+
+fn associated_data(key_id: &str, version_id: &str, aad_context: &[u8]) -> AssociatedData {
+    // Ids are 20 bytes, far below u32::MAX.
+    let parts = [
+        AAD_LABEL,
+        &(key_id.len() as u32).to_be_bytes(),
+        key_id.as_bytes(),
+        &(version_id.len() as u32).to_be_bytes(),
+        version_id.as_bytes(),
+        aad_context,
+    ];
+    let len = parts.iter().map(|p| p.len()).sum();
+    if len > INLINE_AAD {
+        return AssociatedData::Heap(parts.concat());
+    }
+    let mut bytes = [0; INLINE_AAD];
+    let mut at = 0;
+    for part in parts {
+        bytes[at..at + part.len()].copy_from_slice(part);
+        at += part.len();
+    }
+    AssociatedData::Inline { bytes, len }
 }
 
 /// Encrypts `plaintext` under one key version.
@@ -161,7 +193,7 @@ pub fn encrypt(
     let sealed = cipher
         .seal(
             &nonce,
-            &associated_data(key_id, version_id, aad_context),
+            associated_data(key_id, version_id, aad_context).as_bytes(),
             plaintext,
         )
         .ok_or_else(|| KmsError::Internal("encryption failed".into()))?;
@@ -193,7 +225,11 @@ pub fn decrypt(
     aad_context: &[u8],
     ciphertext: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, KmsError> {
-    if version_of(ciphertext) != Some(version_id) {
+    // The same test as `version_of(ciphertext) == Some(version_id)`, without checking the
+    // UTF-8 of an id the caller already read from this ciphertext.
+    let names_version = matches!(ciphertext, [FORMAT_V1, len, rest @ ..]
+        if usize::from(*len) == version_id.len() && rest.starts_with(version_id.as_bytes()));
+    if !names_version {
         return Err(KmsError::DecryptionFailed);
     }
     let header = 2 + version_id.len();
@@ -207,7 +243,7 @@ pub fn decrypt(
     cipher
         .open(
             nonce,
-            &associated_data(key_id, version_id, aad_context),
+            associated_data(key_id, version_id, aad_context).as_bytes(),
             sealed,
         )
         .map(Zeroizing::new)
@@ -256,8 +292,53 @@ mod tests {
                 "flip at {i}"
             );
         }
+        // Another version's id, however close, does not name this ciphertext.
+        for version in ["ve", "verr", "VER", "", "ver\0"] {
+            assert_eq!(
+                decrypt(&c, "key", version, b"ctx", &ct),
+                Err(KmsError::DecryptionFailed),
+                "{version:?}"
+            );
+        }
         assert!(decrypt(&c, "key", "ver", b"ctx", &ct[..ct.len() - 1]).is_err());
         assert!(decrypt(&c, "key", "ver", b"ctx", &[]).is_err());
+    }
+
+    #[test]
+    fn contexts_of_every_length_bind_the_ciphertext() {
+        let c = cipher(Algorithm::Aes256);
+        // Up to the stack buffer, just past it, and the largest context accepted.
+        let inline_room = INLINE_AAD - (AAD_LABEL.len() + 8 + "key".len() + "ver".len());
+        for len in [0, 1, inline_room, inline_room + 1, 8192] {
+            let context: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let aad = associated_data("key", "ver", &context);
+            assert!(matches!(aad, AssociatedData::Inline { .. }) == (len <= inline_room));
+            let expected = [
+                AAD_LABEL,
+                &[0, 0, 0, 3],
+                b"key",
+                &[0, 0, 0, 3],
+                b"ver",
+                &context,
+            ]
+            .concat();
+            assert_eq!(aad.as_bytes(), expected, "context of {len} bytes");
+            let ct = encrypt(&c, "key", "ver", &context, b"secret").unwrap();
+            assert_eq!(
+                &*decrypt(&c, "key", "ver", &context, &ct).unwrap(),
+                b"secret"
+            );
+            let mut other = context.clone();
+            match other.last_mut() {
+                Some(b) => *b ^= 1,
+                None => other.push(0),
+            }
+            assert_eq!(
+                decrypt(&c, "key", "ver", &other, &ct),
+                Err(KmsError::DecryptionFailed),
+                "context of {len} bytes"
+            );
+        }
     }
 
     #[test]
