@@ -39,6 +39,22 @@ async fn grant(c: &KmsClient, resource: ResourceRef, role: &str, subject: &str) 
     .unwrap();
 }
 
+/// Grants the caller `role` on `key_id` and encrypts `plaintext` with the key as itself.
+async fn encrypt_as_grantee(
+    c: &KmsClient,
+    key_id: &str,
+    role: &str,
+    aad_context: &[u8],
+    plaintext: &[u8],
+) -> Vec<u8> {
+    let me = c.subject().to_owned();
+    grant(c, ResourceRef::Key(key_id.to_owned()), role, &me).await;
+    c.encrypt(key_id, None, aad_context, plaintext)
+        .await
+        .unwrap()
+        .ciphertext
+}
+
 /// Runs the `lockbox` CLI as the unprivileged `nobody` user.
 fn as_nobody(kms: &Kms, args: &[&str]) -> std::process::Output {
     assert!(
@@ -59,20 +75,8 @@ async fn a_second_local_user_is_identified_and_needs_its_own_roles() {
     kms.start();
     kms.open_socket_to_nobody();
     let admin = kms.client().await;
-    let me = admin.subject().to_owned();
     let key = admin.create_symmetric_key(spec("f")).await.unwrap();
-    grant(
-        &admin,
-        ResourceRef::Key(key.id.clone()),
-        "kms.keys.encrypter",
-        &me,
-    )
-    .await;
-    let ct = admin
-        .encrypt(&key.id, None, b"", b"for nobody")
-        .await
-        .unwrap()
-        .ciphertext;
+    let ct = encrypt_as_grantee(&admin, &key.id, "kms.keys.encrypter", b"", b"for nobody").await;
     let ct_file = kms.dir().join("ct");
     std::fs::write(&ct_file, &ct).unwrap();
     std::fs::set_permissions(
@@ -190,18 +194,14 @@ async fn relayed_subjects_are_authorized_as_themselves() {
     kms.start();
     let admin = kms.client().await;
     let key = admin.create_symmetric_key(spec("f")).await.unwrap();
-    grant(
+    let ct = encrypt_as_grantee(
         &admin,
-        ResourceRef::Key(key.id.clone()),
+        &key.id,
         "kms.keys.encrypterDecrypter",
-        &me,
+        b"",
+        b"relayed",
     )
     .await;
-    let ct = admin
-        .encrypt(&key.id, None, b"", b"relayed")
-        .await
-        .unwrap()
-        .ciphertext;
 
     let alice = admin.on_behalf_of(Principal {
         subject: "user:alice".into(),
@@ -267,19 +267,14 @@ async fn on_behalf_of_is_refused_from_callers_that_are_not_relays() {
 
     // Decrypt is read in place, apart from other requests: it is refused the same way, even
     // for a subject that may decrypt with the key itself.
-    let me = admin.subject().to_owned();
-    grant(
+    let ct = encrypt_as_grantee(
         &admin,
-        ResourceRef::Key(key.id.clone()),
+        &key.id,
         "kms.keys.encrypterDecrypter",
-        &me,
+        b"ctx",
+        b"mine",
     )
     .await;
-    let ct = admin
-        .encrypt(&key.id, None, b"ctx", b"mine")
-        .await
-        .unwrap()
-        .ciphertext;
     let plain = admin.decrypt(&key.id, b"ctx", &ct).await.unwrap();
     assert_eq!(plain.plaintext.expose(), b"mine");
     let err = forged.decrypt(&key.id, b"ctx", &ct).await.unwrap_err();
