@@ -1,13 +1,14 @@
 //! Criterion benches of the wire codec: encoding, splitting and decoding one request frame
 //! (a KMS Decrypt of a 32-byte data key's ciphertext, relayed for a caller: the hot request),
-//! both by the full decoder and read in place as `lockbox-kms` reads it.
+//! both by the full decoder and read in place as `lockbox-kms` reads it; and dropping a
+//! plaintext, which wipes it.
 #![allow(clippy::unwrap_used)] // a bench that cannot set up should abort
 #![allow(missing_docs)] // criterion's macros generate undocumented functions
 
-use criterion::{Criterion, black_box, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, black_box, criterion_group, criterion_main};
 use lockbox_proto::frame::{self, DEFAULT_MAX_FRAME};
 use lockbox_proto::kms::{DecryptCall, KmsRequest};
-use lockbox_proto::{Principal, Request};
+use lockbox_proto::{Principal, Request, SecretBytes};
 
 fn request() -> Request<KmsRequest> {
     Request {
@@ -55,5 +56,20 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// Every payload answer a client reads ends as dropped `SecretBytes`: the wipe and the free.
+fn wipe(c: &mut Criterion) {
+    let mut group = c.benchmark_group("secret_bytes_drop");
+    for len in [64, 4096] {
+        group.bench_function(len.to_string(), |b| {
+            b.iter_batched(
+                || SecretBytes::new(vec![7; len]),
+                drop,
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, wipe);
 criterion_main!(benches);
