@@ -10,6 +10,7 @@ use crate::error::LockboxError;
 use crate::model::Entry;
 use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce, Tag};
+use lockbox_proto::Wiping;
 use zeroize::{Zeroize, Zeroizing};
 
 /// Domain separation of the payload's associated data.
@@ -175,8 +176,8 @@ fn seal(cipher: &Aes256Gcm, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, Loc
     }
 }
 
-fn open(cipher: &Aes256Gcm, aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, LockboxError> {
-    let mut plain = Zeroizing::new(Vec::with_capacity(sealed.len()));
+fn open(cipher: &Aes256Gcm, aad: &[u8], sealed: &[u8]) -> Result<Wiping, LockboxError> {
+    let mut plain = Wiping::new(Vec::with_capacity(sealed.len()));
     open_into(cipher, aad, sealed, &mut plain)?;
     Ok(plain)
 }
@@ -256,7 +257,7 @@ pub fn seal_entries_with(
             .iter()
             .map(|e| 21 + e.key.len() + e.value.len())
             .sum::<usize>();
-    let plain = Zeroizing::new(
+    let plain = Wiping::new(
         postcard::to_extend(entries, Vec::with_capacity(bound))
             .map_err(|e| LockboxError::Internal(format!("payload encoding failed: {e}")))?,
     );
@@ -322,7 +323,7 @@ pub fn open_entries_as_sent(
 }
 
 /// A version's entries, decrypted but still in their stored encoding. Zeroized on drop.
-pub struct OpenedEntries(Zeroizing<Vec<u8>>);
+pub struct OpenedEntries(Wiping);
 
 impl OpenedEntries {
     /// The entries as owned values, to be changed into a new version's.

@@ -7,6 +7,7 @@
 use crate::error::KmsError;
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes128Gcm, Aes256Gcm, AesGcm, Nonce};
+use lockbox_proto::Wiping;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use zeroize::Zeroizing;
@@ -224,7 +225,7 @@ pub fn decrypt(
     version_id: &str,
     aad_context: &[u8],
     ciphertext: &[u8],
-) -> Result<Zeroizing<Vec<u8>>, KmsError> {
+) -> Result<Wiping, KmsError> {
     // The same test as `version_of(ciphertext) == Some(version_id)`, without checking the
     // UTF-8 of an id the caller already read from this ciphertext.
     let names_version = matches!(ciphertext, [FORMAT_V1, len, rest @ ..]
@@ -246,7 +247,7 @@ pub fn decrypt(
             associated_data(key_id, version_id, aad_context).as_bytes(),
             sealed,
         )
-        .map(Zeroizing::new)
+        .map(Wiping::new)
         .ok_or(KmsError::DecryptionFailed)
 }
 

@@ -21,6 +21,6 @@ pub mod kms;
 pub mod lockbox;
 pub mod token;
 
-pub use bytes::SecretBytes;
+pub use bytes::{SecretBytes, Wiping};
 pub use envelope::{Principal, Request, Response};
 pub use error::{Error, ErrorCode};

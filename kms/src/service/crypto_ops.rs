@@ -6,8 +6,8 @@ use crate::access::Permission;
 use crate::crypto::{self, Algorithm, KeyMaterial};
 use crate::error::KmsError;
 use crate::model::{SymmetricKeyRecord, VersionStatus};
+use lockbox_proto::Wiping;
 use lockbox_proto::kms::{MAX_AAD_CONTEXT, MAX_PLAINTEXT};
-use zeroize::Zeroizing;
 
 /// An encryption's result.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +28,7 @@ pub struct Decrypted {
     /// Version the ciphertext was made with.
     pub version_id: String,
     /// Plaintext, zeroized on drop.
-    pub plaintext: Zeroizing<Vec<u8>>,
+    pub plaintext: Wiping,
 }
 
 /// A decryption's result as [`Kms::decrypt_then`] lends it: the key's id from the keystore,
@@ -40,7 +40,7 @@ pub struct Decryption<'a> {
     /// Version the ciphertext was made with.
     pub version_id: &'a str,
     /// Plaintext, zeroized on drop.
-    pub plaintext: Zeroizing<Vec<u8>>,
+    pub plaintext: Wiping,
 }
 
 /// A generated data key.
@@ -49,7 +49,7 @@ pub struct DataKey {
     /// The encryption of the data key.
     pub encrypted: Encrypted,
     /// The data key itself, unless the caller asked to skip it.
-    pub plaintext: Option<Zeroizing<Vec<u8>>>,
+    pub plaintext: Option<Wiping>,
 }
 
 fn check_aad(aad_context: &[u8]) -> Result<(), KmsError> {
@@ -225,7 +225,7 @@ impl Kms {
         let encrypted = encrypt_with(&snap, key, version_id, aad_context, data_key.expose())?;
         Ok(DataKey {
             encrypted,
-            plaintext: (!skip_plaintext).then(|| Zeroizing::new(data_key.expose().to_vec())),
+            plaintext: (!skip_plaintext).then(|| Wiping::new(data_key.expose().to_vec())),
         })
     }
 }
