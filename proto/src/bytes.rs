@@ -94,6 +94,27 @@ impl Wiping {
     }
 }
 
+impl Wiping {
+    /// Appends `bytes`. When the vector must grow, its contents move to a new allocation and
+    /// the old one is wiped, where `Vec::extend_from_slice` would free it as it is.
+    pub fn extend_wiped(&mut self, bytes: &[u8]) {
+        if self.0.capacity() - self.0.len() < bytes.len() {
+            let needed = self.0.len() + bytes.len();
+            let mut bigger = Vec::with_capacity(needed.max(2 * self.0.capacity()));
+            bigger.extend_from_slice(&self.0);
+            // The old vector is dropped here, and wiped.
+            *self = Self(bigger);
+        }
+        self.0.extend_from_slice(bytes);
+    }
+
+    /// Zeroes the bytes and empties the vector, keeping its allocation.
+    pub fn wipe_and_clear(&mut self) {
+        self.0.as_mut_slice().zeroize();
+        self.0.clear();
+    }
+}
+
 impl Drop for Wiping {
     fn drop(&mut self) {
         wipe(&mut self.0);
@@ -206,6 +227,24 @@ mod tests {
             );
             assert!(bytes.iter().all(|&b| b == 0), "{len} bytes");
         }
+    }
+
+    #[test]
+    fn a_wiping_vector_grows_by_moving_and_clears_by_wiping() {
+        let mut w = Wiping::new(Vec::with_capacity(4));
+        w.extend_wiped(b"abc");
+        let first = w.as_ptr();
+        w.extend_wiped(b"d");
+        assert_eq!(w.as_ptr(), first, "room left: no move");
+        w.extend_wiped(b"efgh");
+        assert_eq!(w.as_slice(), b"abcdefgh");
+        assert!(w.capacity() >= 8);
+        let (at, capacity) = (w.as_ptr(), w.capacity());
+        w.wipe_and_clear();
+        assert!(w.is_empty());
+        assert_eq!((w.as_ptr(), w.capacity()), (at, capacity));
+        w.extend_wiped(&[]);
+        assert!(w.is_empty());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::stream::{ReadHalf, Stream, WriteHalf};
 use lockbox_proto::frame;
 use lockbox_proto::hello::{Hello, HelloReply, ServerInfo, Service};
 use lockbox_proto::ids::IdHashing;
-use lockbox_proto::{Error, Principal, Response};
+use lockbox_proto::{Error, Principal, Response, Wiping};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot};
+use zeroize::Zeroize;
 
 /// Why a call failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -226,9 +227,12 @@ async fn write_loop<Resp>(
     mut queue: mpsc::UnboundedReceiver<Vec<u8>>,
     inner: Arc<Inner<Resp>>,
 ) {
-    let mut batch = Vec::with_capacity(64 * 1024);
-    while let Some(first) = queue.recv().await {
-        batch.extend_from_slice(&first);
+    // Requests may carry plaintexts (a new version's payload): each frame is wiped once
+    // copied, and the batch once written.
+    let mut batch = Wiping::new(Vec::with_capacity(64 * 1024));
+    while let Some(mut first) = queue.recv().await {
+        batch.extend_wiped(&first);
+        first.as_mut_slice().zeroize();
         // When other calls are in flight the channel is under load: let the tasks that are
         // ready run first, since many of them are about to queue a call, and they then share
         // one write instead of one system call each. A lone call is written at once.
@@ -237,14 +241,17 @@ async fn write_loop<Resp>(
         }
         while batch.len() < 256 * 1024 {
             match queue.try_recv() {
-                Ok(more) => batch.extend_from_slice(&more),
+                Ok(mut more) => {
+                    batch.extend_wiped(&more);
+                    more.as_mut_slice().zeroize();
+                }
                 Err(_) => break,
             }
         }
         if write.write_all(&batch).await.is_err() {
             break;
         }
-        batch.clear();
+        batch.wipe_and_clear();
     }
     inner.close();
 }

@@ -4,8 +4,10 @@
 //! more, so a caller can answer every request that arrived in one read before writing the
 //! answers back in one write.
 
+use lockbox_proto::Wiping;
 use lockbox_proto::frame::{self, FrameError, LENGTH_PREFIX};
 use tokio::io::{AsyncRead, AsyncReadExt};
+use zeroize::Zeroize;
 
 /// Read size when the buffer has no room left.
 const READ_CHUNK: usize = 64 * 1024;
@@ -16,8 +18,10 @@ pub struct FrameReader<R> {
     /// The byte stream.
     io: R,
     /// Bytes read but not yet consumed are `buf[start..end]`. The whole buffer is
-    /// initialized, so reads into it need no zeroing first.
-    buf: Vec<u8>,
+    /// initialized, so reads into it need no zeroing first. Frames may carry plaintexts:
+    /// consumed bytes are wiped when the buffer is compacted, and the buffer when it is
+    /// dropped or outgrown.
+    buf: Wiping,
     /// Offset of the first unconsumed byte in `buf`.
     start: usize,
     /// End of the bytes read.
@@ -31,7 +35,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub fn new(io: R, max_frame: u32) -> Self {
         Self {
             io,
-            buf: vec![0; READ_CHUNK],
+            buf: Wiping::new(vec![0; READ_CHUNK]),
             start: 0,
             end: 0,
             max_frame,
@@ -73,7 +77,10 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             None => READ_CHUNK / 4,
         };
         if self.buf.len() - self.end < wanted {
-            self.buf.resize(self.end + wanted.max(READ_CHUNK), 0);
+            // A new buffer rather than a resize, which would free the old one unwiped.
+            let mut bigger = vec![0; self.end + wanted.max(READ_CHUNK)];
+            bigger[..self.end].copy_from_slice(&self.buf[..self.end]);
+            self.buf = Wiping::new(bigger);
         }
         let read = self.io.read(&mut self.buf[self.end..]).await?;
         self.end += read;
@@ -98,13 +105,16 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
-    /// Drops consumed bytes from the front of the buffer.
+    /// Drops consumed bytes from the front of the buffer, wiping them.
     fn compact(&mut self) {
         if self.start == self.end {
+            self.buf[..self.end].zeroize();
             (self.start, self.end) = (0, 0);
         } else if self.start > 0 && self.start >= self.buf.len() / 2 {
+            let pending = self.end - self.start;
             self.buf.copy_within(self.start..self.end, 0);
-            (self.start, self.end) = (0, self.end - self.start);
+            self.buf[pending..self.end].zeroize();
+            (self.start, self.end) = (0, pending);
         }
     }
 }
@@ -149,6 +159,53 @@ mod tests {
         }
         writer.await.unwrap();
         assert!(reader.next().await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn consumed_frames_are_wiped_from_the_buffer() {
+        let (mut a, b) = tokio::io::duplex(256 * 1024);
+        let mut bytes = Vec::new();
+        frame::encode(&"e".repeat(40_000), &mut bytes, 1 << 20).unwrap();
+        let first = bytes.len();
+        frame::encode(&"q".repeat(100), &mut bytes, 1 << 20).unwrap();
+        // All of the first frame and the start of the second.
+        a.write_all(&bytes[..first + 50]).await.unwrap();
+        let mut reader = FrameReader::new(b, 1 << 20);
+        let body = reader.next().await.unwrap().unwrap();
+        assert_eq!(frame::decode::<String>(body).unwrap().len(), 40_000);
+        let end = reader.end;
+        assert_eq!(end, first + 50);
+        // More than half the buffer is consumed: the rest moves to the front, and what it
+        // leaves behind is wiped.
+        reader.compact();
+        assert_eq!((reader.start, reader.end), (0, 50));
+        assert_eq!(&reader.buf[..50], &bytes[first..first + 50]);
+        assert!(reader.buf[50..end].iter().all(|&b| b == 0));
+
+        a.write_all(&bytes[first + 50..]).await.unwrap();
+        let body = reader.next().await.unwrap().unwrap();
+        assert_eq!(frame::decode::<String>(body).unwrap(), "q".repeat(100));
+        // Everything consumed: all of it is wiped.
+        reader.compact();
+        assert_eq!((reader.start, reader.end), (0, 0));
+        assert!(reader.buf.iter().all(|&b| b == 0));
+    }
+
+    #[tokio::test]
+    async fn a_frame_larger_than_the_buffer_is_read_whole() {
+        let (mut a, b) = tokio::io::duplex(16 * 1024);
+        let mut bytes = Vec::new();
+        frame::encode(&"s".repeat(10), &mut bytes, 1 << 20).unwrap();
+        frame::encode(&"z".repeat(200_000), &mut bytes, 1 << 20).unwrap();
+        frame::encode(&"t".repeat(10), &mut bytes, 1 << 20).unwrap();
+        let writer = tokio::spawn(async move { a.write_all(&bytes).await.unwrap() });
+        let mut reader = FrameReader::new(b, 1 << 20);
+        for expected in ["s".repeat(10), "z".repeat(200_000), "t".repeat(10)] {
+            let body = reader.next().await.unwrap().unwrap();
+            assert_eq!(frame::decode::<String>(body).unwrap(), expected);
+        }
+        writer.await.unwrap();
+        assert!(reader.buf.len() > READ_CHUNK);
     }
 
     #[tokio::test]

@@ -11,7 +11,7 @@ use crate::peer::PeerCred;
 use crate::stream::Stream;
 use lockbox_proto::frame::{self, FrameError, FrameWriter};
 use lockbox_proto::hello::{self, Hello, HelloPrefix, HelloReply, ServerInfo, Service};
-use lockbox_proto::{Error, ErrorCode, Request, Response};
+use lockbox_proto::{Error, ErrorCode, Request, Response, Wiping};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::future::Future;
@@ -196,7 +196,8 @@ async fn connection<H: Handler>(
     let peer = PeerCred::of(&stream)?;
     let (read, mut write) = Stream::new(stream)?.into_split();
     let mut reader = FrameReader::new(read, config.max_frame);
-    let mut out = Vec::with_capacity(64 * 1024);
+    // Answers may carry plaintexts: wiped once written, and the buffer when it is dropped.
+    let mut out = Wiping::new(Vec::with_capacity(64 * 1024));
 
     let hello = match tokio::time::timeout(config.hello_timeout, reader.next()).await {
         Ok(Ok(Some(body))) => check_hello(body, handler.service()),
@@ -246,7 +247,7 @@ async fn connection<H: Handler>(
         }
         if !out.is_empty() {
             write.write_all(&out).await?;
-            out.clear();
+            out.wipe_and_clear();
         }
         if *stop.borrow() {
             return Ok(());
