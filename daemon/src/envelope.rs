@@ -196,6 +196,8 @@ fn open_into(
         .ok_or_else(|| LockboxError::Internal("stored ciphertext is truncated".into()))?;
     let (ciphertext, tag) = body;
     let start = out.len();
+    // `out` may be an answer buffer holding other plaintexts: it grows by moving and wiping.
+    lockbox_proto::bytes::reserve_wiped(out, ciphertext.len());
     out.extend_from_slice(ciphertext);
     let opened = cipher.decrypt_in_place_detached(
         &Nonce::from(*nonce),

@@ -95,16 +95,9 @@ impl Wiping {
 }
 
 impl Wiping {
-    /// Appends `bytes`. When the vector must grow, its contents move to a new allocation and
-    /// the old one is wiped, where `Vec::extend_from_slice` would free it as it is.
+    /// Appends `bytes`, growing as [`reserve_wiped`] does.
     pub fn extend_wiped(&mut self, bytes: &[u8]) {
-        if self.0.capacity() - self.0.len() < bytes.len() {
-            let needed = self.0.len() + bytes.len();
-            let mut bigger = Vec::with_capacity(needed.max(2 * self.0.capacity()));
-            bigger.extend_from_slice(&self.0);
-            // The old vector is dropped here, and wiped.
-            *self = Self(bigger);
-        }
+        reserve_wiped(&mut self.0, bytes.len());
         self.0.extend_from_slice(bytes);
     }
 
@@ -139,6 +132,25 @@ impl fmt::Debug for Wiping {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Wiping([REDACTED; {}])", self.0.len())
     }
+}
+
+/// Makes room for `additional` more bytes. When `bytes` must grow, its contents move to a new
+/// allocation (at least twice as large, as `Vec` grows) and the old one is wiped, where
+/// `Vec::reserve` would free it as it is. For buffers that may hold plaintexts.
+#[inline]
+pub fn reserve_wiped(bytes: &mut Vec<u8>, additional: usize) {
+    if bytes.capacity() - bytes.len() < additional {
+        grow_wiped(bytes, additional);
+    }
+}
+
+#[cold]
+fn grow_wiped(bytes: &mut Vec<u8>, additional: usize) {
+    let needed = bytes.len().saturating_add(additional);
+    let mut bigger = Vec::with_capacity(needed.max(bytes.capacity().saturating_mul(2)));
+    bigger.extend_from_slice(bytes);
+    let mut old = std::mem::replace(bytes, bigger);
+    wipe(&mut old);
 }
 
 /// Zeroes `bytes` and its spare capacity, in bulk.
@@ -245,6 +257,24 @@ mod tests {
         assert_eq!((w.as_ptr(), w.capacity()), (at, capacity));
         w.extend_wiped(&[]);
         assert!(w.is_empty());
+    }
+
+    #[test]
+    fn reserving_moves_only_when_there_is_no_room() {
+        let mut bytes = Vec::with_capacity(8);
+        bytes.extend_from_slice(b"abcd");
+        let at = bytes.as_ptr();
+        reserve_wiped(&mut bytes, 4);
+        assert_eq!((bytes.as_ptr(), bytes.capacity()), (at, 8));
+        reserve_wiped(&mut bytes, 5);
+        assert_eq!(bytes, b"abcd");
+        assert!(bytes.capacity() >= 16, "doubles: {}", bytes.capacity());
+        reserve_wiped(&mut bytes, 1000);
+        assert_eq!(bytes, b"abcd");
+        assert!(bytes.capacity() >= 1004);
+        let mut empty = Vec::new();
+        reserve_wiped(&mut empty, 0);
+        assert_eq!(empty.capacity(), 0);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! in one. The announced length is checked against the limit before anything is allocated for
 //! the body, so a peer announcing 4 GiB costs nothing.
 
+use crate::bytes::reserve_wiped;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use zeroize::Zeroize;
@@ -32,18 +33,21 @@ pub enum FrameError {
 }
 
 /// A postcard output flavor that appends to a borrowed vector, so a failed encoding can be
-/// rolled back without losing what the buffer already held.
+/// rolled back without losing what the buffer already held. The vector grows by moving and
+/// wiping ([`reserve_wiped`]): frames may hold plaintexts.
 struct AppendTo<'a>(&'a mut Vec<u8>);
 
 impl postcard::ser_flavors::Flavor for AppendTo<'_> {
     type Output = ();
 
     fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        reserve_wiped(self.0, 1);
         self.0.push(data);
         Ok(())
     }
 
     fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        reserve_wiped(self.0, data.len());
         self.0.extend_from_slice(data);
         Ok(())
     }
@@ -84,6 +88,7 @@ impl<'a> FrameWriter<'a> {
     /// Starts a frame at the end of `out`.
     pub fn begin(out: &'a mut Vec<u8>) -> Self {
         let start = out.len();
+        reserve_wiped(out, LENGTH_PREFIX);
         out.extend_from_slice(&[0; LENGTH_PREFIX]);
         Self {
             out,
@@ -99,7 +104,7 @@ impl<'a> FrameWriter<'a> {
     }
 
     /// The buffer, for appending body bytes directly. Bytes before the body must be left
-    /// as they are.
+    /// as they are, and room made with [`reserve_wiped`] (other frames may be before it).
     pub fn body(&mut self) -> &mut Vec<u8> {
         self.out
     }
