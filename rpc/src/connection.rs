@@ -5,6 +5,7 @@
 //! answers back in one write.
 
 use lockbox_proto::Wiping;
+use lockbox_proto::bytes::reserve_wiped;
 use lockbox_proto::frame::{self, FrameError, LENGTH_PREFIX};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use zeroize::Zeroize;
@@ -77,10 +78,12 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             None => READ_CHUNK / 4,
         };
         if self.buf.len() - self.end < wanted {
-            // A new buffer rather than a resize, which would free the old one unwiped.
-            let mut bigger = vec![0; self.end + wanted.max(READ_CHUNK)];
-            bigger[..self.end].copy_from_slice(&self.buf[..self.end]);
-            self.buf = Wiping::new(bigger);
+            // Room made by moving and wiping, so the resize does not free the old buffer as
+            // it was.
+            let grown = self.end + wanted.max(READ_CHUNK);
+            let more = grown - self.buf.len();
+            reserve_wiped(&mut self.buf, more);
+            self.buf.resize(grown, 0);
         }
         let read = self.io.read(&mut self.buf[self.end..]).await?;
         self.end += read;
