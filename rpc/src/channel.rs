@@ -20,7 +20,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot};
-use zeroize::Zeroize;
 
 /// Why a call failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -88,8 +87,9 @@ impl<Resp> std::fmt::Debug for Channel<Resp> {
 const REQUEST_CAPACITY: usize = 256;
 
 struct Inner<Resp> {
-    /// Encoded request frames for the writer task.
-    outgoing: mpsc::UnboundedSender<Vec<u8>>,
+    /// Encoded request frames for the writer task, wiped when dropped (a request may carry
+    /// a new version's payload).
+    outgoing: mpsc::UnboundedSender<Wiping>,
     /// Calls waiting for their response, by request id.
     pending: Pending<Resp>,
     /// Next request id; starts at 1 because id 0 answers unreadable frames.
@@ -168,7 +168,7 @@ impl<Resp: DeserializeOwned + Send + 'static> Channel<Resp> {
         let inner = &self.inner;
         let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
         // Most requests fit: one allocation instead of the several a growing vector makes.
-        let mut frame_bytes = Vec::with_capacity(REQUEST_CAPACITY);
+        let mut frame_bytes = Wiping::new(Vec::with_capacity(REQUEST_CAPACITY));
         frame::encode(
             &RequestRef {
                 id,
@@ -224,15 +224,13 @@ impl<Resp> Inner<Resp> {
 
 async fn write_loop<Resp>(
     mut write: WriteHalf,
-    mut queue: mpsc::UnboundedReceiver<Vec<u8>>,
+    mut queue: mpsc::UnboundedReceiver<Wiping>,
     inner: Arc<Inner<Resp>>,
 ) {
-    // Requests may carry plaintexts (a new version's payload): each frame is wiped once
-    // copied, and the batch once written.
+    // Like the frames it copies, the batch is wiped once written.
     let mut batch = Wiping::new(Vec::with_capacity(64 * 1024));
-    while let Some(mut first) = queue.recv().await {
+    while let Some(first) = queue.recv().await {
         batch.extend_wiped(&first);
-        first.as_mut_slice().zeroize();
         // When other calls are in flight the channel is under load: let the tasks that are
         // ready run first, since many of them are about to queue a call, and they then share
         // one write instead of one system call each. A lone call is written at once.
@@ -241,10 +239,7 @@ async fn write_loop<Resp>(
         }
         while batch.len() < 256 * 1024 {
             match queue.try_recv() {
-                Ok(mut more) => {
-                    batch.extend_wiped(&more);
-                    more.as_mut_slice().zeroize();
-                }
+                Ok(more) => batch.extend_wiped(&more),
                 Err(_) => break,
             }
         }
