@@ -82,8 +82,9 @@ impl<'de> de::Visitor<'de> for ByteBufVisitor {
 
 /// A byte vector zeroed when dropped, like `Zeroizing<Vec<u8>>`, but wiped in bulk: `Zeroize`
 /// on a slice fills it behind an optimisation barrier, while on a `Vec` it writes one element
-/// at a time, which takes about 14 times as long for a 4 KiB value. As with `Zeroizing`, a
-/// vector that grows leaves its old copy behind: size it up front.
+/// at a time, which takes about 14 times as long for a 4 KiB value. Grow it with
+/// [`extend_wiped`](Self::extend_wiped) or [`reserve_wiped`]: `Vec`'s own growth, reached
+/// through `DerefMut`, frees the old allocation as it was.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Wiping(Vec<u8>);
 
@@ -92,9 +93,7 @@ impl Wiping {
     pub fn new(bytes: Vec<u8>) -> Self {
         Self(bytes)
     }
-}
 
-impl Wiping {
     /// Appends `bytes`, growing as [`reserve_wiped`] does.
     pub fn extend_wiped(&mut self, bytes: &[u8]) {
         reserve_wiped(&mut self.0, bytes.len());
