@@ -166,13 +166,13 @@ async fn add_version_applies_changes_over_the_base_version() {
             .unwrap(),
     );
     let p = c.get_payload(&id, None).await.unwrap();
-    assert_eq!(p.version_id, v3);
+    assert_eq!(p.version_id(), v3);
     assert_eq!(map(&p), expect(&[("b", "2")]));
 
     // Old versions stay readable; the current one can be moved back.
     assert_eq!(map(&c.get_payload(&id, Some(&v2)).await.unwrap())["c"], "3");
     c.set_current_version(&id, &v2).await.unwrap();
-    assert_eq!(c.get_payload(&id, None).await.unwrap().version_id, v2);
+    assert_eq!(c.get_payload(&id, None).await.unwrap().version_id(), v2);
 
     let (versions, _) = c.list_versions(&id, Page::default()).await.unwrap();
     let ids: Vec<_> = versions.iter().map(|v| v.id.clone()).collect();

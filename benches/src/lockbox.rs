@@ -210,9 +210,9 @@ pub(crate) async fn data_set(load: &Load, w: &Workload, kms_key_id: &str) -> Res
     let (id, name) = &secrets[0];
     let payload = admin.get_payload(id, None).await?;
     ensure!(
-        payload.entries.len() == w.entries,
+        payload.len() == w.entries,
         "secret {name} has {} entries, not {}",
-        payload.entries.len(),
+        payload.len(),
         w.entries
     );
     Ok(DataSet { folder_id, secrets })

@@ -4,9 +4,11 @@ use lockbox_proto::hello::Service;
 use lockbox_proto::kms::{AccessBinding, AccessBindingDelta, Page};
 use lockbox_proto::lockbox::{
     AddVersion, Cloud, CreateSecret, Folder, GetPayloadRef, LockboxRequest, LockboxResource,
-    LockboxResponse, Operation, PayloadEntry, Secret, SecretRef, ServiceAccount, ServiceAccountKey,
-    UpdateSecret, Version,
+    LockboxResponse, Operation, Secret, SecretRef, ServiceAccount, ServiceAccountKey, UpdateSecret,
+    Version,
 };
+use lockbox_proto::payload::{PayloadEntries, PayloadLayout, PayloadValueRef};
+use lockbox_proto::{Response, Wiping, frame};
 use lockbox_rpc::{CallError, Channel};
 use serde::Serialize;
 use std::path::Path;
@@ -14,15 +16,74 @@ use std::path::Path;
 /// A page of items and the token for the next (empty on the last page).
 pub type Listed<T> = (Vec<T>, String);
 
-/// A payload as read.
-#[derive(Debug, Clone)]
+/// A payload as read: the daemon's answer kept as it came, in one buffer wiped when the
+/// payload is dropped, and read in place. No string or vector is made per id or entry.
+#[derive(Clone)]
 pub struct Payload {
-    /// Secret.
-    pub secret_id: String,
-    /// Version read.
-    pub version_id: String,
-    /// Entries.
-    pub entries: Vec<PayloadEntry>,
+    /// The answer's frame body.
+    body: Wiping,
+    /// Where the ids and entries lie in `body`, checked when the answer was read.
+    layout: PayloadLayout,
+}
+
+impl Payload {
+    /// Reads a payload answer's frame body, or the error or unexpected answer it carries.
+    fn read(body: Wiping) -> Result<Self, CallError> {
+        if let Some((_, layout)) = PayloadLayout::parse(&body) {
+            return Ok(Self { body, layout });
+        }
+        // Everything but a payload: decode in full for the error it carries.
+        match frame::decode::<Response<LockboxResponse>>(&body) {
+            Ok(Response { result: Err(e), .. }) => Err(CallError::Server(e)),
+            Ok(Response {
+                result: Ok(other), ..
+            }) => Err(CallError::Protocol(format!(
+                "unexpected response {other:?}"
+            ))),
+            Err(e) => Err(CallError::Protocol(e.to_string())),
+        }
+    }
+
+    /// The secret.
+    pub fn secret_id(&self) -> &str {
+        self.layout.secret_id(&self.body)
+    }
+
+    /// The version read.
+    pub fn version_id(&self) -> &str {
+        self.layout.version_id(&self.body)
+    }
+
+    /// The entries, in the order the version holds them.
+    pub fn entries(&self) -> PayloadEntries<'_> {
+        self.layout.entries(&self.body)
+    }
+
+    /// The value of the entry `key`, if the version has one.
+    pub fn get(&self, key: &str) -> Option<PayloadValueRef<'_>> {
+        self.layout.get(&self.body, key)
+    }
+
+    /// How many entries the version has.
+    pub fn len(&self) -> usize {
+        self.layout.len()
+    }
+
+    /// Whether the version has no entries.
+    pub fn is_empty(&self) -> bool {
+        self.layout.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Payload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Values show redacted (see `PayloadValueRef`).
+        f.debug_struct("Payload")
+            .field("secret_id", &self.secret_id())
+            .field("version_id", &self.version_id())
+            .field("entries", &self.entries())
+            .finish()
+    }
 }
 
 /// A connection to `lockboxd`.
@@ -326,8 +387,8 @@ impl LockboxClient {
     }
 
     async fn payload<R: Serialize>(&self, request: &R) -> Result<Payload, CallError> {
-        expect!(self.channel.call(None, request).await?, LockboxResponse::Payload { secret_id, version_id, entries } =>
-            Payload { secret_id, version_id, entries })
+        // The answer is read where it lies; see `Payload`.
+        Payload::read(self.channel.call_raw(None, request).await?)
     }
 
     /// Reads a payload (default: the current version).

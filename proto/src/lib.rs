@@ -19,6 +19,7 @@ pub mod hello;
 pub mod ids;
 pub mod kms;
 pub mod lockbox;
+pub mod payload;
 pub mod token;
 
 pub use bytes::{SecretBytes, Wiping};

@@ -611,7 +611,7 @@ pub struct PayloadHead<'a> {
 
 /// The position of `Payload` in [`LockboxResponse`]; a test checks it against the derived
 /// form.
-const PAYLOAD_VARIANT: u32 = 5;
+pub(crate) const PAYLOAD_VARIANT: u32 = 5;
 
 impl Serialize for PayloadHead<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {

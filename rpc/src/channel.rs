@@ -3,8 +3,9 @@
 //! [`Channel::call`] encodes a request, hands it to a writer task that batches whatever is
 //! queued into one write, and waits for the reader task to route the matching response back.
 //! The reader decodes each response where it lies in its read buffer, so no copy of the frame
-//! (which may hold plaintext) is made on the way. When the connection fails every waiting
-//! call gets [`CallError::Disconnected`].
+//! (which may hold plaintext) is made on the way; [`Channel::call_raw`] instead hands the
+//! caller a wiped copy of the body, for answers it reads in place itself. When the connection
+//! fails every waiting call gets [`CallError::Disconnected`].
 
 use crate::connection::FrameReader;
 use crate::stream::{ReadHalf, Stream, WriteHalf};
@@ -54,8 +55,16 @@ struct RequestRef<'a, B> {
     body: &'a B,
 }
 
+/// A call waiting for its response.
+enum Waiter<Resp> {
+    /// Wants the response decoded.
+    Decoded(oneshot::Sender<Result<Resp, CallError>>),
+    /// Wants the response's frame body as it came.
+    Raw(oneshot::Sender<Wiping>),
+}
+
 /// Calls waiting for their response, by request id.
-type PendingMap<Resp> = HashMap<u64, oneshot::Sender<Result<Resp, CallError>>, IdHashing>;
+type PendingMap<Resp> = HashMap<u64, Waiter<Resp>, IdHashing>;
 type Pending<Resp> = Mutex<PendingMap<Resp>>;
 
 /// A pipelined connection to a lockbox server whose responses are `Resp`. Cheap to clone;
@@ -165,6 +174,35 @@ impl<Resp: DeserializeOwned + Send + 'static> Channel<Resp> {
         on_behalf_of: Option<&Principal>,
         body: &Req,
     ) -> Result<Resp, CallError> {
+        let answer = self.send(on_behalf_of, body, Waiter::Decoded)?;
+        answer
+            .await
+            .unwrap_or(Err(CallError::Disconnected(self.inner.service)))
+    }
+
+    /// Sends `body` and returns its response's whole frame body (a `Response<Resp>`) as it
+    /// came, for a caller that reads the answer in place; the copy is wiped when dropped.
+    /// Anything the caller does not read itself decodes with
+    /// [`frame::decode`]`::<Response<Resp>>`.
+    pub async fn call_raw<Req: Serialize>(
+        &self,
+        on_behalf_of: Option<&Principal>,
+        body: &Req,
+    ) -> Result<Wiping, CallError> {
+        let answer = self.send(on_behalf_of, body, Waiter::Raw)?;
+        answer
+            .await
+            .map_err(|_| CallError::Disconnected(self.inner.service))
+    }
+
+    /// Queues `body` for the writer with `waiter` registered for its response, and returns
+    /// the receiving end of that waiter.
+    fn send<Req: Serialize, T>(
+        &self,
+        on_behalf_of: Option<&Principal>,
+        body: &Req,
+        waiter: impl FnOnce(oneshot::Sender<T>) -> Waiter<Resp>,
+    ) -> Result<oneshot::Receiver<T>, CallError> {
         let inner = &self.inner;
         let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
         // Most requests fit: one allocation instead of the several a growing vector makes.
@@ -190,14 +228,13 @@ impl<Resp: DeserializeOwned + Send + 'static> Channel<Resp> {
             if inner.closed.load(Ordering::Acquire) {
                 return Err(CallError::Disconnected(inner.service));
             }
-            pending.insert(id, tx);
+            pending.insert(id, waiter(tx));
         }
         if inner.outgoing.send(frame_bytes).is_err() {
             lock(&inner.pending).remove(&id);
             return Err(CallError::Disconnected(inner.service));
         }
-        rx.await
-            .unwrap_or(Err(CallError::Disconnected(inner.service)))
+        Ok(rx)
     }
 
     /// Whether the connection has failed or been closed.
@@ -259,15 +296,24 @@ async fn read_loop<Resp: DeserializeOwned>(
         let Ok((id, _)) = postcard::take_from_bytes::<u64>(body) else {
             break;
         };
-        let Some(tx) = lock(&inner.pending).remove(&id) else {
+        let Some(waiter) = lock(&inner.pending).remove(&id) else {
             continue;
         };
-        let answer = match frame::decode::<Response<Resp>>(body) {
-            Ok(response) => response.result.map_err(CallError::Server),
-            Err(e) => Err(CallError::Protocol(e.to_string())),
-        };
         // The caller may have given up waiting; that is fine.
-        let _ = tx.send(answer);
+        match waiter {
+            Waiter::Decoded(tx) => {
+                let answer = match frame::decode::<Response<Resp>>(body) {
+                    Ok(response) => response.result.map_err(CallError::Server),
+                    Err(e) => Err(CallError::Protocol(e.to_string())),
+                };
+                let _ = tx.send(answer);
+            }
+            Waiter::Raw(tx) => {
+                let mut copy = Wiping::new(Vec::with_capacity(body.len()));
+                copy.extend_wiped(body);
+                let _ = tx.send(copy);
+            }
+        }
     }
     inner.close();
 }
@@ -326,6 +372,30 @@ mod tests {
         assert_eq!(channel.call(None, &2u32).await.unwrap(), "answer to 2");
         server.await.unwrap();
         let gone = channel.call(None, &3u32).await;
+        assert!(matches!(gone, Err(CallError::Disconnected(_))), "{gone:?}");
+    }
+
+    #[tokio::test]
+    async fn a_raw_call_gets_the_body_as_it_came_even_one_that_would_not_decode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let server = tokio::spawn(scripted_server(UnixListener::bind(&path).unwrap()));
+        let channel: Channel<String> = Channel::connect(&path, Service::Lockbox, "test")
+            .await
+            .unwrap();
+        let raw = channel.call_raw(None, &1u32).await.unwrap();
+        assert_eq!(
+            &raw[..],
+            postcard::to_allocvec(&(1u64, 0u8, 200u8)).unwrap()
+        );
+        let raw = channel.call_raw(None, &2u32).await.unwrap();
+        let answer: Response<String> = frame::decode(&raw).unwrap();
+        assert_eq!(
+            (answer.id, answer.result.unwrap()),
+            (2, "answer to 2".into())
+        );
+        server.await.unwrap();
+        let gone = channel.call_raw(None, &3u32).await;
         assert!(matches!(gone, Err(CallError::Disconnected(_))), "{gone:?}");
     }
 

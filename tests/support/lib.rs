@@ -463,6 +463,7 @@ pub mod payload {
     use lockbox_client::lockbox::Payload;
     use lockbox_client::proto::SecretBytes;
     use lockbox_client::proto::lockbox::{CreateSecret, PayloadEntryChange, PayloadValue};
+    use lockbox_client::proto::payload::PayloadValueRef;
     use std::collections::BTreeMap;
 
     /// Sets `key` to a text value.
@@ -508,23 +509,19 @@ pub mod payload {
 
     /// A payload as key → value text (binary values shown as `bin:<hex>`).
     pub fn map(p: &Payload) -> BTreeMap<String, String> {
-        p.entries
-            .iter()
+        p.entries()
             .map(|e| {
-                let v = match &e.value {
-                    PayloadValue::Text(t) => String::from_utf8_lossy(t.expose()).into_owned(),
-                    PayloadValue::Binary(b) => {
+                let v = match e.value {
+                    PayloadValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+                    PayloadValueRef::Binary(b) => {
                         format!(
                             "bin:{}",
-                            b.expose()
-                                .iter()
-                                .map(|x| format!("{x:02x}"))
-                                .collect::<String>()
+                            b.iter().map(|x| format!("{x:02x}")).collect::<String>()
                         )
                     }
                     _ => String::new(),
                 };
-                (e.key.clone(), v)
+                (e.key.to_owned(), v)
             })
             .collect()
     }

@@ -183,9 +183,8 @@ pub(crate) fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-use lockbox_client::proto::lockbox::{
-    self as lb, Operation, OperationResult, PayloadEntry, PayloadValue,
-};
+use lockbox_client::proto::lockbox::{self as lb, Operation, OperationResult};
+use lockbox_client::proto::payload::{PayloadEntries, PayloadValueRef};
 
 fn secret_status(s: lb::SecretStatus) -> &'static str {
     match s {
@@ -297,15 +296,14 @@ pub(crate) fn operation(op: &Operation) -> Value {
 }
 
 /// Payload entries as JSON: text values as text, binary values in base64.
-pub(crate) fn entries(entries: &[PayloadEntry]) -> Value {
+pub(crate) fn entries(entries: PayloadEntries<'_>) -> Value {
     Value::Array(
         entries
-            .iter()
-            .map(|e| match &e.value {
-                PayloadValue::Text(t) => {
-                    json!({ "key": e.key, "text_value": String::from_utf8_lossy(t.expose()) })
+            .map(|e| match e.value {
+                PayloadValueRef::Text(t) => {
+                    json!({ "key": e.key, "text_value": String::from_utf8_lossy(t) })
                 }
-                PayloadValue::Binary(b) => json!({ "key": e.key, "binary_value": b64(b.expose()) }),
+                PayloadValueRef::Binary(b) => json!({ "key": e.key, "binary_value": b64(b) }),
                 _ => json!({ "key": e.key }),
             })
             .collect(),

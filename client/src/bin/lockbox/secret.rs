@@ -622,28 +622,20 @@ pub(crate) async fn payload(
         }
     };
     if let Some(key) = key {
-        let entry = payload
-            .entries
-            .iter()
-            .find(|e| e.key == key)
-            .ok_or_else(|| {
-                lockbox_client::CallError::Server(lockbox_client::proto::Error::new(
-                    lockbox_client::proto::ErrorCode::NotFound,
-                    format!("version {} has no entry {key:?}", payload.version_id),
-                ))
-            })?;
-        let bytes = match &entry.value {
-            PayloadValue::Text(b) | PayloadValue::Binary(b) => b.expose(),
-            _ => &[],
-        };
-        return write_output(std::path::Path::new("-"), bytes);
+        let value = payload.get(&key).ok_or_else(|| {
+            lockbox_client::CallError::Server(lockbox_client::proto::Error::new(
+                lockbox_client::proto::ErrorCode::NotFound,
+                format!("version {} has no entry {key:?}", payload.version_id()),
+            ))
+        })?;
+        return write_output(std::path::Path::new("-"), value.bytes());
     }
     print(
         format,
         &serde_json::json!({
-            "secret_id": payload.secret_id,
-            "version_id": payload.version_id,
-            "entries": render::entries(&payload.entries),
+            "secret_id": payload.secret_id(),
+            "version_id": payload.version_id(),
+            "entries": render::entries(payload.entries()),
         }),
     );
     Ok(())
