@@ -4,10 +4,11 @@ use lockbox_proto::hello::Service;
 use lockbox_proto::kms::{
     AccessBinding, AccessBindingDelta, AsymmetricSignatureKey, CreateAsymmetricSignatureKey,
     CreateSymmetricKey, DecryptRef, KmsRequest, KmsResponse, Page, ResourceRef, SymmetricAlgorithm,
-    SymmetricKey, SymmetricKeyVersion, UpdateSymmetricKey,
+    SymmetricKey, SymmetricKeyVersion, UpdateSymmetricKey, decrypted_plaintext,
 };
-use lockbox_proto::{Principal, SecretBytes};
+use lockbox_proto::{Principal, SecretBytes, Wiping};
 use lockbox_rpc::{CallError, Channel};
+use std::ops::Range;
 use std::path::Path;
 
 /// A connection to `lockbox-kms`.
@@ -39,6 +40,31 @@ pub struct Plaintext {
     pub version_id: String,
     /// The plaintext (zeroized on drop).
     pub plaintext: SecretBytes,
+}
+
+/// The plaintext of a decryption read in place from `lockbox-kms`'s answer, which is kept as
+/// it came and wiped when this is dropped: a relay's per-read unwrap makes no copy of the
+/// plaintext or the ids.
+#[derive(Clone)]
+pub struct DecryptedInPlace {
+    /// The answer's frame body.
+    body: Wiping,
+    /// Where the plaintext lies in `body`.
+    plaintext: Range<usize>,
+}
+
+impl DecryptedInPlace {
+    /// The plaintext.
+    pub fn plaintext(&self) -> &[u8] {
+        // The range was found in this body, which does not change.
+        self.body.get(self.plaintext.clone()).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for DecryptedInPlace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DecryptedInPlace([REDACTED; {}])", self.plaintext.len())
+    }
 }
 
 /// Result of `generate_data_key`.
@@ -255,38 +281,41 @@ impl KmsClient {
         aad_context: &[u8],
         ciphertext: &[u8],
     ) -> Result<Plaintext, CallError> {
-        self.decrypt_as(self.on_behalf_of.as_ref(), key_id, aad_context, ciphertext)
-            .await
-    }
-
-    /// Decrypts on behalf of `principal`, as [`KmsClient::on_behalf_of`] would, without
-    /// a client of its own: the relay's per-read path. Only works on a connection from an
-    /// enrolled relay.
-    pub async fn decrypt_for(
-        &self,
-        principal: &Principal,
-        key_id: &str,
-        aad_context: &[u8],
-        ciphertext: &[u8],
-    ) -> Result<Plaintext, CallError> {
-        self.decrypt_as(Some(principal), key_id, aad_context, ciphertext)
-            .await
-    }
-
-    async fn decrypt_as(
-        &self,
-        principal: Option<&Principal>,
-        key_id: &str,
-        aad_context: &[u8],
-        ciphertext: &[u8],
-    ) -> Result<Plaintext, CallError> {
         let request = DecryptRef {
             key_id,
             aad_context,
             ciphertext,
         };
-        let r = self.channel.call(principal, &request).await?;
+        let r = self
+            .channel
+            .call(self.on_behalf_of.as_ref(), &request)
+            .await?;
         expect!(r, KmsResponse::Decrypted { key_id, version_id, plaintext } => Plaintext { key_id, version_id, plaintext })
+    }
+
+    /// Decrypts on behalf of `principal` (`None`: as [`decrypt`](Self::decrypt) would), as
+    /// [`KmsClient::on_behalf_of`] would without a client of its own, and reads the
+    /// plaintext where it lies in the answer: the relay's per-read path, which needs neither
+    /// the ids nor an owned copy. Acting for a principal only works on a connection from an
+    /// enrolled relay.
+    pub async fn decrypt_in_place(
+        &self,
+        principal: Option<&Principal>,
+        key_id: &str,
+        aad_context: &[u8],
+        ciphertext: &[u8],
+    ) -> Result<DecryptedInPlace, CallError> {
+        let request = DecryptRef {
+            key_id,
+            aad_context,
+            ciphertext,
+        };
+        let principal = principal.or(self.on_behalf_of.as_ref());
+        let body = self.channel.call_raw(principal, &request).await?;
+        match decrypted_plaintext(&body) {
+            Some((_, plaintext)) => Ok(DecryptedInPlace { body, plaintext }),
+            None => Err(crate::not_read_in_place::<KmsResponse>(&body)),
+        }
     }
 
     /// Moves a ciphertext from `source_key_id` to `key_id` without exposing the plaintext.

@@ -21,6 +21,21 @@ pub mod kms;
 pub mod lockbox;
 pub mod sa;
 
+/// The failure a response body carries when it is not the answer a call reads in place: the
+/// server's error, or a protocol error for any other answer or an unreadable frame.
+fn not_read_in_place<R>(body: &[u8]) -> CallError
+where
+    R: serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match proto::frame::decode::<proto::Response<R>>(body) {
+        Ok(proto::Response { result: Err(e), .. }) => CallError::Server(e),
+        Ok(proto::Response {
+            result: Ok(other), ..
+        }) => CallError::Protocol(format!("unexpected response {other:?}")),
+        Err(e) => CallError::Protocol(e.to_string()),
+    }
+}
+
 pub use kms::KmsClient;
 pub use lockbox::LockboxClient;
 pub use lockbox_proto as proto;

@@ -1,5 +1,6 @@
 //! Typed calls to `lockboxd`.
 
+use lockbox_proto::Wiping;
 use lockbox_proto::hello::Service;
 use lockbox_proto::kms::{AccessBinding, AccessBindingDelta, Page};
 use lockbox_proto::lockbox::{
@@ -8,7 +9,6 @@ use lockbox_proto::lockbox::{
     Version,
 };
 use lockbox_proto::payload::{PayloadEntries, PayloadLayout, PayloadValueRef};
-use lockbox_proto::{Response, Wiping, frame};
 use lockbox_rpc::{CallError, Channel};
 use serde::Serialize;
 use std::path::Path;
@@ -29,18 +29,9 @@ pub struct Payload {
 impl Payload {
     /// Reads a payload answer's frame body, or the error or unexpected answer it carries.
     fn read(body: Wiping) -> Result<Self, CallError> {
-        if let Some((_, layout)) = PayloadLayout::parse(&body) {
-            return Ok(Self { body, layout });
-        }
-        // Everything but a payload: decode in full for the error it carries.
-        match frame::decode::<Response<LockboxResponse>>(&body) {
-            Ok(Response { result: Err(e), .. }) => Err(CallError::Server(e)),
-            Ok(Response {
-                result: Ok(other), ..
-            }) => Err(CallError::Protocol(format!(
-                "unexpected response {other:?}"
-            ))),
-            Err(e) => Err(CallError::Protocol(e.to_string())),
+        match PayloadLayout::parse(&body) {
+            Some((_, layout)) => Ok(Self { body, layout }),
+            None => Err(crate::not_read_in_place::<LockboxResponse>(&body)),
         }
     }
 

@@ -20,7 +20,7 @@ pub async fn unlock(lockbox: &Lockbox, kms_folder: &str) -> Result<(), LockboxEr
             let plain = kms
                 .decrypt(None, &stored.kms_key_id, KEYRING_AAD, &stored.wrapped)
                 .await?;
-            Keyring::from_bytes(plain.expose())?
+            Keyring::from_bytes(plain.plaintext())?
         }
         None => {
             let key_id = kms.create_own_key(kms_folder, "lockboxd-keyring").await?;

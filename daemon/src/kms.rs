@@ -3,8 +3,9 @@
 //! does not need it.
 
 use crate::error::LockboxError;
+use lockbox_client::kms::DecryptedInPlace;
 use lockbox_client::{CallError, KmsClient};
-use lockbox_proto::{Principal, SecretBytes};
+use lockbox_proto::Principal;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -95,20 +96,18 @@ impl KmsLink {
         .await
     }
 
-    /// Decrypts with `key_id`, authorized as `on_behalf_of` (or as the daemon itself).
+    /// Decrypts with `key_id`, authorized as `on_behalf_of` (or as the daemon itself). The
+    /// plaintext is read where it lies in the KMS's answer and wiped with it.
     pub async fn decrypt(
         &self,
         on_behalf_of: Option<&Principal>,
         key_id: &str,
         aad_context: &[u8],
         ciphertext: &[u8],
-    ) -> Result<SecretBytes, LockboxError> {
+    ) -> Result<DecryptedInPlace, LockboxError> {
         self.with_client(|c| async move {
-            let plain = match on_behalf_of {
-                Some(p) => c.decrypt_for(p, key_id, aad_context, ciphertext).await,
-                None => c.decrypt(key_id, aad_context, ciphertext).await,
-            };
-            plain.map(|r| r.plaintext)
+            c.decrypt_in_place(on_behalf_of, key_id, aad_context, ciphertext)
+                .await
         })
         .await
     }

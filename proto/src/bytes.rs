@@ -80,6 +80,14 @@ impl<'de> de::Visitor<'de> for ByteBufVisitor {
     }
 }
 
+/// Postcard bytes (a length, then the bytes) checked to be UTF-8, and what follows them: a
+/// text field read in place whose conversion to `str` waits until someone reads it. Ids and
+/// keys are ASCII, which is checked faster than UTF-8 in general.
+pub(crate) fn take_text(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (text, rest) = postcard::take_from_bytes::<&[u8]>(bytes).ok()?;
+    (text.is_ascii() || std::str::from_utf8(text).is_ok()).then_some((text, rest))
+}
+
 /// A byte vector zeroed when dropped, like `Zeroizing<Vec<u8>>`, but wiped in bulk: `Zeroize`
 /// on a slice fills it behind an optimisation barrier, while on a `Vec` it writes one element
 /// at a time, which takes about 14 times as long for a 4 KiB value. Grow it with

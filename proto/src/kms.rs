@@ -7,6 +7,7 @@
 use crate::bytes::{self, SecretBytes};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::ops::Range;
 
 /// Largest `aad_context` accepted by the crypto operations.
 pub const MAX_AAD_CONTEXT: usize = 8192;
@@ -349,6 +350,26 @@ impl Serialize for DecryptedRef<'_> {
         v.serialize_field("version_id", self.version_id)?;
         v.serialize_field("plaintext", &Borrowed(self.plaintext))?;
         v.end()
+    }
+}
+
+/// Where the plaintext of a [`KmsResponse::Decrypted`] answer lies in its whole
+/// `Response<KmsResponse>` frame body, and the request id: a relay reads the plaintext in
+/// place. The ids before it are checked to be text, not read. Anything else (an error, another
+/// answer, a malformed frame) gives `None`: decode that in full.
+pub fn decrypted_plaintext(body: &[u8]) -> Option<(u64, Range<usize>)> {
+    let (id, rest) = postcard::take_from_bytes::<u64>(body).ok()?;
+    // `Ok` is variant 0 of the result: a single zero byte.
+    let rest = rest.strip_prefix(&[0])?;
+    let (variant, rest) = postcard::take_from_bytes::<u32>(rest).ok()?;
+    if variant != DECRYPTED_VARIANT {
+        return None;
+    }
+    let (_key_id, rest) = bytes::take_text(rest)?;
+    let (_version_id, rest) = bytes::take_text(rest)?;
+    match postcard::take_from_bytes::<&[u8]>(rest) {
+        Ok((plaintext, [])) => Some((id, body.len() - plaintext.len()..body.len())),
+        _ => None,
     }
 }
 
@@ -792,5 +813,61 @@ mod tests {
                 postcard::to_allocvec(&owned).unwrap()
             );
         }
+    }
+
+    fn decrypted(id: u64, key_id: &str, plaintext: &[u8]) -> Vec<u8> {
+        postcard::to_allocvec(&Response::<KmsResponse> {
+            id,
+            result: Ok(KmsResponse::Decrypted {
+                key_id: key_id.into(),
+                version_id: "abj11111111111111111".into(),
+                plaintext: SecretBytes::new(plaintext.to_vec()),
+            }),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_decrypted_answer_gives_its_plaintext_in_place() {
+        let long = [7u8; 300];
+        for plaintext in [&b""[..], &[9u8; 32][..], &long[..]] {
+            for (id, key_id) in [(1, "abj00000000000000000"), (u64::MAX, "ключ")] {
+                let body = decrypted(id, key_id, plaintext);
+                let (read_id, at) = decrypted_plaintext(&body).expect("a decrypted answer");
+                assert_eq!((read_id, &body[at]), (id, plaintext));
+            }
+        }
+    }
+
+    #[test]
+    fn only_a_whole_decrypted_answer_gives_a_plaintext() {
+        let body = decrypted(7, "abj00000000000000000", &[9; 32]);
+        for end in 0..body.len() {
+            assert_eq!(decrypted_plaintext(&body[..end]), None, "cut at {end}");
+        }
+        let mut longer = body.clone();
+        longer.push(0);
+        assert_eq!(decrypted_plaintext(&longer), None);
+        // A key id that is not UTF-8 (its first byte follows the id and two tags).
+        let mut bad = body.clone();
+        bad[4] = 0xff;
+        assert!(postcard::from_bytes::<Response<KmsResponse>>(&bad).is_err());
+        assert_eq!(decrypted_plaintext(&bad), None);
+        let failed = postcard::to_allocvec(&Response::<KmsResponse> {
+            id: 7,
+            result: Err(crate::Error::new(crate::ErrorCode::PermissionDenied, "no")),
+        })
+        .unwrap();
+        assert_eq!(decrypted_plaintext(&failed), None);
+        let encrypted = postcard::to_allocvec(&Response::<KmsResponse> {
+            id: 7,
+            result: Ok(KmsResponse::Encrypted {
+                key_id: "abj00000000000000000".into(),
+                version_id: "abj11111111111111111".into(),
+                ciphertext: vec![9; 32],
+            }),
+        })
+        .unwrap();
+        assert_eq!(decrypted_plaintext(&encrypted), None);
     }
 }

@@ -5,6 +5,7 @@
 //! [`LockboxResponse::Payload`](crate::lockbox::LockboxResponse::Payload) once and records
 //! where its parts lie; the parts are then read from the same body through the layout.
 
+use crate::bytes::take_text;
 use crate::lockbox::PAYLOAD_VARIANT;
 use postcard::take_from_bytes;
 use std::fmt;
@@ -116,14 +117,6 @@ fn text<'a>(body: &'a [u8], range: &Range<usize>) -> &'a str {
     body.get(range.clone())
         .and_then(|bytes| std::str::from_utf8(bytes).ok())
         .unwrap_or_default()
-}
-
-/// Bytes prefixed with their length, checked to be UTF-8, and what follows them. Ids and
-/// keys are ASCII, checked faster than UTF-8 in general; the conversion to `str` waits until
-/// a caller reads them.
-fn take_text(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
-    let (text, rest) = take_from_bytes::<&[u8]>(bytes).ok()?;
-    (text.is_ascii() || std::str::from_utf8(text).is_ok()).then_some((text, rest))
 }
 
 /// One entry at the start of `bytes`, its key as bytes, and what follows it.

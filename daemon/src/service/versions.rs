@@ -174,7 +174,7 @@ impl Lockbox {
                         w,
                     )
                     .await?;
-                Ok(Arc::new(Dek::from_bytes(plain.expose())?.cipher()))
+                Ok(Arc::new(Dek::from_bytes(plain.plaintext())?.cipher()))
             }
             _ => Err(LockboxError::Internal(format!(
                 "version {id} is wrapped by a different kind of key than its secret"
