@@ -132,7 +132,13 @@ fn respond_payload(
             secret_id: read.secret_id(),
             version_id: read.version_id(),
         };
-        respond_with(out, id, &head, max_frame, |out| read.write_entries(out))
+        respond_with(
+            out,
+            id,
+            max_frame,
+            |body| head.append_response(id, body),
+            |body| read.write_entries(body),
+        )
     });
     if let Err(e) = written {
         respond::<()>(out, id, Err(Error::from(&e)), max_frame);

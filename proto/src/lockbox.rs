@@ -4,7 +4,7 @@
 //! Names, limits and semantics follow Yandex Lockbox. Times are Unix seconds; ids are opaque
 //! strings chosen by the server and sort by creation time.
 
-use crate::bytes::SecretBytes;
+use crate::bytes::{SecretBytes, reserve_wiped};
 use crate::error::Error;
 use crate::kms::{AccessBinding, AccessBindingDelta, Page};
 use serde::{Deserialize, Serialize};
@@ -597,10 +597,9 @@ impl<'a> GetPayloadRef<'a> {
 }
 
 /// The start of a [`LockboxResponse::Payload`] answer: the ids, up to the entries. The
-/// answer's encoding is this one followed by the entries' (as a `Vec<PayloadEntry>` encodes),
-/// so the daemon writes them straight from the decrypted payload, with no copy of each entry
-/// in between (see [`crate::frame::FrameWriter`]). For postcard frames only: other formats
-/// would see an answer without entries.
+/// answer's encoding is this one's followed by the entries' (as a `Vec<PayloadEntry>`
+/// encodes), so the daemon writes them straight from the decrypted payload, with no copy of
+/// each entry in between (see [`crate::frame::FrameWriter`]).
 #[derive(Debug, Clone, Copy)]
 pub struct PayloadHead<'a> {
     /// Secret.
@@ -613,19 +612,33 @@ pub struct PayloadHead<'a> {
 /// form.
 pub(crate) const PAYLOAD_VARIANT: u32 = 5;
 
-impl Serialize for PayloadHead<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStructVariant;
-        let mut v = serializer.serialize_struct_variant(
-            "LockboxResponse",
-            PAYLOAD_VARIANT,
-            "Payload",
-            2,
-        )?;
-        v.serialize_field("secret_id", self.secret_id)?;
-        v.serialize_field("version_id", self.version_id)?;
-        v.end()
+impl PayloadHead<'_> {
+    /// Appends the bytes postcard writes for `Response { id, result: Ok(Payload { .. }) }` up
+    /// to the entries (a test holds the two together), growing `out` as frame buffers grow
+    /// ([`reserve_wiped`]). Written by hand, in one piece: the read path writes one per read,
+    /// and serde's call per field cost several times as much.
+    pub fn append_response(&self, id: u64, out: &mut Vec<u8>) {
+        let (secret, version) = (self.secret_id.as_bytes(), self.version_id.as_bytes());
+        // Three varints of at most 10 bytes, the `Ok` byte and the variant's one byte.
+        reserve_wiped(out, 32 + secret.len() + version.len());
+        put_varint(out, id);
+        out.push(0);
+        put_varint(out, u64::from(PAYLOAD_VARIANT));
+        for text in [secret, version] {
+            put_varint(out, text.len() as u64);
+            out.extend_from_slice(text);
+        }
     }
+}
+
+/// Appends `n` as postcard's varint: seven bits a byte, low bits first, the high bit set on
+/// every byte but the last.
+fn put_varint(out: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        out.push(n as u8 | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
 }
 
 /// A successful answer from `lockboxd`.
@@ -831,24 +844,35 @@ mod tests {
                 value: PayloadValue::Binary(vec![0, 1, 255].into()),
             },
         ];
-        let (secret_id, version_id) = ("e6q00000000000000000", "e6q0000000000000000v");
-        let owned = Response {
-            id: 9,
-            result: Ok(LockboxResponse::Payload {
-                secret_id: secret_id.into(),
-                version_id: version_id.into(),
-                entries: entries.clone(),
-            }),
-        };
-        let head: Response<PayloadHead<'_>> = Response {
-            id: 9,
-            result: Ok(PayloadHead {
-                secret_id,
-                version_id,
-            }),
-        };
-        let mut in_parts = postcard::to_allocvec(&head).unwrap();
-        in_parts.extend(postcard::to_allocvec(&entries).unwrap());
-        assert_eq!(in_parts, postcard::to_allocvec(&owned).unwrap());
+        let long = "x".repeat(300);
+        let ids = [
+            "",
+            "e6q00000000000000000",
+            &long[..127],
+            &long[..128],
+            &long,
+        ];
+        for id in [0, 1, 127, 128, 300, 16_383, 16_384, u64::MAX] {
+            for (secret_id, version_id) in ids.iter().zip(ids.iter().rev()) {
+                let owned = Response {
+                    id,
+                    result: Ok(LockboxResponse::Payload {
+                        secret_id: (*secret_id).into(),
+                        version_id: (*version_id).into(),
+                        entries: entries.clone(),
+                    }),
+                };
+                // After other bytes, as in a buffer holding earlier answers.
+                let mut in_parts = vec![7; 3];
+                PayloadHead {
+                    secret_id,
+                    version_id,
+                }
+                .append_response(id, &mut in_parts);
+                in_parts.extend(postcard::to_allocvec(&entries).unwrap());
+                assert_eq!(in_parts[..3], [7; 3]);
+                assert_eq!(in_parts[3..], postcard::to_allocvec(&owned).unwrap());
+            }
+        }
     }
 }

@@ -92,31 +92,24 @@ pub fn respond<B: Serialize>(out: &mut Vec<u8>, id: u64, result: Result<B, Error
     }
 }
 
-/// Appends the response frame for request `id` whose answer is `head` followed by what
-/// `tail` appends to the buffer: the encoding of the answer's remaining fields (see
-/// [`FrameWriter`]). If `tail` fails, nothing is appended and its error is returned, to be
-/// answered instead. A response too large for a frame is replaced by a `ResourceExhausted`
-/// error.
-pub fn respond_with<H: Serialize, E>(
+/// Appends the response frame for request `id` whose body is what `head` appends (the
+/// encoding of `Response { id, result: Ok(..) }` up to some field) followed by what `tail`
+/// appends (the encoding of the answer's remaining fields); see [`FrameWriter`]. Both must
+/// grow the buffer with `reserve_wiped`. If `tail` fails, nothing is appended and its error is
+/// returned, to be answered instead. A response too large for a frame is replaced by a
+/// `ResourceExhausted` error.
+pub fn respond_with<E>(
     out: &mut Vec<u8>,
     id: u64,
-    head: &H,
     max: u32,
+    head: impl FnOnce(&mut Vec<u8>),
     tail: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
 ) -> Result<(), E> {
-    let response: Response<&H> = Response {
-        id,
-        result: Ok(head),
-    };
     let written = {
         let mut frame = FrameWriter::begin(out);
-        match frame.append(&response) {
-            Ok(()) => {
-                tail(frame.body())?;
-                frame.finish(max)
-            }
-            Err(e) => Err(e),
-        }
+        head(frame.body());
+        tail(frame.body())?;
+        frame.finish(max)
     };
     if let Err(e) = written {
         respond_too_large(out, id, &e, max);
