@@ -32,7 +32,7 @@ impl serde::Serialize for Borrowed<'_> {
 }
 
 /// Serde adapter for `Zeroizing<Vec<u8>>` fields (key material): the same encoding as
-/// [`vec`], and the decoded bytes go straight into the zeroizing wrapper.
+/// [`vec`](mod@vec), and the decoded bytes go straight into the zeroizing wrapper.
 pub mod zeroizing {
     use super::*;
 
