@@ -39,6 +39,11 @@ fn secrets_and_payloads_through_the_cli() {
     );
     let raw = daemon.run(["payload", "get", "--id", &id, "--key", "blob"]);
     assert_eq!(raw.stdout, vec![0, 1, 2, 255]);
+    let missing = failure(
+        &daemon.run(["payload", "get", "--id", &id, "--key", "password"]),
+        "NOT_FOUND",
+    );
+    assert!(missing.contains(r#"no entry "password""#), "{missing}");
 
     // A payload from stdin, and removing a key.
     let mut child = daemon
