@@ -262,8 +262,7 @@ async fn dispatch(
                 changes: wire::changes_from(a.payload_entries)?,
                 base_version_id: a.base_version_id,
             };
-            let (_, done) = lockbox.add_version(caller, &a.secret_id, new).await?;
-            operation(done)
+            operation(lockbox.add_version(caller, &a.secret_id, new).await?)
         }
         R::SetCurrentVersion {
             secret_id,

@@ -30,8 +30,9 @@ const SHARDS: usize = 32;
 pub(super) struct HotSecret {
     /// The record as stored.
     pub(super) record: SecretRecord,
-    /// Secret, folder, cloud, organization: what authorization walks.
-    pub(super) chain: Vec<Resource>,
+    /// Secret, folder, cloud, organization: what authorization walks. Shared, so the copy
+    /// a mutation writes through is a reference count, not four strings.
+    pub(super) chain: Arc<[Resource]>,
 }
 
 /// A cached version.
@@ -251,7 +252,7 @@ mod tests {
                 password_spec: None,
                 version_count: 0,
             },
-            chain: Vec::new(),
+            chain: Arc::new([]),
         }
     }
 

@@ -288,9 +288,13 @@ impl Lockbox {
         };
         let record = self.secret(secret_id)?;
         let chain = self.secret_chain(&record)?;
-        Ok(self
-            .hot
-            .insert_secret(epoch, hot::HotSecret { record, chain }))
+        Ok(self.hot.insert_secret(
+            epoch,
+            hot::HotSecret {
+                record,
+                chain: chain.into(),
+            },
+        ))
     }
 
     /// A version of a secret, from the read cache or the store; `NotFound` when absent.

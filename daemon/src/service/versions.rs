@@ -290,23 +290,25 @@ impl Lockbox {
     /// The new secret and version are written through to the read cache, so the next
     /// addition to the secret and reads of its payload go to neither the store nor the
     /// keyring.
+    ///
+    /// The new version is the outcome of the operation returned.
     pub async fn add_version(
         &self,
         caller: &Caller,
         secret_id: &str,
         new: NewVersion,
-    ) -> Result<(VersionMeta, Done), LockboxError> {
+    ) -> Result<Done, LockboxError> {
         validate::description("description", &new.description)?;
         validate_changes(&new.changes)?;
-        let hot = self.hot_secret(secret_id)?;
-        self.authorize(caller, &hot.chain, Permission::AddVersion)?;
-        self.check_version_quota(&hot.record)?;
+        let before = self.hot_secret(secret_id)?;
+        self.authorize(caller, &before.chain, Permission::AddVersion)?;
+        self.check_version_quota(&before.record)?;
         let base_id = new
             .base_version_id
-            .clone()
-            .or_else(|| hot.record.current_version_id.clone());
+            .as_deref()
+            .or(before.record.current_version_id.as_deref());
         let mut version = self
-            .version_over(caller, &hot.record, base_id.as_deref(), &new)
+            .version_over(caller, &before.record, base_id, &new)
             .await?;
 
         let writer = self.write_lock().await;
@@ -315,14 +317,15 @@ impl Lockbox {
         let hot = self.hot_secret(secret_id)?;
         let mut secret = hot.record.clone();
         self.check_version_quota(&secret)?;
-        if new.base_version_id.is_none() && secret.current_version_id != base_id {
+        if new.base_version_id.is_none() && secret.current_version_id.as_deref() != base_id {
             version = self
                 .version_over(caller, &secret, secret.current_version_id.as_deref(), &new)
                 .await?;
         }
-        let meta = version.record.meta.clone();
         secret.version_count += 1;
-        let superseded = secret.current_version_id.replace(meta.id.clone());
+        let superseded = secret
+            .current_version_id
+            .replace(version.record.meta.id.clone());
         let mut batch = Batch::default();
         self.records.put_version(&mut batch, &version.record);
         self.records
@@ -332,7 +335,7 @@ impl Lockbox {
             caller,
             "Add secret version",
             &secret.id,
-            OperationOutcome::Version(meta.clone()),
+            OperationOutcome::Version(version.record.meta.clone()),
         );
         self.commit_then(writer, batch, || {
             self.hot
@@ -343,7 +346,7 @@ impl Lockbox {
             });
         })
         .await?;
-        Ok((meta, done))
+        Ok(done)
     }
 
     /// A new version of `secret`: the entries of version `base_id` (none: empty) with the
