@@ -84,7 +84,8 @@ pub fn init_logging() {
 /// One worker is a current-thread runtime: every task runs on the thread that called
 /// `block_on`, and a wake-up skips the multi-threaded scheduler's shared queues and parking.
 /// Callgrind, instructions per request: lockboxd's keyring payload read -4%, its KMS-keyed
-/// read -8% (lockbox-kms's side -5%). Blocking work still goes to `spawn_blocking`'s pool in either kind.
+/// read -8% (lockbox-kms's side -5%). Blocking work still goes to `spawn_blocking`'s pool in
+/// either kind.
 pub fn runtime(worker_threads: Option<usize>) -> io::Result<tokio::runtime::Runtime> {
     let workers = worker_threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)))
@@ -104,6 +105,15 @@ pub fn runtime(worker_threads: Option<usize>) -> io::Result<tokio::runtime::Runt
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_worker_is_a_current_thread_runtime() {
+        use tokio::runtime::RuntimeFlavor;
+        let flavor = |n| runtime(Some(n)).map(|r| r.handle().runtime_flavor());
+        assert_eq!(flavor(1).ok(), Some(RuntimeFlavor::CurrentThread));
+        assert_eq!(flavor(0).ok(), Some(RuntimeFlavor::CurrentThread));
+        assert_eq!(flavor(2).ok(), Some(RuntimeFlavor::MultiThread));
+    }
 
     #[test]
     fn socket_modes() {
