@@ -1,6 +1,7 @@
 //! lockboxd's security properties through real processes: crypto-shredding through a KMS
 //! key, no plaintext in the data directory or logs, behaviour while lockbox-kms is down,
-//! and refusing a locked or newer data directory.
+//! refusing a locked or newer data directory, and reads through both authorities on either
+//! kind of runtime.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers abort the test on failure
 
 use lockbox_client::proto::ErrorCode;
@@ -11,7 +12,7 @@ use lockbox_client::proto::kms::{
 use lockbox_client::proto::lockbox::AddVersion;
 use lockbox_client::{KmsClient, error_code};
 use lockbox_tests::payload::{map, secret, set, set_binary};
-use lockbox_tests::{Daemon, my_subject};
+use lockbox_tests::{Daemon, Kms, KmsOptions, my_subject};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -310,5 +311,64 @@ async fn concurrent_additions_keep_every_change() {
         for i in 0..16 {
             assert_eq!(payload[&format!("k{i}")], "v");
         }
+    }
+}
+
+/// One worker (the default on two cores) runs every task on one thread; more run tokio's
+/// multi-threaded scheduler. Concurrent keyring and KMS-keyed reads and an AddVersion work on
+/// both, with both daemons configured alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_and_writes_work_on_either_kind_of_runtime() {
+    for workers in [1, 2] {
+        let config = format!("worker_threads = {workers}\n");
+        let mut kms = Kms::init(KmsOptions {
+            enrol_daemon: true,
+            config: config.clone(),
+            ..KmsOptions::default()
+        });
+        kms.start();
+        let mut daemon = Daemon::new(&kms, &config);
+        daemon.start();
+        let expected_workers = if workers == 1 { 0 } else { workers };
+        assert_eq!(daemon.runtime_workers(), expected_workers, "{config}");
+
+        let k = kms.client().await;
+        let c = daemon.client().await;
+        let mut spec = secret("kms-keyed", vec![set("k", "kms")]);
+        spec.kms_key_id = kms_key(&k, &["kms.keys.encrypterDecrypter"]).await;
+        let keyed = c.create_secret(spec).await.unwrap().resource_id;
+        let keyring = c
+            .create_secret(secret("keyring", vec![set("k", "keyring")]))
+            .await
+            .unwrap()
+            .resource_id;
+        let reads: Vec<_> = (0..32)
+            .map(|i| {
+                let c = c.clone();
+                let (id, want) = if i % 2 == 0 {
+                    (keyed.clone(), "kms")
+                } else {
+                    (keyring.clone(), "keyring")
+                };
+                tokio::spawn(async move { (map(&c.get_payload(&id, None).await.unwrap()), want) })
+            })
+            .collect();
+        for read in reads {
+            let (payload, want) = read.await.unwrap();
+            assert_eq!(payload["k"], want, "{config}");
+        }
+        c.add_version(AddVersion {
+            secret_id: keyed.clone(),
+            description: String::new(),
+            payload_entries: vec![set("k", "second")],
+            base_version_id: None,
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            map(&c.get_payload(&keyed, None).await.unwrap())["k"],
+            "second",
+            "{config}"
+        );
     }
 }

@@ -423,6 +423,20 @@ impl Daemon {
         }
     }
 
+    /// Threads of the running daemon that are tokio runtime workers (named `tokio-rt-worker`).
+    /// A current-thread runtime has none; lockboxd starts no blocking-pool threads, which
+    /// would share the name.
+    pub fn runtime_workers(&self) -> usize {
+        let pid = self.child.as_ref().expect("daemon running").id();
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .filter(|task| {
+                let comm = task.as_ref().unwrap().path().join("comm");
+                std::fs::read_to_string(comm).is_ok_and(|name| name.trim() == "tokio-rt-worker")
+            })
+            .count()
+    }
+
     /// A client of the daemon.
     pub async fn client(&self) -> lockbox_client::LockboxClient {
         lockbox_client::LockboxClient::connect(&self.socket())
