@@ -103,37 +103,145 @@ fn spawn_ready(mut cmd: Command, dir: &Path, log: &Path, name: &str) -> Child {
     child
 }
 
-/// Sends SIGTERM and waits; panics if the process failed.
-fn terminate(mut child: Child, log: &Path) {
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status();
-    let status = child.wait().unwrap();
-    assert!(
-        status.success(),
-        "exited with {status}: {}",
-        std::fs::read_to_string(log).unwrap_or_default()
-    );
+/// A server process a test started, `lockbox-kms` or `lockboxd`: its log, and the child while
+/// it runs. Killed when dropped, so a failing test leaves nothing behind.
+#[derive(Debug)]
+struct Server {
+    /// The binary's name, for the notify socket and messages.
+    name: &'static str,
+    /// The temp dir holding its notify socket.
+    dir: PathBuf,
+    /// Its stderr.
+    log: PathBuf,
+    /// The running process, if started.
+    child: Option<Child>,
+}
+
+impl Server {
+    fn new(name: &'static str, dir: &Path, log: &str) -> Self {
+        Self {
+            name,
+            dir: dir.to_owned(),
+            log: dir.join(log),
+            child: None,
+        }
+    }
+
+    /// Spawns `cmd` and waits for it to notify readiness.
+    fn start(&mut self, cmd: Command) {
+        assert!(self.child.is_none(), "{} is already running", self.name);
+        self.child = Some(spawn_ready(cmd, &self.dir, &self.log, self.name));
+    }
+
+    /// Runs `cmd` expecting it to fail at start-up; returns its stderr.
+    fn start_expecting_failure(&self, mut cmd: Command) -> String {
+        let out = cmd.output().unwrap();
+        assert!(!out.status.success(), "{} unexpectedly started", self.name);
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// Sends SIGTERM and waits; panics if the process failed.
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let status = child.wait().unwrap();
+            assert!(
+                status.success(),
+                "{} exited with {status}: {}",
+                self.name,
+                self.log()
+            );
+        }
+    }
+
+    /// Waits for the process to exit on its own.
+    fn wait_exit(&mut self) -> std::process::ExitStatus {
+        self.child.take().expect("not running").wait().unwrap()
+    }
+
+    /// What the process logged so far.
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Copies the directory tree at `from` to `to` (created).
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// A directory of test data kept in the repository (`tests/testdata/<name>`).
+pub fn testdata(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata")
+        .join(name)
 }
 
 /// A `lockbox-kms` in a temp dir: initialised on creation, started with [`Kms::start`].
 #[derive(Debug)]
 pub struct Kms {
+    /// The server; declared first so it stops before its directory goes.
+    server: Server,
     /// Holds every file of this instance; removed on drop.
     dir: tempfile::TempDir,
-    /// The running server, if started.
-    child: Option<Child>,
     /// Options it was created with.
     options: KmsOptions,
 }
 
 impl Kms {
+    /// A fresh temp dir for a KMS with `options`, reachable by other local users (the tests'
+    /// second identity must reach the socket inside), with its configuration file.
+    fn in_temp_dir(options: KmsOptions) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+        std::fs::write(dir.path().join("kms.toml"), &options.config).unwrap();
+        Self {
+            server: Server::new("lockbox-kms", dir.path(), "kms.log"),
+            dir,
+            options,
+        }
+    }
+
+    /// A KMS on a copy of the state directory `state` (a keystore and its unseal material,
+    /// e.g. from [`testdata`]), not started.
+    pub fn from_state(state: &Path, options: KmsOptions) -> Self {
+        let kms = Self::in_temp_dir(options);
+        copy_dir(state, &kms.state_dir());
+        std::fs::set_permissions(kms.state_dir(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let unseal = kms.state_dir().join("unseal.key");
+        std::fs::set_permissions(unseal, std::fs::Permissions::from_mode(0o600)).unwrap();
+        kms
+    }
+
     /// Runs `lockbox-kms init` in a fresh temp dir.
     pub fn init(options: KmsOptions) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        // Other local users (the tests' second identity) must reach the socket inside.
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+        let kms = Self::in_temp_dir(options);
+        let (dir, options) = (&kms.dir, &kms.options);
         let mut cmd = Command::new(binary("lockbox-kms"));
         cmd.arg("init")
             .arg("--state-dir")
@@ -153,12 +261,7 @@ impl Kms {
             "init failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        std::fs::write(dir.path().join("kms.toml"), &options.config).unwrap();
-        Self {
-            dir,
-            child: None,
-            options,
-        }
+        kms
     }
 
     /// The temp dir.
@@ -202,54 +305,31 @@ impl Kms {
 
     /// Starts `serve` with extra environment and waits for readiness.
     pub fn start_with(&mut self, env: &[(&str, &str)]) {
-        assert!(self.child.is_none(), "already running");
         let mut cmd = self.serve_command();
         for (k, v) in env {
             cmd.env(k, v);
         }
-        self.child = Some(spawn_ready(
-            cmd,
-            self.dir.path(),
-            &self.log_path(),
-            "lockbox-kms",
-        ));
+        self.server.start(cmd);
     }
 
     /// Runs `serve` expecting it to fail at start-up; returns its stderr.
     pub fn start_expecting_failure(&self) -> String {
-        let out = self.serve_command().output().unwrap();
-        assert!(!out.status.success(), "serve unexpectedly succeeded");
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    }
-
-    fn log_path(&self) -> PathBuf {
-        self.dir.path().join("kms.log")
+        self.server.start_expecting_failure(self.serve_command())
     }
 
     /// What the server logged so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+        self.server.log()
     }
 
     /// Stops the server with SIGTERM and waits for it.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(child.id().to_string())
-                .status();
-            let status = child.wait().unwrap();
-            assert!(
-                status.success(),
-                "lockbox-kms exited with {status}: {}",
-                self.log()
-            );
-        }
+        self.server.stop();
     }
 
     /// Waits for the server to exit on its own (e.g. after an injected crash).
     pub fn wait_exit(&mut self) -> std::process::ExitStatus {
-        self.child.take().expect("not running").wait().unwrap()
+        self.server.wait_exit()
     }
 
     /// A client connected as the test's own user.
@@ -282,15 +362,6 @@ impl Kms {
             .status()
             .unwrap();
         assert!(status.success());
-    }
-}
-
-impl Drop for Kms {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
     }
 }
 
@@ -336,8 +407,8 @@ pub struct Daemon {
     dir: PathBuf,
     /// The KMS socket it uses.
     kms_socket: PathBuf,
-    /// The running daemon, if started.
-    child: Option<Child>,
+    /// The server.
+    server: Server,
 }
 
 impl Daemon {
@@ -348,8 +419,16 @@ impl Daemon {
         Self {
             dir: kms.dir().to_owned(),
             kms_socket: kms.socket(),
-            child: None,
+            server: Server::new("lockboxd", kms.dir(), "lockboxd.log"),
         }
+    }
+
+    /// A daemon for `kms` on a copy of the data directory `data` (e.g. from [`testdata`]),
+    /// not started.
+    pub fn from_data(kms: &Kms, config: &str, data: &Path) -> Self {
+        let daemon = Self::new(kms, config);
+        copy_dir(data, &daemon.data_dir());
+        daemon
     }
 
     /// Starts a KMS enrolled for the daemon and a daemon with `config`, both ready.
@@ -374,13 +453,9 @@ impl Daemon {
         self.dir.join("data")
     }
 
-    fn log_path(&self) -> PathBuf {
-        self.dir.join("lockboxd.log")
-    }
-
     /// What the daemon logged so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+        self.server.log()
     }
 
     fn command(&self) -> Command {
@@ -400,34 +475,24 @@ impl Daemon {
 
     /// Starts the daemon and waits for readiness.
     pub fn start(&mut self) {
-        assert!(self.child.is_none(), "already running");
-        self.child = Some(spawn_ready(
-            self.command(),
-            &self.dir,
-            &self.log_path(),
-            "lockboxd",
-        ));
+        self.server.start(self.command());
     }
 
     /// Runs the daemon expecting it to fail at start-up; returns its stderr.
     pub fn start_expecting_failure(&self) -> String {
-        let out = self.command().output().unwrap();
-        assert!(!out.status.success(), "lockboxd unexpectedly started");
-        String::from_utf8_lossy(&out.stderr).into_owned()
+        self.server.start_expecting_failure(self.command())
     }
 
     /// Stops the daemon with SIGTERM.
     pub fn stop(&mut self) {
-        if let Some(child) = self.child.take() {
-            terminate(child, &self.log_path());
-        }
+        self.server.stop();
     }
 
     /// Threads of the running daemon that are tokio runtime workers (named `tokio-rt-worker`).
     /// A current-thread runtime has none; lockboxd starts no blocking-pool threads, which
     /// would share the name.
     pub fn runtime_workers(&self) -> usize {
-        let pid = self.child.as_ref().expect("daemon running").id();
+        let pid = self.server.pid();
         std::fs::read_dir(format!("/proc/{pid}/task"))
             .unwrap()
             .filter(|task| {
@@ -460,15 +525,6 @@ impl Daemon {
         S: AsRef<OsStr>,
     {
         self.cli().args(args).output().unwrap()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
     }
 }
 
