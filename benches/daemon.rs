@@ -5,11 +5,13 @@
 #![allow(missing_docs)] // criterion's macros generate undocumented functions
 
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
-use lockbox_benches::work::{Fixture, SECRET, VERSION};
-use lockbox_daemon::access::{Binding, Permission, Resource};
-use lockbox_daemon::envelope::{self, KEYRING_KEY_ID};
-use lockbox_daemon::model::Entry;
-use lockbox_daemon::service::{allows, binding_map};
+use lockbox_benches::work::{Fixture, IDS, SECRET, VERSION};
+use lockbox_daemon::crypto::envelope;
+use lockbox_daemon::iam::bindings::{allows, binding_map};
+use lockbox_daemon::iam::roles::{Binding, Permission};
+use lockbox_daemon::model::Resource;
+use lockbox_daemon::model::entries::{self, EntriesLayout, Entry};
+use lockbox_daemon::server::payload::entries_to_wire;
 use lockbox_proto::Principal;
 
 fn read_path(c: &mut Criterion) {
@@ -43,15 +45,8 @@ fn read_path(c: &mut Criterion) {
             &fresh
         };
         out.clear();
-        envelope::open_entries_as_sent(
-            dek,
-            SECRET,
-            VERSION,
-            KEYRING_KEY_ID,
-            black_box(&f.ciphertext),
-            &mut out,
-        )
-        .unwrap();
+        envelope::open_payload_into(dek, IDS, black_box(&f.ciphertext), &mut out).unwrap();
+        entries_to_wire(EntriesLayout::V0, &mut out).unwrap();
         out.len()
     };
     group.bench_function("open_entries", |b| b.iter(|| open_as_sent(false)));
@@ -67,8 +62,8 @@ fn read_path(c: &mut Criterion) {
     }];
     c.bench_function("envelope/seal_entries_64_byte_value", |b| {
         b.iter(|| {
-            envelope::seal_entries(&f.dek, SECRET, VERSION, KEYRING_KEY_ID, black_box(&entries))
-                .unwrap()
+            let plaintext = entries::encode(black_box(&entries));
+            envelope::seal_payload(&f.dek.cipher(), IDS, &plaintext).unwrap()
         })
     });
 }

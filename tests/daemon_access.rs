@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers abort the test on failure
 
 use lockbox_client::LockboxClient;
-use lockbox_client::proto::kms::{AccessBinding, AccessBindingAction, AccessBindingDelta, Page};
+use lockbox_client::proto::common::{AccessBinding, AccessBindingAction, AccessBindingDelta, Page};
 use lockbox_client::proto::lockbox::LockboxResource;
 use lockbox_tests::payload::{secret, set};
 use lockbox_tests::{Daemon, NOBODY, is_root};

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers abort the test on failure
 
 use lockbox_client::proto::ErrorCode;
-use lockbox_client::proto::kms::Page;
+use lockbox_client::proto::common::Page;
 use lockbox_client::proto::lockbox::{
     AddVersion, OperationResult, PasswordPayloadSpecification, SecretStatus, UpdateSecret,
     VersionStatus,

@@ -5,10 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers abort the test on failure
 
 use lockbox_client::proto::ErrorCode;
-use lockbox_client::proto::kms::{
-    AccessBinding, AccessBindingAction, AccessBindingDelta, CreateSymmetricKey, Page, ResourceRef,
-    SymmetricAlgorithm,
-};
+use lockbox_client::proto::common::{AccessBinding, AccessBindingAction, AccessBindingDelta, Page};
+use lockbox_client::proto::kms::{CreateSymmetricKey, ResourceRef, SymmetricAlgorithm};
 use lockbox_client::proto::lockbox::AddVersion;
 use lockbox_client::{KmsClient, error_code};
 use lockbox_tests::payload::{map, secret, set, set_binary};

@@ -130,9 +130,9 @@ async fn good_tokens_are_accepted_once() {
     admin
         .update_access_bindings(
             lockbox_client::proto::lockbox::LockboxResource::Secret(id.clone()),
-            vec![lockbox_client::proto::kms::AccessBindingDelta {
-                action: lockbox_client::proto::kms::AccessBindingAction::Add,
-                binding: lockbox_client::proto::kms::AccessBinding {
+            vec![lockbox_client::proto::common::AccessBindingDelta {
+                action: lockbox_client::proto::common::AccessBindingAction::Add,
+                binding: lockbox_client::proto::common::AccessBinding {
                     role_id: "lockbox.payloadViewer".into(),
                     subject: format!("serviceAccount:{sa}"),
                 },
@@ -242,7 +242,7 @@ async fn bad_tokens_are_unauthenticated() {
 /// the next one; what it remembers must never outlive a change of caller or of bindings.
 #[tokio::test]
 async fn a_connection_s_next_read_follows_its_caller_and_its_bindings() {
-    use lockbox_client::proto::kms::{AccessBinding, AccessBindingAction, AccessBindingDelta};
+    use lockbox_client::proto::common::{AccessBinding, AccessBindingAction, AccessBindingDelta};
     use lockbox_client::proto::lockbox::LockboxResource;
     let (_kms, daemon) = Daemon::with_kms("");
     let admin = daemon.client().await;

@@ -2,11 +2,12 @@
 //! by lockboxd 0.1 at schema 1, before the stored layout of payload entries had a number
 //! (`testdata/make-data-dir`, run as root). Its secrets read as they were written, through
 //! the service keyring and through a secret's own KMS key; new versions build over the old
-//! ones; and all of it still reads after a restart.
+//! ones; and all of it still reads after a restart. The directory is upgraded to the current
+//! schema once, at the first start.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers abort the test on failure
 
 use lockbox_client::LockboxClient;
-use lockbox_client::proto::kms::Page;
+use lockbox_client::proto::common::Page;
 use lockbox_client::proto::lockbox::AddVersion;
 use lockbox_tests::payload::{expect, map, set};
 use lockbox_tests::{Daemon, Kms, KmsOptions, is_root, testdata};
@@ -82,6 +83,8 @@ async fn a_schema_one_data_directory_reads_and_grows() {
     kms.start();
     let mut daemon = Daemon::from_data(&kms, "", &fixture.join("data"));
     daemon.start();
+    let upgraded = "upgraded the data directory's schema";
+    assert!(daemon.log().contains(upgraded), "{}", daemon.log());
     let c = daemon.client().await;
     check_as_written(&c).await;
     assert_eq!(
@@ -119,5 +122,7 @@ async fn a_schema_one_data_directory_reads_and_grows() {
 
     daemon.stop();
     daemon.start();
+    // Each start logs afresh: the second found the directory upgraded already.
+    assert!(!daemon.log().contains(upgraded), "{}", daemon.log());
     grown(daemon.client().await).await;
 }

@@ -4,7 +4,7 @@
 
 use lockbox_client::proto::ErrorCode;
 use lockbox_client::proto::SecretBytes;
-use lockbox_client::proto::kms::Page;
+use lockbox_client::proto::common::Page;
 use lockbox_client::proto::lockbox::{
     AddVersion, CreateSecret, LockboxRequest, PayloadEntryChange, PayloadValue, UpdateSecret,
 };

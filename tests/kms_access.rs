@@ -2,10 +2,8 @@
 //! SO_PEERCRED, role bindings at each level, and relayed (on-behalf-of) requests.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers abort the test on failure
 
-use lockbox_client::proto::kms::{
-    AccessBinding, AccessBindingAction, AccessBindingDelta, CreateSymmetricKey, Page, ResourceRef,
-    SymmetricAlgorithm,
-};
+use lockbox_client::proto::common::{AccessBinding, AccessBindingAction, AccessBindingDelta, Page};
+use lockbox_client::proto::kms::{CreateSymmetricKey, ResourceRef, SymmetricAlgorithm};
 use lockbox_client::proto::{ErrorCode, Principal};
 use lockbox_client::{KmsClient, error_code};
 use lockbox_tests::{Kms, KmsOptions, NOBODY, failure, is_root, success};

@@ -3,9 +3,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers abort the test on failure
 
 use lockbox_client::proto::ErrorCode;
+use lockbox_client::proto::common::{AccessBinding, AccessBindingAction, AccessBindingDelta, Page};
 use lockbox_client::proto::kms::{
-    AccessBinding, AccessBindingAction, AccessBindingDelta, CreateSymmetricKey, KeyStatus, Page,
-    ResourceRef, SymmetricAlgorithm, UpdateSymmetricKey, VersionStatus,
+    CreateSymmetricKey, KeyStatus, ResourceRef, SymmetricAlgorithm, UpdateSymmetricKey,
+    VersionStatus,
 };
 use lockbox_client::{CallError, KmsClient, error_code};
 use lockbox_tests::{Kms, KmsOptions};

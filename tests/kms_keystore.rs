@@ -2,10 +2,8 @@
 //! of a save, a damaged file, and init refusing to overwrite.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers abort the test on failure
 
-use lockbox_client::proto::kms::{
-    AccessBinding, AccessBindingAction, AccessBindingDelta, CreateSymmetricKey, Page, ResourceRef,
-    SymmetricAlgorithm,
-};
+use lockbox_client::proto::common::{AccessBinding, AccessBindingAction, AccessBindingDelta, Page};
+use lockbox_client::proto::kms::{CreateSymmetricKey, ResourceRef, SymmetricAlgorithm};
 use lockbox_client::{CallError, KmsClient};
 use lockbox_tests::{Kms, KmsOptions, binary};
 use std::collections::BTreeMap;

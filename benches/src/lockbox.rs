@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail, ensure};
 use clap::Args;
 use lockbox_client::LockboxClient;
 use lockbox_client::proto::SecretBytes;
-use lockbox_client::proto::kms::Page;
+use lockbox_client::proto::common::Page;
 use lockbox_client::proto::lockbox::{AddVersion, CreateSecret, PayloadEntryChange, PayloadValue};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -370,7 +370,7 @@ pub(crate) async fn mix(load: &Load, w: &Workload, kms_key_id: &str) -> Result<R
 
 /// Puts `n` bindings on `folder_id`, the caller's own lockbox.admin among them.
 async fn folder_bindings(load: &Load, folder_id: &str, n: usize) -> Result<()> {
-    use lockbox_client::proto::kms::AccessBinding;
+    use lockbox_client::proto::common::AccessBinding;
     use lockbox_client::proto::lockbox::LockboxResource;
     let client = LockboxClient::connect(&load.socket).await?;
     let mut bindings: Vec<AccessBinding> = (1..n)

@@ -24,10 +24,8 @@ mod redis;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use hdrhistogram::Histogram;
-use lockbox_client::proto::kms::{
-    AccessBinding, AccessBindingAction, AccessBindingDelta, CreateSymmetricKey, ResourceRef,
-    SymmetricAlgorithm,
-};
+use lockbox_client::proto::common::{AccessBinding, AccessBindingAction, AccessBindingDelta};
+use lockbox_client::proto::kms::{CreateSymmetricKey, ResourceRef, SymmetricAlgorithm};
 use lockbox_client::{KmsClient, LockboxClient};
 use serde::Serialize;
 use std::collections::BTreeMap;

@@ -1,12 +1,13 @@
 //! The work limit: what a payload read of a service-keyring secret costs lockboxd with no
 //! socket, runtime or authorization — a RocksDB get of the version record, the keyring's
-//! unwrap of its data key, and the AES-GCM open of its entries into an answer buffer, as
-//! lockboxd sends them — on a real RocksDB store.
+//! unwrap of its data key, and the AES-GCM open of its entries into an answer buffer, rewritten
+//! as lockboxd sends them — on a real RocksDB store.
 
-use lockbox_daemon::envelope::{self, Dek, KEYRING_KEY_ID, Keyring};
-use lockbox_daemon::model::{
-    Entry, SealedPayload, VersionMeta, VersionRecord, VersionStatus, WrappedDek,
-};
+use lockbox_daemon::crypto::envelope::{self, Dek, KEYRING_KEY_ID, PayloadIds};
+use lockbox_daemon::crypto::keyring::Keyring;
+use lockbox_daemon::model::entries::{self, EntriesLayout, Entry};
+use lockbox_daemon::model::{SealedPayload, VersionMeta, VersionRecord, VersionStatus, WrappedDek};
+use lockbox_daemon::server::payload::entries_to_wire;
 use lockbox_daemon::store::Batch;
 use lockbox_daemon::store::records::Records;
 use lockbox_daemon::store::rocks::RocksStore;
@@ -18,6 +19,12 @@ use std::time::{Duration, Instant};
 pub const SECRET: &str = "e6q01k82q5kevjajpei9";
 /// Its version.
 pub const VERSION: &str = "e6v01k82q5kf0339olii";
+/// What the fixture's payload is bound to.
+pub const IDS: PayloadIds<'static> = PayloadIds {
+    secret_id: SECRET,
+    version_id: VERSION,
+    wrapping_key_id: KEYRING_KEY_ID,
+};
 
 /// A store holding one sealed version, and the keys to read it.
 pub struct Fixture {
@@ -46,7 +53,7 @@ impl Fixture {
             value: vec![b'x'; value_size],
         }];
         let ciphertext =
-            envelope::seal_entries(&dek, SECRET, VERSION, KEYRING_KEY_ID, &entries).unwrap();
+            envelope::seal_payload(&dek.cipher(), IDS, &entries::encode(&entries)).unwrap();
         let wrapped = keyring.wrap(&dek, SECRET, VERSION).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let records = Records::new(Arc::new(RocksStore::open(dir.path()).unwrap())).unwrap();
@@ -64,6 +71,7 @@ impl Fixture {
                     entry_keys: vec!["value".into()],
                 },
                 sealed: Some(SealedPayload {
+                    layout: EntriesLayout::CURRENT,
                     dek: WrappedDek::Keyring(wrapped.clone()),
                     ciphertext: ciphertext.clone(),
                 }),
@@ -80,8 +88,8 @@ impl Fixture {
         }
     }
 
-    /// One read: get, unwrap, open into `out` (cleared first), as the read path does. Returns
-    /// the bytes written.
+    /// One read: get, unwrap, open into `out` (cleared first) and rewrite for the wire, as the
+    /// read path does. Returns the bytes written.
     pub fn read(&self, out: &mut Vec<u8>) -> usize {
         let v = self.records.version(SECRET, VERSION).unwrap().unwrap();
         let sealed = v.sealed.unwrap();
@@ -90,15 +98,8 @@ impl Fixture {
         };
         let dek = self.keyring.unwrap(w, SECRET, VERSION).unwrap();
         out.clear();
-        envelope::open_entries_as_sent(
-            &dek.cipher(),
-            SECRET,
-            VERSION,
-            KEYRING_KEY_ID,
-            &sealed.ciphertext,
-            out,
-        )
-        .unwrap();
+        envelope::open_payload_into(&dek.cipher(), IDS, &sealed.ciphertext, out).unwrap();
+        entries_to_wire(sealed.layout, out).unwrap();
         out.len()
     }
 }

@@ -1,14 +1,14 @@
 //! Typed calls to `lockbox-kms`.
 
+use lockbox_proto::common::{AccessBinding, AccessBindingDelta, Page};
 use lockbox_proto::hello::Service;
 use lockbox_proto::kms::{
-    AccessBinding, AccessBindingDelta, AsymmetricSignatureKey, CreateAsymmetricSignatureKey,
-    CreateSymmetricKey, DecryptRef, KmsRequest, KmsResponse, Page, ResourceRef, SymmetricAlgorithm,
-    SymmetricKey, SymmetricKeyVersion, UpdateSymmetricKey, decrypted_plaintext,
+    AsymmetricSignatureKey, CreateAsymmetricSignatureKey, CreateSymmetricKey, DecryptRef,
+    KmsRequest, KmsResponse, ResourceRef, SymmetricAlgorithm, SymmetricKey, SymmetricKeyVersion,
+    UpdateSymmetricKey,
 };
-use lockbox_proto::{Principal, SecretBytes, Wiping};
+use lockbox_proto::{Principal, SecretBytes};
 use lockbox_rpc::{CallError, Channel};
-use std::ops::Range;
 use std::path::Path;
 
 /// A connection to `lockbox-kms`.
@@ -40,31 +40,6 @@ pub struct Plaintext {
     pub version_id: String,
     /// The plaintext (zeroized on drop).
     pub plaintext: SecretBytes,
-}
-
-/// The plaintext of a decryption read in place from `lockbox-kms`'s answer, which is kept as
-/// it came and wiped when this is dropped: a relay's per-read unwrap makes no copy of the
-/// plaintext or the ids.
-#[derive(Clone)]
-pub struct DecryptedInPlace {
-    /// The answer's frame body.
-    body: Wiping,
-    /// Where the plaintext lies in `body`.
-    plaintext: Range<usize>,
-}
-
-impl DecryptedInPlace {
-    /// The plaintext.
-    pub fn plaintext(&self) -> &[u8] {
-        // The range was found in this body, which does not change.
-        self.body.get(self.plaintext.clone()).unwrap_or_default()
-    }
-}
-
-impl std::fmt::Debug for DecryptedInPlace {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "DecryptedInPlace([REDACTED; {}])", self.plaintext.len())
-    }
 }
 
 /// Result of `generate_data_key`.
@@ -291,31 +266,6 @@ impl KmsClient {
             .call(self.on_behalf_of.as_ref(), &request)
             .await?;
         expect!(r, KmsResponse::Decrypted { key_id, version_id, plaintext } => Plaintext { key_id, version_id, plaintext })
-    }
-
-    /// Decrypts on behalf of `principal` (`None`: as [`decrypt`](Self::decrypt) would), as
-    /// [`KmsClient::on_behalf_of`] would without a client of its own, and reads the
-    /// plaintext where it lies in the answer: the relay's per-read path, which needs neither
-    /// the ids nor an owned copy. Acting for a principal only works on a connection from an
-    /// enrolled relay.
-    pub async fn decrypt_in_place(
-        &self,
-        principal: Option<&Principal>,
-        key_id: &str,
-        aad_context: &[u8],
-        ciphertext: &[u8],
-    ) -> Result<DecryptedInPlace, CallError> {
-        let request = DecryptRef {
-            key_id,
-            aad_context,
-            ciphertext,
-        };
-        let principal = principal.or(self.on_behalf_of.as_ref());
-        let body = self.channel.call_raw(principal, &request).await?;
-        match decrypted_plaintext(&body) {
-            Some((_, plaintext)) => Ok(DecryptedInPlace { body, plaintext }),
-            None => Err(crate::not_read_in_place::<KmsResponse>(&body)),
-        }
     }
 
     /// Moves a ciphertext from `source_key_id` to `key_id` without exposing the plaintext.

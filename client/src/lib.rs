@@ -21,31 +21,12 @@ pub mod kms;
 pub mod lockbox;
 pub mod sa;
 
-/// The failure a response body carries when it is not the answer a call reads in place: the
-/// server's error, or a protocol error for any other answer or an unreadable frame.
-fn not_read_in_place<R>(body: &[u8]) -> CallError
-where
-    R: serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    match proto::frame::decode::<proto::Response<R>>(body) {
-        Ok(proto::Response { result: Err(e), .. }) => CallError::Server(e),
-        Ok(proto::Response {
-            result: Ok(other), ..
-        }) => CallError::Protocol(format!("unexpected response {other:?}")),
-        Err(e) => CallError::Protocol(e.to_string()),
-    }
-}
-
 pub use kms::KmsClient;
 pub use lockbox::LockboxClient;
 pub use lockbox_proto as proto;
 pub use lockbox_rpc::CallError;
 
-/// Default socket of `lockboxd`.
-pub const DEFAULT_LOCKBOX_SOCKET: &str = "/run/lockboxd/lockbox.sock";
-
-/// Default socket of `lockbox-kms`.
-pub const DEFAULT_KMS_SOCKET: &str = "/run/lockbox-kms/kms.sock";
+pub use lockbox_proto::hello::{DEFAULT_KMS_SOCKET, DEFAULT_LOCKBOX_SOCKET};
 
 /// Error code of a failed call, for callers that branch on it: the server's code, or
 /// `Unavailable` when the server could not be reached.

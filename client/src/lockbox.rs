@@ -1,8 +1,8 @@
 //! Typed calls to `lockboxd`.
 
 use lockbox_proto::Wiping;
+use lockbox_proto::common::{AccessBinding, AccessBindingDelta, Page};
 use lockbox_proto::hello::Service;
-use lockbox_proto::kms::{AccessBinding, AccessBindingDelta, Page};
 use lockbox_proto::lockbox::{
     AddVersion, Cloud, CreateSecret, Folder, GetPayloadRef, LockboxRequest, LockboxResource,
     LockboxResponse, Operation, Secret, SecretRef, ServiceAccount, ServiceAccountKey, UpdateSecret,
@@ -31,7 +31,7 @@ impl Payload {
     fn read(body: Wiping) -> Result<Self, CallError> {
         match PayloadLayout::parse(&body) {
             Some((_, layout)) => Ok(Self { body, layout }),
-            None => Err(crate::not_read_in_place::<LockboxResponse>(&body)),
+            None => Err(CallError::from_answer::<LockboxResponse>(&body)),
         }
     }
 

@@ -2,12 +2,10 @@
 
 use crate::service::Limits;
 use serde::Deserialize;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Default data directory.
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/lockboxd";
-/// Default socket.
-pub const DEFAULT_SOCKET: &str = "/run/lockboxd/lockbox.sock";
 /// Default KMS folder for the daemon's own key (the one `lockbox-kms init --daemon` grants).
 pub const DEFAULT_KMS_FOLDER: &str = "lockboxd";
 
@@ -45,14 +43,6 @@ pub struct FileConfig {
 
 /// Secrets kept in the read cache unless configured.
 pub const DEFAULT_READ_CACHE_ENTRIES: usize = 65_536;
-
-impl FileConfig {
-    /// Reads and parses `path`.
-    pub fn read(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
-    }
-}
 
 #[cfg(test)]
 mod tests {

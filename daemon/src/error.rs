@@ -1,8 +1,6 @@
-//! The daemon's error type, and its one conversion to the wire.
-
-use crate::store::StoreError;
-use lockbox_client::CallError;
-use lockbox_proto::{Error, ErrorCode};
+//! The daemon's error type. Each layer below converts its own failures into it where they
+//! meet (the store's in `service`, the KMS link's in `crypto::kms_link`), and the socket
+//! front-end converts it to the wire's error code in one place (`server::convert`).
 
 /// Why a Lockbox operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -35,57 +33,4 @@ pub enum LockboxError {
     /// Something failed inside the daemon.
     #[error("{0}")]
     Internal(String),
-}
-
-impl From<StoreError> for LockboxError {
-    fn from(e: StoreError) -> Self {
-        tracing::error!(error = %e, "storage failure");
-        LockboxError::Internal(e.to_string())
-    }
-}
-
-impl From<CallError> for LockboxError {
-    /// A failed call to `lockbox-kms`: its verdicts keep their code; a lost or missing
-    /// connection is `Unavailable`.
-    fn from(e: CallError) -> Self {
-        match e {
-            CallError::Server(err) => {
-                let message = format!("lockbox-kms: {}", err.message);
-                match err.code {
-                    ErrorCode::InvalidArgument => LockboxError::InvalidArgument(message),
-                    ErrorCode::NotFound => LockboxError::NotFound(message),
-                    ErrorCode::PermissionDenied | ErrorCode::Unauthenticated => {
-                        LockboxError::PermissionDenied(message)
-                    }
-                    ErrorCode::FailedPrecondition => LockboxError::FailedPrecondition(message),
-                    ErrorCode::ResourceExhausted => LockboxError::ResourceExhausted(message),
-                    ErrorCode::Unavailable => LockboxError::Unavailable(message),
-                    _ => LockboxError::Internal(message),
-                }
-            }
-            other => LockboxError::Unavailable(format!("lockbox-kms is unavailable: {other}")),
-        }
-    }
-}
-
-impl From<&LockboxError> for ErrorCode {
-    fn from(e: &LockboxError) -> Self {
-        match e {
-            LockboxError::InvalidArgument(_) => ErrorCode::InvalidArgument,
-            LockboxError::NotFound(_) => ErrorCode::NotFound,
-            LockboxError::AlreadyExists(_) => ErrorCode::AlreadyExists,
-            LockboxError::PermissionDenied(_) => ErrorCode::PermissionDenied,
-            LockboxError::Unauthenticated(_) => ErrorCode::Unauthenticated,
-            LockboxError::FailedPrecondition(_) => ErrorCode::FailedPrecondition,
-            LockboxError::ResourceExhausted(_) => ErrorCode::ResourceExhausted,
-            LockboxError::Unavailable(_) => ErrorCode::Unavailable,
-            LockboxError::Internal(_) => ErrorCode::Internal,
-        }
-    }
-}
-
-impl From<&LockboxError> for Error {
-    fn from(e: &LockboxError) -> Self {
-        Error::new(ErrorCode::from(e), e.to_string())
-    }
 }

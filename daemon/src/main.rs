@@ -4,15 +4,14 @@
 use anyhow::{Context, Result};
 use clap::Parser;
 use lockbox_daemon::config::{self, FileConfig};
-use lockbox_daemon::keyring;
-use lockbox_daemon::kms::KmsLink;
+use lockbox_daemon::crypto::kms_link::KmsLink;
 use lockbox_daemon::server::LockboxHandler;
 use lockbox_daemon::service::{Lockbox, bootstrap};
 use lockbox_daemon::store::records::Records;
 use lockbox_daemon::store::rocks::RocksStore;
+use lockbox_proto::hello::{DEFAULT_KMS_SOCKET, DEFAULT_LOCKBOX_SOCKET};
 use lockbox_rpc::clock::TimeSource;
-use lockbox_rpc::listen;
-use lockbox_rpc::server::{ServerConfig, serve};
+use lockbox_rpc::listen::{self, Endpoint};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,44 +41,32 @@ struct Cli {
 
 fn main() -> std::process::ExitCode {
     listen::init_logging();
-    match run(Cli::parse()) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("lockboxd: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    listen::exit_status("lockboxd", run(Cli::parse()))
 }
 
 fn run(cli: Cli) -> Result<()> {
-    let file = match &cli.config {
-        Some(path) => FileConfig::read(path).map_err(anyhow::Error::msg)?,
-        None => FileConfig::default(),
-    };
+    let file: FileConfig =
+        listen::read_config(cli.config.as_deref()).map_err(anyhow::Error::msg)?;
     let data_dir = cli
         .data_dir
         .or(file.data_dir)
         .unwrap_or_else(|| config::DEFAULT_DATA_DIR.into());
-    let socket = cli
-        .socket
-        .or(file.socket)
-        .unwrap_or_else(|| config::DEFAULT_SOCKET.into());
+    let endpoint = Endpoint::new(
+        cli.socket
+            .or(file.socket)
+            .unwrap_or_else(|| DEFAULT_LOCKBOX_SOCKET.into()),
+        file.socket_mode.as_deref(),
+        file.max_frame,
+        file.max_connections,
+    )
+    .map_err(anyhow::Error::msg)?;
     let kms_socket = cli
         .kms_socket
         .or(file.kms_socket)
-        .unwrap_or_else(|| lockbox_client::DEFAULT_KMS_SOCKET.into());
+        .unwrap_or_else(|| DEFAULT_KMS_SOCKET.into());
     let kms_folder = file
         .kms_folder
         .unwrap_or_else(|| config::DEFAULT_KMS_FOLDER.into());
-    let socket_mode = listen::parse_socket_mode(file.socket_mode.as_deref().unwrap_or("0660"))
-        .map_err(anyhow::Error::msg)?;
-    let server_config = ServerConfig {
-        max_frame: file
-            .max_frame
-            .unwrap_or(lockbox_proto::frame::DEFAULT_MAX_FRAME),
-        max_connections: file.max_connections.unwrap_or(1024),
-        ..ServerConfig::default()
-    };
     if cli.danger_test_clock {
         tracing::warn!("DANGER: running on a manual test clock");
     }
@@ -103,20 +90,15 @@ fn run(cli: Cli) -> Result<()> {
 
     let runtime = listen::runtime(file.worker_threads)?;
     runtime.block_on(async move {
-        if let Err(e) = keyring::unlock(&lockbox, &kms_folder).await {
+        if let Err(e) = lockbox.unlock_keyring(&kms_folder).await {
             tracing::warn!(error = %e, "service keyring locked until lockbox-kms answers");
-            tokio::spawn(keyring::unlock_until_done(lockbox.clone(), kms_folder));
+            tokio::spawn(lockbox.clone().unlock_keyring_until_done(kms_folder));
         }
-        let listener = listen::bind(&socket, socket_mode)?;
-        tracing::info!(socket = %socket.display(), "lockboxd serving");
-        lockbox_rpc::notify::ready();
         let destroyer = tokio::spawn(destruction_loop(lockbox.clone()));
-        let handler = Arc::new(LockboxHandler::new(lockbox, server_config.max_frame));
-        serve(listener, handler, server_config, listen::shutdown_signal()).await;
+        let handler = Arc::new(LockboxHandler::new(lockbox, endpoint.config.max_frame));
+        let served = endpoint.serve_until_signal("lockboxd", handler).await;
         destroyer.abort();
-        let _ = std::fs::remove_file(&socket);
-        tracing::info!("lockboxd stopped");
-        Ok(())
+        Ok(served?)
     })
 }
 

@@ -6,8 +6,6 @@ use std::path::{Path, PathBuf};
 
 /// Default directory of the keystore.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/lockbox-kms";
-/// Default socket path.
-pub const DEFAULT_SOCKET: &str = "/run/lockbox-kms/kms.sock";
 /// Name of the sealed keystore inside the state directory.
 pub const KEYSTORE_FILE: &str = "keystore.sealed";
 /// Name of the unseal material: inside `$CREDENTIALS_DIRECTORY` under systemd, else inside the
@@ -36,14 +34,6 @@ pub struct FileConfig {
     /// Quotas.
     #[serde(default)]
     pub quotas: Quotas,
-}
-
-impl FileConfig {
-    /// Reads and parses `path`.
-    pub fn read(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
-    }
 }
 
 /// The unseal material path when none is configured: the systemd credential if running under

@@ -1,6 +1,7 @@
-//! The KMS's error type, and its one conversion to the wire.
+//! The KMS's error type, and its one conversion to the wire's code.
 
-use lockbox_proto::{Error, ErrorCode};
+use lockbox_proto::ErrorCode;
+use lockbox_rpc::server::AnswerError;
 
 /// Why a KMS operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -43,9 +44,9 @@ pub enum KmsError {
     Internal(String),
 }
 
-impl From<&KmsError> for ErrorCode {
-    fn from(e: &KmsError) -> Self {
-        match e {
+impl AnswerError for KmsError {
+    fn code(&self) -> ErrorCode {
+        match self {
             KmsError::InvalidArgument(_) | KmsError::DecryptionFailed => ErrorCode::InvalidArgument,
             KmsError::NotFound(_) => ErrorCode::NotFound,
             KmsError::AlreadyExists(_) => ErrorCode::AlreadyExists,
@@ -56,11 +57,5 @@ impl From<&KmsError> for ErrorCode {
             KmsError::ResourceExhausted(_) => ErrorCode::ResourceExhausted,
             KmsError::Internal(_) => ErrorCode::Internal,
         }
-    }
-}
-
-impl From<&KmsError> for Error {
-    fn from(e: &KmsError) -> Self {
-        Error::new(ErrorCode::from(e), e.to_string())
     }
 }

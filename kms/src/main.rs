@@ -9,8 +9,9 @@ use lockbox_kms::model::State;
 use lockbox_kms::seal::UnsealMaterial;
 use lockbox_kms::server::KmsHandler;
 use lockbox_kms::service::Kms;
+use lockbox_proto::hello::DEFAULT_KMS_SOCKET;
 use lockbox_rpc::clock::TimeSource;
-use lockbox_rpc::server::{ServerConfig, serve};
+use lockbox_rpc::listen::{self, Endpoint};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -80,19 +81,12 @@ struct ServeArgs {
 }
 
 fn main() -> std::process::ExitCode {
-    lockbox_rpc::listen::init_logging();
-    let cli = Cli::parse();
-    let result = match cli.command {
+    listen::init_logging();
+    let result = match Cli::parse().command {
         Command::Init(args) => init(args),
         Command::Serve(args) => run_serve(args),
     };
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("lockbox-kms: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    listen::exit_status("lockbox-kms", result)
 }
 
 fn init(args: InitArgs) -> Result<()> {
@@ -169,10 +163,8 @@ fn write_new_private_file(path: &Path, bytes: &[u8]) -> Result<()> {
 
 fn run_serve(args: ServeArgs) -> Result<()> {
     lockbox_kms::hardening::forbid_core_dumps().context("disabling core dumps")?;
-    let file = match &args.config {
-        Some(path) => FileConfig::read(path).map_err(anyhow::Error::msg)?,
-        None => FileConfig::default(),
-    };
+    let file: FileConfig =
+        listen::read_config(args.config.as_deref()).map_err(anyhow::Error::msg)?;
     let state_dir = args
         .state_dir
         .or(file.state_dir)
@@ -181,20 +173,15 @@ fn run_serve(args: ServeArgs) -> Result<()> {
         .unseal_file
         .or(file.unseal_file)
         .unwrap_or_else(|| config::default_unseal_file(&state_dir));
-    let socket = args
-        .socket
-        .or(file.socket)
-        .unwrap_or_else(|| config::DEFAULT_SOCKET.into());
-    let socket_mode =
-        lockbox_rpc::listen::parse_socket_mode(file.socket_mode.as_deref().unwrap_or("0660"))
-            .map_err(anyhow::Error::msg)?;
-    let server_config = ServerConfig {
-        max_frame: file
-            .max_frame
-            .unwrap_or(lockbox_proto::frame::DEFAULT_MAX_FRAME),
-        max_connections: file.max_connections.unwrap_or(1024),
-        ..ServerConfig::default()
-    };
+    let endpoint = Endpoint::new(
+        args.socket
+            .or(file.socket)
+            .unwrap_or_else(|| DEFAULT_KMS_SOCKET.into()),
+        file.socket_mode.as_deref(),
+        file.max_frame,
+        file.max_connections,
+    )
+    .map_err(anyhow::Error::msg)?;
 
     let material = UnsealMaterial::read(&unseal_path)?;
     let keystore = Keystore::new(state_dir.join(config::KEYSTORE_FILE), material);
@@ -211,25 +198,14 @@ fn run_serve(args: ServeArgs) -> Result<()> {
     let kms = Arc::new(Kms::new(state, keystore, time, file.quotas)?);
 
     lockbox_kms::audit::start(std::io::stderr());
-    let runtime = lockbox_rpc::listen::runtime(file.worker_threads)?;
+    let runtime = listen::runtime(file.worker_threads)?;
     runtime.block_on(async move {
-        let listener = lockbox_rpc::listen::bind(&socket, socket_mode)?;
-        tracing::info!(socket = %socket.display(), "lockbox-kms serving");
-        lockbox_rpc::notify::ready();
         let maintenance = tokio::spawn(maintenance_loop(kms.clone()));
-        let handler = Arc::new(KmsHandler::new(kms, server_config.max_frame));
-        serve(
-            listener,
-            handler,
-            server_config,
-            lockbox_rpc::listen::shutdown_signal(),
-        )
-        .await;
+        let handler = Arc::new(KmsHandler::new(kms, endpoint.config.max_frame));
+        let served = endpoint.serve_until_signal("lockbox-kms", handler).await;
         maintenance.abort();
         lockbox_kms::audit::flush();
-        let _ = std::fs::remove_file(&socket);
-        tracing::info!("lockbox-kms stopped");
-        Ok(())
+        Ok(served?)
     })
 }
 

@@ -9,7 +9,7 @@ use lockbox_proto::hello::Service;
 use lockbox_proto::kms::{DecryptCall, DecryptedRef, KmsRequest, KmsResponse};
 use lockbox_proto::{Error, SecretBytes};
 use lockbox_rpc::peer::{self, LocalIdentity, PeerCred};
-use lockbox_rpc::server::{Handler, decode_request, respond};
+use lockbox_rpc::server::{AnswerError, Handler, decode_request, respond};
 use std::sync::Arc;
 
 /// Serves a [`Kms`] over the lockbox protocol.
@@ -75,7 +75,7 @@ impl Handler for KmsHandler {
         respond(
             out,
             request.id,
-            result.map_err(|e| Error::from(&e)),
+            result.map_err(|e| e.answer()),
             self.max_frame,
         );
     }
@@ -102,7 +102,7 @@ impl KmsHandler {
                 })
         });
         if let Err(e) = answered {
-            respond::<()>(out, call.id, Err(Error::from(&e)), max);
+            respond::<()>(out, call.id, Err(e.answer()), max);
         }
     }
 }

@@ -116,7 +116,7 @@ pub fn rotation_period(value: Option<u64>) -> Result<(), KmsError> {
 
 /// A page size: 0 means the default; above 1000 is refused.
 pub fn page_size(value: u32) -> Result<usize, KmsError> {
-    use lockbox_proto::kms::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+    use lockbox_proto::common::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
     match value {
         0 => Ok(DEFAULT_PAGE_SIZE as usize),
         n if n > MAX_PAGE_SIZE => Err(invalid(format!(

@@ -5,6 +5,7 @@ use crate::crypto::Algorithm;
 use crate::error::KmsError;
 use crate::model::{Binding, KeyMeta, KeyStatus, Resource, VersionStatus};
 use crate::service::{KeyUpdate, SymmetricKeyInfo, VersionInfo};
+use lockbox_proto::common;
 use lockbox_proto::kms as wire;
 
 pub(crate) fn algorithm_from(a: wire::SymmetricAlgorithm) -> Result<Algorithm, KmsError> {
@@ -102,24 +103,24 @@ pub(crate) fn resource_from(r: wire::ResourceRef) -> Result<Resource, KmsError> 
     }
 }
 
-pub(crate) fn binding_from(b: wire::AccessBinding) -> Binding {
+pub(crate) fn binding_from(b: common::AccessBinding) -> Binding {
     Binding {
         role: b.role_id,
         subject: b.subject,
     }
 }
 
-pub(crate) fn binding_to(b: Binding) -> wire::AccessBinding {
-    wire::AccessBinding {
+pub(crate) fn binding_to(b: Binding) -> common::AccessBinding {
+    common::AccessBinding {
         role_id: b.role,
         subject: b.subject,
     }
 }
 
-pub(crate) fn delta_from(d: wire::AccessBindingDelta) -> Result<(bool, Binding), KmsError> {
+pub(crate) fn delta_from(d: common::AccessBindingDelta) -> Result<(bool, Binding), KmsError> {
     let add = match d.action {
-        wire::AccessBindingAction::Add => true,
-        wire::AccessBindingAction::Remove => false,
+        common::AccessBindingAction::Add => true,
+        common::AccessBindingAction::Remove => false,
         _ => return Err(KmsError::InvalidArgument("action: unknown".into())),
     };
     Ok((add, binding_from(d.binding)))

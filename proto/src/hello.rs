@@ -34,12 +34,26 @@ pub enum Service {
     Lockbox,
 }
 
+/// Where `lockbox-kms` listens unless configured otherwise.
+pub const DEFAULT_KMS_SOCKET: &str = "/run/lockbox-kms/kms.sock";
+
+/// Where `lockboxd` listens unless configured otherwise.
+pub const DEFAULT_LOCKBOX_SOCKET: &str = "/run/lockboxd/lockbox.sock";
+
 impl Service {
     /// The name of the process that serves it.
     pub fn process_name(self) -> &'static str {
         match self {
             Service::Kms => "lockbox-kms",
             Service::Lockbox => "lockboxd",
+        }
+    }
+
+    /// The socket it listens on unless configured otherwise.
+    pub fn default_socket(self) -> &'static str {
+        match self {
+            Service::Kms => DEFAULT_KMS_SOCKET,
+            Service::Lockbox => DEFAULT_LOCKBOX_SOCKET,
         }
     }
 }

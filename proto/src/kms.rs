@@ -5,19 +5,17 @@
 //! semantics follow Yandex KMS.
 
 use crate::bytes::{self, SecretBytes};
+use crate::common::{AccessBinding, AccessBindingDelta, Page};
+use crate::variant;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::ops::Range;
+use std::sync::LazyLock;
 
 /// Largest `aad_context` accepted by the crypto operations.
 pub const MAX_AAD_CONTEXT: usize = 8192;
 /// Largest plaintext accepted by `Encrypt`.
 pub const MAX_PLAINTEXT: usize = 32768;
-/// Largest page a `List*` call returns.
-pub const MAX_PAGE_SIZE: u32 = 1000;
-/// Page size when the request leaves it at 0.
-pub const DEFAULT_PAGE_SIZE: u32 = 100;
-
 /// Lifecycle state of a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -146,34 +144,6 @@ pub enum ResourceRef {
     Key(String),
 }
 
-/// A role granted to a subject.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct AccessBinding {
-    /// Role id, e.g. `kms.keys.decrypter`.
-    pub role_id: String,
-    /// Subject, e.g. `user:alice`, `group:ops`, `system:allAuthenticatedUsers`.
-    pub subject: String,
-}
-
-/// Whether an access binding delta adds or removes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub enum AccessBindingAction {
-    /// Add the binding (no-op if present).
-    Add,
-    /// Remove the binding (no-op if absent).
-    Remove,
-}
-
-/// One change in `UpdateAccessBindings`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AccessBindingDelta {
-    /// Add or remove.
-    pub action: AccessBindingAction,
-    /// The binding.
-    pub binding: AccessBinding,
-}
-
 /// Fields of `CreateSymmetricKey`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreateSymmetricKey {
@@ -234,15 +204,6 @@ pub struct CreateAsymmetricSignatureKey {
     pub deletion_protection: bool,
 }
 
-/// A page request.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Page {
-    /// At most this many items; 0 means the default (100), more than 1000 is refused.
-    pub page_size: u32,
-    /// `next_page_token` of the previous page, or empty for the first.
-    pub page_token: String,
-}
-
 /// [`KmsRequest::Decrypt`] over borrowed fields, for the relay's per-read decrypts: it
 /// encodes to the same bytes without copying the key id, context and ciphertext first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -255,15 +216,14 @@ pub struct DecryptRef<'a> {
     pub ciphertext: &'a [u8],
 }
 
-/// The position of `Decrypt` in [`KmsRequest`]; a test checks it against the derived form.
-const DECRYPT_VARIANT: u32 = 11;
+/// The tag of `Decrypt` in [`KmsRequest`].
+static DECRYPT: LazyLock<u32> = LazyLock::new(|| variant::tag::<KmsRequest>("Decrypt"));
 
 impl Serialize for DecryptRef<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use crate::bytes::Borrowed;
         use serde::ser::SerializeStructVariant;
-        let mut v =
-            serializer.serialize_struct_variant("KmsRequest", DECRYPT_VARIANT, "Decrypt", 3)?;
+        let mut v = serializer.serialize_struct_variant("KmsRequest", *DECRYPT, "Decrypt", 3)?;
         v.serialize_field("key_id", self.key_id)?;
         v.serialize_field("aad_context", &Borrowed(self.aad_context))?;
         v.serialize_field("ciphertext", &Borrowed(self.ciphertext))?;
@@ -302,7 +262,7 @@ impl<'a> DecryptCall<'a> {
         let (on_behalf_of, rest) =
             postcard::take_from_bytes::<Option<(&str, Vec<&str>)>>(rest).ok()?;
         let (variant, rest) = postcard::take_from_bytes::<u32>(rest).ok()?;
-        if variant != DECRYPT_VARIANT {
+        if variant != *DECRYPT {
             return None;
         }
         match postcard::take_from_bytes::<(&str, &[u8], &[u8])>(rest) {
@@ -333,19 +293,15 @@ pub struct DecryptedRef<'a> {
     pub plaintext: &'a [u8],
 }
 
-/// The position of `Decrypted` in [`KmsResponse`]; a test checks it against the derived form.
-const DECRYPTED_VARIANT: u32 = 5;
+/// The tag of `Decrypted` in [`KmsResponse`].
+static DECRYPTED: LazyLock<u32> = LazyLock::new(|| variant::tag::<KmsResponse>("Decrypted"));
 
 impl Serialize for DecryptedRef<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use crate::bytes::Borrowed;
         use serde::ser::SerializeStructVariant;
-        let mut v = serializer.serialize_struct_variant(
-            "KmsResponse",
-            DECRYPTED_VARIANT,
-            "Decrypted",
-            3,
-        )?;
+        let mut v =
+            serializer.serialize_struct_variant("KmsResponse", *DECRYPTED, "Decrypted", 3)?;
         v.serialize_field("key_id", self.key_id)?;
         v.serialize_field("version_id", self.version_id)?;
         v.serialize_field("plaintext", &Borrowed(self.plaintext))?;
@@ -362,7 +318,7 @@ pub fn decrypted_plaintext(body: &[u8]) -> Option<(u64, Range<usize>)> {
     // `Ok` is variant 0 of the result: a single zero byte.
     let rest = rest.strip_prefix(&[0])?;
     let (variant, rest) = postcard::take_from_bytes::<u32>(rest).ok()?;
-    if variant != DECRYPTED_VARIANT {
+    if variant != *DECRYPTED {
         return None;
     }
     let (_key_id, rest) = bytes::take_text(rest)?;

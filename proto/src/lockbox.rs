@@ -5,10 +5,12 @@
 //! strings chosen by the server and sort by creation time.
 
 use crate::bytes::{SecretBytes, reserve_wiped};
+use crate::common::{AccessBinding, AccessBindingDelta, Page};
 use crate::error::Error;
-use crate::kms::{AccessBinding, AccessBindingDelta, Page};
+use crate::variant;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 /// Lifecycle of a secret.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,6 +111,23 @@ pub enum PayloadValue {
     Text(SecretBytes),
     /// Bytes.
     Binary(SecretBytes),
+}
+
+/// The tags of [`PayloadValue`]'s variants.
+static TEXT: LazyLock<u32> = LazyLock::new(|| variant::tag::<PayloadValue>("Text"));
+static BINARY: LazyLock<u32> = LazyLock::new(|| variant::tag::<PayloadValue>("Binary"));
+
+impl PayloadValue {
+    /// The tag the encoding writes before a text value: for a reader of payload answers in
+    /// place, and for a server that writes the entries of one itself.
+    pub fn text_tag() -> u32 {
+        *TEXT
+    }
+
+    /// The tag the encoding writes before a binary value.
+    pub fn binary_tag() -> u32 {
+        *BINARY
+    }
 }
 
 /// One entry of a payload.
@@ -552,19 +571,14 @@ pub struct GetPayloadRef<'a> {
     pub version_id: Option<&'a str>,
 }
 
-/// The position of `GetPayload` in [`LockboxRequest`]; a test checks it against the derived
-/// form.
-const GET_PAYLOAD_VARIANT: u32 = 13;
+/// The tag of `GetPayload` in [`LockboxRequest`].
+static GET_PAYLOAD: LazyLock<u32> = LazyLock::new(|| variant::tag::<LockboxRequest>("GetPayload"));
 
 impl Serialize for GetPayloadRef<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStructVariant;
-        let mut v = serializer.serialize_struct_variant(
-            "LockboxRequest",
-            GET_PAYLOAD_VARIANT,
-            "GetPayload",
-            2,
-        )?;
+        let mut v =
+            serializer.serialize_struct_variant("LockboxRequest", *GET_PAYLOAD, "GetPayload", 2)?;
         v.serialize_field("secret_id", self.secret_id)?;
         v.serialize_field("version_id", &self.version_id)?;
         v.end()
@@ -580,7 +594,7 @@ impl<'a> GetPayloadRef<'a> {
         // `on_behalf_of: None` is a single zero byte.
         let rest = rest.strip_prefix(&[0])?;
         let (variant, rest) = postcard::take_from_bytes::<u32>(rest).ok()?;
-        if variant != GET_PAYLOAD_VARIANT {
+        if variant != *GET_PAYLOAD {
             return None;
         }
         match postcard::take_from_bytes::<(&str, Option<&str>)>(rest) {
@@ -608,9 +622,9 @@ pub struct PayloadHead<'a> {
     pub version_id: &'a str,
 }
 
-/// The position of `Payload` in [`LockboxResponse`]; a test checks it against the derived
-/// form.
-pub(crate) const PAYLOAD_VARIANT: u32 = 5;
+/// The tag of `Payload` in [`LockboxResponse`].
+pub(crate) static PAYLOAD: LazyLock<u32> =
+    LazyLock::new(|| variant::tag::<LockboxResponse>("Payload"));
 
 impl PayloadHead<'_> {
     /// Appends the bytes postcard writes for `Response { id, result: Ok(Payload { .. }) }` up
@@ -623,7 +637,7 @@ impl PayloadHead<'_> {
         reserve_wiped(out, 32 + secret.len() + version.len());
         put_varint(out, id);
         out.push(0);
-        put_varint(out, u64::from(PAYLOAD_VARIANT));
+        put_varint(out, u64::from(*PAYLOAD));
         for text in [secret, version] {
             put_varint(out, text.len() as u64);
             out.extend_from_slice(text);
@@ -742,7 +756,7 @@ pub enum LockboxResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::envelope::{Request, Response};
+    use crate::message::{Request, Response};
 
     fn get_payload(id: u64, version_id: Option<&str>) -> Vec<u8> {
         postcard::to_allocvec(&Request {

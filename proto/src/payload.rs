@@ -6,7 +6,7 @@
 //! where its parts lie; the parts are then read from the same body through the layout.
 
 use crate::bytes::take_text;
-use crate::lockbox::PAYLOAD_VARIANT;
+use crate::lockbox::{PAYLOAD, PayloadValue};
 use postcard::take_from_bytes;
 use std::fmt;
 use std::ops::Range;
@@ -38,7 +38,7 @@ impl PayloadLayout {
         // `Ok` is variant 0 of the result: a single zero byte.
         let rest = rest.strip_prefix(&[0])?;
         let (variant, rest) = take_from_bytes::<u32>(rest).ok()?;
-        if variant != PAYLOAD_VARIANT {
+        if variant != *PAYLOAD {
             return None;
         }
         let offset = |rest: &[u8]| body.len() - rest.len();
@@ -124,11 +124,12 @@ fn read_raw_entry(bytes: &[u8]) -> Option<(&[u8], PayloadValueRef<'_>, &[u8])> {
     let (key, rest) = take_text(bytes)?;
     let (kind, rest) = take_from_bytes::<u32>(rest).ok()?;
     let (value, rest) = take_from_bytes::<&[u8]>(rest).ok()?;
-    // The positions of `PayloadValue`'s variants; a test holds them against the derived form.
-    let value = match kind {
-        0 => PayloadValueRef::Text(value),
-        1 => PayloadValueRef::Binary(value),
-        _ => return None,
+    let value = if kind == PayloadValue::text_tag() {
+        PayloadValueRef::Text(value)
+    } else if kind == PayloadValue::binary_tag() {
+        PayloadValueRef::Binary(value)
+    } else {
+        return None;
     };
     Some((key, value, rest))
 }
@@ -210,9 +211,9 @@ impl fmt::Debug for PayloadValueRef<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::envelope::Response;
     use crate::error::{Error, ErrorCode};
     use crate::lockbox::{LockboxResponse, PayloadEntry, PayloadValue};
+    use crate::message::Response;
 
     const SECRET: &str = "e6q00000000000000000";
     const VERSION: &str = "e6q0000000000000000v";

@@ -47,6 +47,21 @@ pub enum CallError {
     Protocol(String),
 }
 
+impl CallError {
+    /// The failure an answer's frame body carries when it is not the one a caller reads in
+    /// place (see [`Channel::call_raw`]): the server's error, or a protocol error for any
+    /// other answer and for a body that does not decode.
+    pub fn from_answer<R: DeserializeOwned + std::fmt::Debug>(body: &[u8]) -> Self {
+        match frame::decode::<Response<R>>(body) {
+            Ok(Response { result: Err(e), .. }) => CallError::Server(e),
+            Ok(Response {
+                result: Ok(other), ..
+            }) => CallError::Protocol(format!("unexpected response {other:?}")),
+            Err(e) => CallError::Protocol(e.to_string()),
+        }
+    }
+}
+
 /// Encodes exactly like [`lockbox_proto::Request`] without taking ownership of the body.
 #[derive(Serialize)]
 struct RequestRef<'a, B> {

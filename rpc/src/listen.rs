@@ -1,10 +1,87 @@
-//! Process plumbing both servers share: binding the Unix socket safely, the socket mode
-//! setting, the runtime, the shutdown signal, and logging.
+//! Process plumbing both servers share: the configuration file, the endpoint (socket, its
+//! mode and the server's limits) and serving it until a signal, binding the Unix socket
+//! safely, the runtime, logging, and the exit status.
 
+use crate::server::{Handler, ServerConfig, serve};
+use serde::de::DeserializeOwned;
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
 use tokio::net::UnixListener;
+
+/// Reads the TOML configuration file at `path`; with none, every setting keeps its default.
+/// The message of an error names the file.
+pub fn read_config<T: DeserializeOwned + Default>(path: Option<&Path>) -> Result<T, String> {
+    let Some(path) = path else {
+        return Ok(T::default());
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The exit status of a server's `main`: failure after printing the error, with its causes,
+/// as one line after the process's name.
+pub fn exit_status(name: &str, result: Result<(), impl std::fmt::Display>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Where and how a server listens: what `serve` needs beyond its handler.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// The socket's path.
+    pub socket: PathBuf,
+    /// The socket's permission bits.
+    pub mode: u32,
+    /// Frame size and connection limits.
+    pub config: ServerConfig,
+}
+
+impl Endpoint {
+    /// The endpoint the settings both servers' configuration files share describe, each
+    /// left out keeping its default: mode "0660", the protocol's frame limit, 1,024
+    /// connections.
+    pub fn new(
+        socket: PathBuf,
+        socket_mode: Option<&str>,
+        max_frame: Option<u32>,
+        max_connections: Option<usize>,
+    ) -> Result<Self, String> {
+        let defaults = ServerConfig::default();
+        Ok(Self {
+            socket,
+            mode: parse_socket_mode(socket_mode.unwrap_or("0660"))?,
+            config: ServerConfig {
+                max_frame: max_frame.unwrap_or(defaults.max_frame),
+                max_connections: max_connections.unwrap_or(defaults.max_connections),
+                ..defaults
+            },
+        })
+    }
+
+    /// Binds the socket, tells the service manager that `name` is ready, serves `handler`
+    /// until SIGTERM or SIGINT and every connection has finished, then removes the socket.
+    pub async fn serve_until_signal<H: Handler>(
+        &self,
+        name: &str,
+        handler: Arc<H>,
+    ) -> io::Result<()> {
+        let listener = bind(&self.socket, self.mode)?;
+        tracing::info!(socket = %self.socket.display(), "{name} serving");
+        crate::notify::ready();
+        serve(listener, handler, self.config.clone(), shutdown_signal()).await;
+        let _ = std::fs::remove_file(&self.socket);
+        tracing::info!("{name} stopped");
+        Ok(())
+    }
+}
 
 /// Parses an octal socket mode such as "0660"; refuses modes that give others any access.
 pub fn parse_socket_mode(text: &str) -> Result<u32, String> {
@@ -113,6 +190,41 @@ mod tests {
         assert_eq!(flavor(1).ok(), Some(RuntimeFlavor::CurrentThread));
         assert_eq!(flavor(0).ok(), Some(RuntimeFlavor::CurrentThread));
         assert_eq!(flavor(2).ok(), Some(RuntimeFlavor::MultiThread));
+    }
+
+    #[test]
+    fn configuration_files_are_optional_and_named_in_errors() {
+        #[derive(Debug, Default, PartialEq, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Sample {
+            size: Option<u32>,
+        }
+        assert_eq!(read_config::<Sample>(None), Ok(Sample::default()));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.toml");
+        std::fs::write(&path, "size = 3").unwrap();
+        assert_eq!(read_config(Some(&path)), Ok(Sample { size: Some(3) }));
+        std::fs::write(&path, "sise = 3").unwrap();
+        let err = read_config::<Sample>(Some(&path)).unwrap_err();
+        assert!(
+            err.starts_with(&path.display().to_string()) && err.contains("sise"),
+            "{err}"
+        );
+        let missing = dir.path().join("missing.toml");
+        assert!(read_config::<Sample>(Some(&missing)).is_err());
+    }
+
+    #[test]
+    fn endpoint_settings_default_and_refuse_open_modes() {
+        let e = Endpoint::new("/s".into(), None, None, None).unwrap();
+        assert_eq!((e.mode, e.config.max_connections), (0o660, 1024));
+        assert_eq!(e.config.max_frame, lockbox_proto::frame::DEFAULT_MAX_FRAME);
+        let e = Endpoint::new("/s".into(), Some("0600"), Some(4096), Some(8)).unwrap();
+        assert_eq!(
+            (e.mode, e.config.max_frame, e.config.max_connections),
+            (0o600, 4096, 8)
+        );
+        assert!(Endpoint::new("/s".into(), Some("0666"), None, None).is_err());
     }
 
     #[test]

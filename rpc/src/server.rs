@@ -68,6 +68,18 @@ pub trait Handler: Send + Sync + 'static {
     ) -> impl Future<Output = ()> + Send;
 }
 
+/// A service's error, as its server answers it: a stable code, and the error's own message.
+/// Each service implements it once for its error type, in its front-end.
+pub trait AnswerError: std::fmt::Display {
+    /// The code clients branch on.
+    fn code(&self) -> ErrorCode;
+
+    /// The error as the wire carries it.
+    fn answer(&self) -> Error {
+        Error::new(self.code(), self.to_string())
+    }
+}
+
 /// Decodes a request frame. When that fails, returns the id (0 when even that is unreadable)
 /// and an `InvalidArgument` error to answer with.
 pub fn decode_request<B: DeserializeOwned>(body: &[u8]) -> Result<Request<B>, (u64, Error)> {

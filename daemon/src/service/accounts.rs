@@ -2,40 +2,18 @@
 //! returned once at creation and never stored; a program signs a short-lived ES256 token
 //! with it and sends it once per connection to act as the account.
 
-use super::{Caller, Lockbox};
-use crate::access::{Permission, Resource};
+use super::Lockbox;
 use crate::error::LockboxError;
-use crate::ids::{self, new_id};
-use crate::model::{ServiceAccountKeyRecord, ServiceAccountRecord};
+use crate::iam::Caller;
+use crate::iam::roles::Permission;
+use crate::iam::tokens::{self, Presented};
+use crate::model::ids::{self, new_id};
+use crate::model::validate;
+use crate::model::{Resource, ServiceAccountKeyRecord, ServiceAccountRecord};
 use crate::store::Batch;
-use crate::store::records::Listed;
-use crate::validate;
+use crate::store::records::{Listed, for_each_page};
 use lockbox_proto::Principal;
-use lockbox_proto::token::{self, LOCKBOXD_AUDIENCE, MAX_LIFETIME};
-use p256::ecdsa::signature::Verifier;
-use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
-use p256::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
-use std::collections::HashMap;
 use zeroize::Zeroizing;
-
-/// Clock skew tolerated between the signer and the daemon, seconds.
-const SKEW: i64 = 60;
-
-/// Token ids seen and when they expire, so a token is accepted once.
-#[derive(Debug, Default)]
-pub(super) struct ReplayCache(HashMap<String, i64>);
-
-impl ReplayCache {
-    /// Records `jti` (valid until `exp`); false if it was already used.
-    fn first_use(&mut self, jti: &str, exp: i64, now: i64) -> bool {
-        self.0.retain(|_, e| *e + SKEW >= now);
-        if self.0.contains_key(jti) {
-            return false;
-        }
-        self.0.insert(jti.to_owned(), exp);
-        true
-    }
-}
 
 /// A new key: its record and its private half as PEM PKCS#8.
 #[derive(Debug)]
@@ -44,18 +22,6 @@ pub struct NewKey {
     pub record: ServiceAccountKeyRecord,
     /// The private key, returned once.
     pub private_key_pem: Zeroizing<String>,
-}
-
-fn unauthenticated(reason: &str) -> LockboxError {
-    LockboxError::Unauthenticated(format!("service account token refused: {reason}"))
-}
-
-/// The PEM public key of a stored record.
-pub fn public_key_pem(k: &ServiceAccountKeyRecord) -> String {
-    VerifyingKey::from_sec1_bytes(&k.public_key)
-        .ok()
-        .and_then(|v| v.to_public_key_pem(LineEnding::LF).ok())
-        .unwrap_or_default()
 }
 
 impl Lockbox {
@@ -102,7 +68,7 @@ impl Lockbox {
             Permission::SetAccessBindings,
         )?;
         let mut taken = false;
-        crate::store::records::for_each_page(
+        for_each_page(
             |t| self.records.service_accounts_in_folder(&folder.id, t, 1000),
             |a| taken |= a.name == name,
         )?;
@@ -175,30 +141,20 @@ impl Lockbox {
         validate::description("description", description)?;
         let writer = self.write_lock().await;
         let account = self.authorized_account(caller, id, Permission::SetAccessBindings)?;
-        let signing = loop {
-            let mut bytes = Zeroizing::new([0u8; 32]);
-            crate::envelope::fill_random(bytes.as_mut());
-            // Fails only for scalars outside the group order, with probability about 2^-32.
-            if let Ok(k) = SigningKey::from_slice(bytes.as_ref()) {
-                break k;
-            }
-        };
-        let private_key_pem = signing
-            .to_pkcs8_pem(LineEnding::LF)
-            .map_err(|e| LockboxError::Internal(format!("key encoding failed: {e}")))?;
+        let (public_key, private_key_pem) = tokens::new_key_pair()?;
         let record = ServiceAccountKeyRecord {
             id: new_id(ids::SERVICE_ACCOUNT_KEY),
             service_account_id: account.id,
             description: description.to_owned(),
             created_at: self.now(),
-            public_key: signing.verifying_key().to_sec1_bytes().to_vec(),
+            public_key,
         };
         let mut batch = Batch::default();
         self.records.put_service_account_key(&mut batch, &record);
         self.commit(writer, batch).await?;
         Ok(NewKey {
             record,
-            private_key_pem: Zeroizing::new(private_key_pem.to_string()),
+            private_key_pem,
         })
     }
 
@@ -241,72 +197,27 @@ impl Lockbox {
     /// the signature, the audience, the time window and single use. Returns the account as a
     /// caller.
     pub fn authenticate(&self, token: &str) -> Result<Caller, LockboxError> {
-        let parsed = token::parse(token).ok_or_else(|| unauthenticated("not a compact JWS"))?;
-        let (header, claims) = (&parsed.header, &parsed.claims);
-        if header.alg != token::ALGORITHM {
-            return Err(unauthenticated("only ES256 is accepted"));
-        }
-        if !crate::ids::looks_like_id(&claims.iss) || !crate::ids::looks_like_id(&header.kid) {
-            return Err(unauthenticated("unknown key"));
-        }
+        let presented = Presented::parse(token)?;
+        let account_id = presented.account_id();
         let key = self
             .records
-            .service_account_key(&claims.iss, &header.kid)?
-            .ok_or_else(|| unauthenticated("unknown or deleted key"))?;
-        let verifying = VerifyingKey::from_sec1_bytes(&key.public_key)
-            .map_err(|_| LockboxError::Internal("a stored public key is unreadable".into()))?;
-        let signature = Signature::from_slice(&parsed.signature)
-            .map_err(|_| unauthenticated("bad signature"))?;
-        verifying
-            .verify(parsed.signing_input.as_bytes(), &signature)
-            .map_err(|_| unauthenticated("bad signature"))?;
-        if claims.aud != LOCKBOXD_AUDIENCE {
-            return Err(unauthenticated("the token is for another audience"));
-        }
+            .service_account_key(account_id, presented.key_id())?
+            .ok_or_else(tokens::unknown_key)?;
         let now = self.now();
-        if claims.exp <= claims.iat || claims.exp - claims.iat > MAX_LIFETIME {
-            return Err(unauthenticated(
-                "the token's lifetime is not between 1 s and 1 h",
-            ));
+        presented.verify(&key.public_key, now)?;
+        presented.use_once(
+            &mut self.replays.lock().unwrap_or_else(|p| p.into_inner()),
+            now,
+        )?;
+        if self.records.service_account(account_id)?.is_none() {
+            return Err(tokens::account_gone());
         }
-        if claims.iat > now + SKEW {
-            return Err(unauthenticated("the token is issued in the future"));
-        }
-        if claims.exp + SKEW < now {
-            return Err(unauthenticated("the token has expired"));
-        }
-        let fresh = self
-            .replays
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .first_use(&claims.jti, claims.exp, now);
-        if !fresh {
-            return Err(unauthenticated("the token was already used"));
-        }
-        if self.records.service_account(&claims.iss)?.is_none() {
-            return Err(unauthenticated("the service account no longer exists"));
-        }
-        tracing::info!(service_account = %claims.iss, key_id = %header.kid, "service account authenticated");
+        tracing::info!(service_account = %account_id, key_id = %presented.key_id(), "service account authenticated");
         Ok(Caller {
             principal: Principal {
-                subject: format!("serviceAccount:{}", claims.iss),
+                subject: format!("serviceAccount:{account_id}"),
                 groups: Vec::new(),
             },
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn replay_cache_accepts_once_and_forgets_expired_ids() {
-        let mut cache = ReplayCache::default();
-        assert!(cache.first_use("a", 100, 50));
-        assert!(!cache.first_use("a", 100, 60));
-        assert!(cache.first_use("b", 100, 60));
-        // Long after expiry the entry is dropped (the token itself is refused as expired).
-        assert!(cache.first_use("a", 100, 1000));
     }
 }

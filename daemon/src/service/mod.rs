@@ -1,36 +1,40 @@
-//! The Lockbox service layer: secrets, versions, payloads, operations and resources, on
-//! domain types.
+//! The Lockbox service layer: secrets, versions, payloads, operations, resources, access
+//! bindings and service accounts, on domain types, with their authorization.
 //!
-//! Nothing here knows about the wire: the Unix-socket server converts `proto` messages to
-//! these calls, and a future gRPC front-end can call the same functions. Mutations are
-//! serialised by one writer lock and built as one batch, applied under the lock, and
-//! answered once a group sync has made the batch durable (`store::group`); reads go to the
-//! read cache or the store.
+//! Nothing here knows about the wire: the Unix-socket server (`server`) converts `proto`
+//! messages to these calls, and the planned gRPC front-end is to call the same functions. A
+//! payload read hands back the entries in their stored layout (`model::entries`) and leaves
+//! their encoding to the front-end. Mutations are serialised by one writer lock and built as
+//! one batch, applied under the lock, and answered once a group sync has made the batch
+//! durable (`store::group`); reads go to the read cache or the store.
 
+mod access;
 mod accounts;
-mod authz;
-mod hot;
+mod keyring;
 mod operations;
 mod payload;
+mod read_cache;
 mod resources;
 mod secrets;
-pub mod versions;
+mod versions;
 
-pub use accounts::{NewKey, public_key_pem};
-pub use authz::{BindingMap, BindingUpdate, MAX_DELTAS, ResourceBindings, allows, binding_map};
+pub use crate::iam::Caller;
+pub use access::{BindingUpdate, MAX_DELTAS};
+pub use accounts::NewKey;
 pub use payload::{PayloadRead, ReadMemo};
 pub use resources::bootstrap;
 pub use secrets::{NewSecret, SecretUpdate};
-pub use versions::NewVersion;
+pub use versions::{EntryChange, NewVersion};
 
-use crate::envelope::Keyring;
+use crate::crypto::keyring::Keyring;
+use crate::crypto::kms_link::KmsLink;
 use crate::error::LockboxError;
-use crate::kms::KmsLink;
-use crate::model::{OperationOutcome, OperationRecord, SecretRecord, VersionMeta};
+use crate::iam::bindings::{BindingMap, binding_map};
+use crate::model::ids::{self, new_id};
+use crate::model::{OperationOutcome, OperationRecord, SecretRecord, VersionMeta, validate};
 use crate::store::group::Ticket;
 use crate::store::records::{Defaults, Records};
-use crate::store::{Batch, Table};
-use lockbox_proto::Principal;
+use crate::store::{Batch, StoreError, Table};
 use lockbox_rpc::clock::{Clock, ManualClock, TimeSource};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -72,20 +76,6 @@ impl Drop for WriterGuard<'_> {
     }
 }
 
-/// Who is calling: the subject and groups the server identified.
-#[derive(Debug, Clone)]
-pub struct Caller {
-    /// As `lockbox-kms` should see it when the daemon acts on the caller's behalf.
-    pub principal: Principal,
-}
-
-impl Caller {
-    /// The caller's subject, e.g. `user:alice`.
-    pub fn subject(&self) -> &str {
-        &self.principal.subject
-    }
-}
-
 /// A finished mutation, as operations return it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Done {
@@ -116,11 +106,11 @@ pub struct Lockbox {
     /// Ids of the default organization, cloud and folder.
     defaults: Defaults,
     /// Access bindings by resource, mirroring the store.
-    bindings: RwLock<authz::BindingMap>,
+    bindings: RwLock<BindingMap>,
     /// Service-account token ids already accepted.
-    replays: std::sync::Mutex<accounts::ReplayCache>,
+    replays: std::sync::Mutex<crate::iam::tokens::ReplayCache>,
     /// Decoded secrets and versions for the read path.
-    hot: hot::ReadCache,
+    read_cache: read_cache::ReadCache,
     /// Organization of each cloud looked up so far.
     cloud_orgs: RwLock<std::collections::HashMap<String, String>>,
 }
@@ -142,9 +132,9 @@ impl Lockbox {
         time: TimeSource,
         limits: Limits,
         defaults: Defaults,
-        read_cache: usize,
+        read_cache_entries: usize,
     ) -> Result<Self, LockboxError> {
-        let bindings = authz::binding_map(records.all_bindings()?);
+        let bindings = binding_map(records.all_bindings()?);
         Ok(Self {
             records,
             kms,
@@ -156,8 +146,8 @@ impl Lockbox {
             generation: AtomicU64::new(0),
             defaults,
             bindings: RwLock::new(bindings),
-            replays: std::sync::Mutex::new(accounts::ReplayCache::default()),
-            hot: hot::ReadCache::new(read_cache),
+            replays: std::sync::Mutex::default(),
+            read_cache: read_cache::ReadCache::new(read_cache_entries),
             cloud_orgs: RwLock::default(),
         })
     }
@@ -180,21 +170,6 @@ impl Lockbox {
         &self.defaults
     }
 
-    /// The KMS link (for the keyring set-up at start).
-    pub fn kms(&self) -> &KmsLink {
-        &self.kms
-    }
-
-    /// The records (for the keyring set-up at start).
-    pub fn records(&self) -> &Records {
-        &self.records
-    }
-
-    /// Installs the unwrapped service keyring.
-    pub fn set_keyring(&self, keyring: Keyring) {
-        *self.keyring.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(keyring));
-    }
-
     /// The service keyring, or `Unavailable` until it has been unwrapped.
     fn keyring(&self) -> Result<Arc<Keyring>, LockboxError> {
         self.keyring
@@ -215,7 +190,7 @@ impl Lockbox {
         let touched = Touched::of(&batch);
         let applied = self.records.apply(batch);
         // Invalidate even after a failure: part of the batch may have reached the engine.
-        touched.invalidate(&self.hot);
+        touched.invalidate(&self.read_cache);
         Ok(applied?)
     }
 
@@ -255,7 +230,7 @@ impl Lockbox {
         outcome: OperationOutcome,
     ) -> Done {
         let operation = OperationRecord {
-            id: crate::ids::new_id(crate::ids::OPERATION),
+            id: new_id(ids::OPERATION),
             description: description.to_owned(),
             created_at: self.now(),
             created_by: caller.subject().to_owned(),
@@ -268,7 +243,7 @@ impl Lockbox {
 
     /// A secret, or `NotFound`.
     fn secret(&self, secret_id: &str) -> Result<SecretRecord, LockboxError> {
-        crate::validate::id("secret_id", secret_id)?;
+        validate::id("secret_id", secret_id)?;
         self.records
             .secret(secret_id)?
             .ok_or_else(|| LockboxError::NotFound(format!("secret {secret_id} not found")))
@@ -279,18 +254,21 @@ impl Lockbox {
     ///
     /// Under the writer lock a cached secret is the stored one: every mutation writes
     /// through or forgets what it changed before it releases the lock, and a reader inserts
-    /// only what it read after the last such change to the shard (`hot`).
-    fn hot_secret(&self, secret_id: &str) -> Result<Arc<hot::HotSecret>, LockboxError> {
-        crate::validate::id("secret_id", secret_id)?;
-        let epoch = match self.hot.secret(secret_id) {
-            hot::Lookup::Hit(secret) => return Ok(secret),
-            hot::Lookup::Miss(epoch) => epoch,
+    /// only what it read after the last such change to the shard (`read_cache`).
+    fn cached_secret(
+        &self,
+        secret_id: &str,
+    ) -> Result<Arc<read_cache::CachedSecret>, LockboxError> {
+        validate::id("secret_id", secret_id)?;
+        let epoch = match self.read_cache.secret(secret_id) {
+            read_cache::Lookup::Hit(secret) => return Ok(secret),
+            read_cache::Lookup::Miss(epoch) => epoch,
         };
         let record = self.secret(secret_id)?;
         let chain = self.secret_chain(&record)?;
-        Ok(self.hot.insert_secret(
+        Ok(self.read_cache.insert_secret(
             epoch,
-            hot::HotSecret {
+            read_cache::CachedSecret {
                 record,
                 chain: chain.into(),
             },
@@ -298,17 +276,17 @@ impl Lockbox {
     }
 
     /// A version of a secret, from the read cache or the store; `NotFound` when absent.
-    fn hot_version(
+    fn cached_version(
         &self,
         secret: &SecretRecord,
         version_id: &str,
-    ) -> Result<Arc<hot::HotVersion>, LockboxError> {
-        let epoch = match self.hot.version(&secret.id, version_id) {
-            hot::Lookup::Hit(version) => return Ok(version),
-            hot::Lookup::Miss(epoch) => epoch,
+    ) -> Result<Arc<read_cache::CachedVersion>, LockboxError> {
+        let epoch = match self.read_cache.version(&secret.id, version_id) {
+            read_cache::Lookup::Hit(version) => return Ok(version),
+            read_cache::Lookup::Miss(epoch) => epoch,
         };
         let record = self.version(secret, version_id)?;
-        Ok(self.hot.insert_version(epoch, record))
+        Ok(self.read_cache.insert_version(epoch, record))
     }
 
     /// A secret with its current version's metadata.
@@ -326,8 +304,12 @@ impl Lockbox {
     /// Test-only: moves the manual clock and runs due destructions. Only those who may
     /// change the default organization's bindings may move time.
     pub async fn advance_clock(&self, caller: &Caller, seconds: u64) -> Result<i64, LockboxError> {
-        let org = crate::access::Resource::Organization(self.defaults.organization_id.clone());
-        self.authorize(caller, &[org], crate::access::Permission::SetAccessBindings)?;
+        let org = crate::model::Resource::Organization(self.defaults.organization_id.clone());
+        self.authorize(
+            caller,
+            &[org],
+            crate::iam::roles::Permission::SetAccessBindings,
+        )?;
         let Some(clock) = &self.manual_clock else {
             return Err(LockboxError::FailedPrecondition(
                 "the test clock is not enabled (start lockboxd with --danger-test-clock)".into(),
@@ -336,6 +318,13 @@ impl Lockbox {
         let now = clock.advance(seconds);
         self.destroy_due_versions().await?;
         Ok(now)
+    }
+}
+
+impl From<StoreError> for LockboxError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "storage failure");
+        LockboxError::Internal(e.to_string())
     }
 }
 
@@ -367,7 +356,7 @@ impl Touched {
         touched
     }
 
-    fn invalidate(&self, cache: &hot::ReadCache) {
+    fn invalidate(&self, cache: &read_cache::ReadCache) {
         for id in &self.secrets {
             cache.invalidate_secret(id);
         }

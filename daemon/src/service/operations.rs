@@ -1,11 +1,11 @@
 //! Listing a secret's operations.
 
 use super::{Caller, Lockbox};
-use crate::access::Permission;
 use crate::error::LockboxError;
+use crate::iam::roles::Permission;
 use crate::model::OperationRecord;
+use crate::model::validate;
 use crate::store::records::Listed;
-use crate::validate;
 
 impl Lockbox {
     /// A secret's operations, newest first.

@@ -1,11 +1,20 @@
-//! Reading payloads: by secret id, or by folder and secret name.
+//! Reading payloads: by secret id, or by folder and secret name; and the entries of a version
+//! a new one is built over.
+//!
+//! A read ends in a [`PayloadRead`], which decrypts the entries into the caller's buffer in
+//! their stored layout ([`EntriesLayout`]): the front-end encodes them for its own wire, in
+//! place, so no other copy of the plaintext is made on the way and this layer knows no wire.
 
-use super::hot::{HotSecret, HotVersion};
+use super::read_cache::{CachedSecret, CachedVersion};
 use super::{Caller, Lockbox};
-use crate::access::Permission;
+use crate::crypto::envelope::{self, Dek, KEYRING_KEY_ID, PayloadIds};
 use crate::error::LockboxError;
-use crate::model::SecretStatus;
-use crate::{envelope, validate};
+use crate::iam::roles::Permission;
+use crate::model::entries::{self, EntriesLayout, Entry};
+use crate::model::{
+    SealedPayload, SecretRecord, SecretStatus, VersionMeta, VersionRecord, VersionStatus,
+    WrappedDek, validate,
+};
 use aes_gcm::Aes256Gcm;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -14,8 +23,8 @@ use std::sync::{Arc, Mutex};
 /// of the version's data key. The caller was allowed to read it and the version was
 /// readable when it was made; it is decrypted where the answer is written.
 pub struct PayloadRead {
-    secret: Arc<HotSecret>,
-    version: Arc<HotVersion>,
+    secret: Arc<CachedSecret>,
+    version: Arc<CachedVersion>,
     data_key: Arc<Aes256Gcm>,
 }
 
@@ -29,33 +38,46 @@ impl std::fmt::Debug for PayloadRead {
 }
 
 impl PayloadRead {
-    /// Secret.
+    /// The secret read.
     pub fn secret_id(&self) -> &str {
         &self.secret.record.id
     }
 
-    /// Version read.
+    /// The version read (the current one when the request named none).
     pub fn version_id(&self) -> &str {
         &self.version.record.meta.id
     }
 
-    /// Decrypts the entries, appending them to `out` as the wire encodes a
-    /// `Vec<PayloadEntry>`, with no other copy of the plaintext made
-    /// ([`envelope::open_entries_as_sent`]). On failure `out` is left as it was.
-    pub fn write_entries(&self, out: &mut Vec<u8>) -> Result<(), LockboxError> {
+    /// Decrypts the entries, appending them to `out` in their stored layout, which it
+    /// returns: a front-end rewrites them from there into its own encoding. No other copy of
+    /// the plaintext is made. On failure `out` is left as it was.
+    pub fn decrypt_into(&self, out: &mut Vec<u8>) -> Result<EntriesLayout, LockboxError> {
         let secret = &self.secret.record;
         let sealed = self.version.record.sealed.as_ref().ok_or_else(|| {
             LockboxError::Internal(format!("version {} has no payload", self.version_id()))
         })?;
-        envelope::open_entries_as_sent(
+        envelope::open_payload_into(
             &self.data_key,
-            &secret.id,
-            self.version_id(),
-            Lockbox::wrapping_key_id(secret),
+            payload_ids(secret, self.version_id()),
             &sealed.ciphertext,
             out,
-        )
+        )?;
+        Ok(sealed.layout)
     }
+}
+
+/// The ids a payload's ciphertext is bound to.
+pub(super) fn payload_ids<'a>(secret: &'a SecretRecord, version_id: &'a str) -> PayloadIds<'a> {
+    PayloadIds {
+        secret_id: &secret.id,
+        version_id,
+        wrapping_key_id: wrapping_key_id(secret),
+    }
+}
+
+/// The id of the key that wraps a secret's data keys, bound into payload ciphertexts.
+fn wrapping_key_id(secret: &SecretRecord) -> &str {
+    secret.kms_key_id.as_deref().unwrap_or(KEYRING_KEY_ID)
 }
 
 /// What a connection remembers of its last payload read by id: the secret and version it
@@ -76,10 +98,10 @@ pub struct ReadMemo(Mutex<Option<Remembered>>);
 struct Remembered {
     /// The service's generation before the lookups and the check.
     generation: u64,
-    secret: Arc<HotSecret>,
+    secret: Arc<CachedSecret>,
     /// As the request named it (`None`: the current version).
     version_id: Option<String>,
-    version: Arc<HotVersion>,
+    version: Arc<CachedVersion>,
 }
 
 impl ReadMemo {
@@ -98,7 +120,7 @@ impl ReadMemo {
         generation: u64,
         secret_id: &str,
         version_id: Option<&str>,
-    ) -> Option<(Arc<HotSecret>, Arc<HotVersion>)> {
+    ) -> Option<(Arc<CachedSecret>, Arc<CachedVersion>)> {
         self.lock()
             .as_ref()
             .filter(|r| {
@@ -126,7 +148,7 @@ impl Lockbox {
         let (secret, version) = match memo.recall(generation, secret_id, version_id) {
             Some(remembered) => remembered,
             None => {
-                let secret = self.hot_secret(secret_id)?;
+                let secret = self.cached_secret(secret_id)?;
                 let version = self.readable_version(caller, &secret, version_id)?;
                 *memo.lock() = Some(Remembered {
                     generation,
@@ -147,7 +169,7 @@ impl Lockbox {
         secret_id: &str,
         version_id: Option<&str>,
     ) -> Result<PayloadRead, LockboxError> {
-        let secret = self.hot_secret(secret_id)?;
+        let secret = self.cached_secret(secret_id)?;
         self.read_payload(caller, secret, version_id).await
     }
 
@@ -172,14 +194,14 @@ impl Lockbox {
             .ok_or_else(|| {
                 LockboxError::NotFound(format!("no secret named {name:?} in folder {}", folder.id))
             })?;
-        let secret = self.hot_secret(&id)?;
+        let secret = self.cached_secret(&id)?;
         self.read_payload(caller, secret, version_id).await
     }
 
     async fn read_payload(
         &self,
         caller: &Caller,
-        secret: Arc<HotSecret>,
+        secret: Arc<CachedSecret>,
         version_id: Option<&str>,
     ) -> Result<PayloadRead, LockboxError> {
         let version = self.readable_version(caller, &secret, version_id)?;
@@ -191,9 +213,9 @@ impl Lockbox {
     fn readable_version(
         &self,
         caller: &Caller,
-        secret: &HotSecret,
+        secret: &CachedSecret,
         version_id: Option<&str>,
-    ) -> Result<Arc<HotVersion>, LockboxError> {
+    ) -> Result<Arc<CachedVersion>, LockboxError> {
         self.authorize(caller, &secret.chain, Permission::GetPayload)?;
         let record = &secret.record;
         if record.status != SecretStatus::Active {
@@ -208,15 +230,15 @@ impl Lockbox {
                 LockboxError::NotFound(format!("secret {} has no versions", record.id))
             })?,
         };
-        self.hot_version(record, version_id)
+        self.cached_version(record, version_id)
     }
 
     /// Unlocks a version found by [`readable_version`](Self::readable_version) for reading.
     async fn open_payload(
         &self,
         caller: &Caller,
-        secret: Arc<HotSecret>,
-        version: Arc<HotVersion>,
+        secret: Arc<CachedSecret>,
+        version: Arc<CachedVersion>,
     ) -> Result<PayloadRead, LockboxError> {
         let sealed = self.sealed(&secret.record, &version.record)?;
         let data_key = self
@@ -227,5 +249,86 @@ impl Lockbox {
             version,
             data_key,
         })
+    }
+
+    /// The entries of a readable version, as owned values: what a new version is built over.
+    pub(super) async fn read_entries(
+        &self,
+        caller: &Caller,
+        secret: &SecretRecord,
+        version: &CachedVersion,
+    ) -> Result<Vec<Entry>, LockboxError> {
+        let sealed = self.sealed(secret, &version.record)?;
+        let cipher = self.data_key(caller, secret, version, sealed).await?;
+        let plaintext = envelope::open_payload(
+            &cipher,
+            payload_ids(secret, &version.record.meta.id),
+            &sealed.ciphertext,
+        )?;
+        entries::decode(sealed.layout, &plaintext)
+    }
+
+    /// The cipher of the data key of a version's `sealed` payload (see
+    /// [`sealed`](Self::sealed)). The keyring's unwrap is kept in the cached version for the
+    /// next read; a KMS-wrapped key is never kept, so every read of such a version is
+    /// authorized by `lockbox-kms`.
+    async fn data_key(
+        &self,
+        caller: &Caller,
+        secret: &SecretRecord,
+        version: &CachedVersion,
+        sealed: &SealedPayload,
+    ) -> Result<Arc<Aes256Gcm>, LockboxError> {
+        let id = &version.record.meta.id;
+        match (&sealed.dek, &secret.kms_key_id) {
+            (WrappedDek::Keyring(w), None) => match version.dek.get() {
+                Some(cipher) => Ok(cipher.clone()),
+                None => {
+                    let cipher = self.keyring()?.unwrap(w, &secret.id, id)?.cipher();
+                    Ok(version.dek.get_or_init(|| Arc::new(cipher)).clone())
+                }
+            },
+            (WrappedDek::Kms(w), Some(key_id)) => {
+                let plain = self
+                    .kms
+                    .decrypt(
+                        Some(&caller.principal),
+                        key_id,
+                        &envelope::kms_aad_context(&secret.id, id),
+                        w,
+                    )
+                    .await?;
+                Ok(Arc::new(Dek::from_bytes(plain.plaintext())?.cipher()))
+            }
+            _ => Err(LockboxError::Internal(format!(
+                "version {id} is wrapped by a different kind of key than its secret"
+            ))),
+        }
+    }
+
+    /// A version's sealed payload, if the version can still be read.
+    fn sealed<'v>(
+        &self,
+        secret: &SecretRecord,
+        version: &'v VersionRecord,
+    ) -> Result<&'v SealedPayload, LockboxError> {
+        match &version.sealed {
+            Some(s) if !self.is_destroyed(&version.meta) => Ok(s),
+            _ => Err(LockboxError::FailedPrecondition(format!(
+                "version {} of secret {} is destroyed",
+                version.meta.id, secret.id
+            ))),
+        }
+    }
+
+    /// Whether a version can no longer be read (destroyed, or scheduled and due).
+    pub(super) fn is_destroyed(&self, meta: &VersionMeta) -> bool {
+        match meta.status {
+            VersionStatus::Destroyed => true,
+            VersionStatus::ScheduledForDestruction => {
+                meta.destroy_at.is_some_and(|t| t <= self.now())
+            }
+            VersionStatus::Active => false,
+        }
     }
 }

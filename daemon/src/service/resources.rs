@@ -2,13 +2,14 @@
 //! clouds and folders managed by users.
 
 use super::{Caller, Done, Lockbox};
-use crate::access::{Binding, Permission, Resource, validate_binding};
 use crate::error::LockboxError;
-use crate::ids::{self, new_id};
+use crate::iam::roles::{Binding, Permission, validate_binding};
+use crate::model::Resource;
+use crate::model::ids::{self, new_id};
+use crate::model::validate;
 use crate::model::{Cloud, Folder, OperationOutcome, Organization, SCHEMA};
 use crate::store::Batch;
 use crate::store::records::{Defaults, Listed, Records, for_each_page};
-use crate::validate;
 
 /// Prepares a store for use: refuses a newer schema; on first start records the schema and
 /// creates the default organization, cloud and folder; and whenever no access binding
@@ -48,7 +49,10 @@ fn ensure_defaults(records: &Records, now: i64) -> Result<Defaults, LockboxError
                  run a newer lockboxd"
             )));
         }
-        Some(_) => {
+        Some(schema) => {
+            if schema < SCHEMA {
+                upgrade(records, schema)?;
+            }
             if let Some(defaults) = records.defaults()? {
                 return Ok(defaults);
             }
@@ -88,6 +92,18 @@ fn ensure_defaults(records: &Records, now: i64) -> Result<Defaults, LockboxError
     records.commit(batch)?;
     tracing::info!(folder_id = %folder.id, "created the default organization, cloud and folder");
     Ok(defaults)
+}
+
+/// Brings a data directory of an older schema up to [`SCHEMA`] before anything is written in
+/// the new form, in one batch. From 1 to 2 no record changes (schema 1's payloads read as
+/// layout 0, see [`SCHEMA`]); only the number does, so that an older lockboxd refuses the
+/// directory from then on instead of failing on the first payload written in the new form.
+fn upgrade(records: &Records, from: u32) -> Result<(), LockboxError> {
+    let mut batch = Batch::default();
+    records.put_schema(&mut batch, SCHEMA);
+    records.commit(batch)?;
+    tracing::info!(from, to = SCHEMA, "upgraded the data directory's schema");
+    Ok(())
 }
 
 impl Lockbox {

@@ -3,15 +3,16 @@
 
 use super::versions::{EntryChange, apply_changes, validate_changes};
 use super::{Caller, Done, Lockbox, WriterGuard};
-use crate::access::{Permission, Resource};
 use crate::error::LockboxError;
-use crate::ids::{self, new_id};
+use crate::iam::roles::Permission;
+use crate::model::Resource;
+use crate::model::ids::{self, new_id};
 use crate::model::{
     Entry, OperationOutcome, PasswordSpec, SecretRecord, SecretStatus, VersionMeta,
 };
+use crate::model::{password, validate};
 use crate::store::Batch;
 use crate::store::records::Listed;
-use crate::{password, validate};
 use std::collections::BTreeMap;
 
 /// What `create_secret` needs.

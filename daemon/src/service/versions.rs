@@ -1,22 +1,22 @@
 //! Versions: adding one (changes over a base version, sealed under a fresh data key), making
 //! one current, scheduling and cancelling destruction, and destroying due versions.
 
-use super::hot::{HotSecret, HotVersion};
+use super::payload::payload_ids;
+use super::read_cache::CachedSecret;
 use super::{Caller, Done, Lockbox};
-use crate::access::Permission;
-use crate::envelope::{self, Dek, KEYRING_KEY_ID, OpenedEntries};
+use crate::crypto::envelope::{self, Dek};
 use crate::error::LockboxError;
-use crate::ids::{self, new_id};
+use crate::iam::roles::Permission;
+use crate::model::entries::{self, EntriesLayout, Entry};
+use crate::model::ids::{self, new_id};
 use crate::model::{
-    Entry, OperationOutcome, SealedPayload, SecretRecord, VersionMeta, VersionRecord,
-    VersionStatus, WrappedDek,
+    OperationOutcome, SealedPayload, SecretRecord, VersionMeta, VersionRecord, VersionStatus,
+    WrappedDek, validate,
 };
 use crate::store::Batch;
 use crate::store::records::Listed;
-use crate::validate;
 use aes_gcm::Aes256Gcm;
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 /// One change to a payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,11 +98,6 @@ pub(super) fn apply_changes(
 }
 
 impl Lockbox {
-    /// The id of the key that wraps a secret's data keys, bound into payload ciphertexts.
-    pub(super) fn wrapping_key_id(secret: &SecretRecord) -> &str {
-        secret.kms_key_id.as_deref().unwrap_or(KEYRING_KEY_ID)
-    }
-
     /// Seals `entries` for a new version: a fresh data key, wrapped by the keyring or by the
     /// secret's KMS key on behalf of the caller. Also returns the data key's cipher when the
     /// keyring wraps it, for the read cache.
@@ -115,12 +110,11 @@ impl Lockbox {
     ) -> Result<(SealedPayload, Option<Aes256Gcm>), LockboxError> {
         let dek = Dek::generate();
         let cipher = dek.cipher();
-        let ciphertext = envelope::seal_entries_with(
+        let layout = EntriesLayout::CURRENT;
+        let ciphertext = envelope::seal_payload(
             &cipher,
-            &secret.id,
-            version_id,
-            Self::wrapping_key_id(secret),
-            entries,
+            payload_ids(secret, version_id),
+            &entries::encode(entries),
         )?;
         let (dek, cipher) = match &secret.kms_key_id {
             None => (
@@ -141,89 +135,14 @@ impl Lockbox {
                 None,
             ),
         };
-        Ok((SealedPayload { dek, ciphertext }, cipher))
-    }
-
-    /// The cipher of the data key of a version's `sealed` payload (see
-    /// [`sealed`](Self::sealed)). The keyring's unwrap is kept in the cached version for the
-    /// next read; a KMS-wrapped key is never kept, so every read of such a version is
-    /// authorized by `lockbox-kms`.
-    pub(super) async fn data_key(
-        &self,
-        caller: &Caller,
-        secret: &SecretRecord,
-        version: &HotVersion,
-        sealed: &SealedPayload,
-    ) -> Result<Arc<Aes256Gcm>, LockboxError> {
-        let id = &version.record.meta.id;
-        match (&sealed.dek, &secret.kms_key_id) {
-            (WrappedDek::Keyring(w), None) => match version.dek.get() {
-                Some(cipher) => Ok(cipher.clone()),
-                None => {
-                    let cipher = self.keyring()?.unwrap(w, &secret.id, id)?.cipher();
-                    Ok(version.dek.get_or_init(|| Arc::new(cipher)).clone())
-                }
+        Ok((
+            SealedPayload {
+                layout,
+                dek,
+                ciphertext,
             },
-            (WrappedDek::Kms(w), Some(key_id)) => {
-                let plain = self
-                    .kms
-                    .decrypt(
-                        Some(&caller.principal),
-                        key_id,
-                        &envelope::kms_aad_context(&secret.id, id),
-                        w,
-                    )
-                    .await?;
-                Ok(Arc::new(Dek::from_bytes(plain.plaintext())?.cipher()))
-            }
-            _ => Err(LockboxError::Internal(format!(
-                "version {id} is wrapped by a different kind of key than its secret"
-            ))),
-        }
-    }
-
-    /// A version's sealed payload, if the version can still be read.
-    pub(super) fn sealed<'v>(
-        &self,
-        secret: &SecretRecord,
-        version: &'v VersionRecord,
-    ) -> Result<&'v SealedPayload, LockboxError> {
-        match &version.sealed {
-            Some(s) if !self.is_destroyed(&version.meta) => Ok(s),
-            _ => Err(LockboxError::FailedPrecondition(format!(
-                "version {} of secret {} is destroyed",
-                version.meta.id, secret.id
-            ))),
-        }
-    }
-
-    /// Decrypts a readable version's entries.
-    async fn open(
-        &self,
-        caller: &Caller,
-        secret: &SecretRecord,
-        version: &HotVersion,
-    ) -> Result<OpenedEntries, LockboxError> {
-        let sealed = self.sealed(secret, &version.record)?;
-        let cipher = self.data_key(caller, secret, version, sealed).await?;
-        envelope::open_entries_with(
-            &cipher,
-            &secret.id,
-            &version.record.meta.id,
-            Self::wrapping_key_id(secret),
-            &sealed.ciphertext,
-        )
-    }
-
-    /// Whether a version can no longer be read (destroyed, or scheduled and due).
-    pub(super) fn is_destroyed(&self, meta: &VersionMeta) -> bool {
-        match meta.status {
-            VersionStatus::Destroyed => true,
-            VersionStatus::ScheduledForDestruction => {
-                meta.destroy_at.is_some_and(|t| t <= self.now())
-            }
-            VersionStatus::Active => false,
-        }
+            cipher,
+        ))
     }
 
     /// A version of `secret`, or `NotFound`.
@@ -300,7 +219,7 @@ impl Lockbox {
     ) -> Result<Done, LockboxError> {
         validate::description("description", &new.description)?;
         validate_changes(&new.changes)?;
-        let before = self.hot_secret(secret_id)?;
+        let before = self.cached_secret(secret_id)?;
         self.authorize(caller, &before.chain, Permission::AddVersion)?;
         self.check_version_quota(&before.record)?;
         let base_id = new
@@ -313,8 +232,8 @@ impl Lockbox {
 
         let writer = self.write_lock().await;
         // The secret may have changed (or gone) while the payload was being sealed. Under the
-        // writer lock the read cache agrees with the store (see `hot_secret`).
-        let hot = self.hot_secret(secret_id)?;
+        // writer lock the read cache agrees with the store (see `cached_secret`).
+        let hot = self.cached_secret(secret_id)?;
         let mut secret = hot.record.clone();
         self.check_version_quota(&secret)?;
         if new.base_version_id.is_none() && secret.current_version_id.as_deref() != base_id {
@@ -338,9 +257,9 @@ impl Lockbox {
             OperationOutcome::Version(version.record.meta.clone()),
         );
         self.commit_then(writer, batch, || {
-            self.hot
+            self.read_cache
                 .put_version(version.record, version.dek, superseded.as_deref());
-            self.hot.put_secret(HotSecret {
+            self.read_cache.put_secret(CachedSecret {
                 record: secret,
                 chain: hot.chain.clone(),
             });
@@ -360,8 +279,8 @@ impl Lockbox {
     ) -> Result<BuiltVersion, LockboxError> {
         let base_entries = match base_id {
             Some(id) => {
-                let base = self.hot_version(secret, id)?;
-                self.open(caller, secret, &base).await?.to_entries()?
+                let base = self.cached_version(secret, id)?;
+                self.read_entries(caller, secret, &base).await?
             }
             None => Vec::new(),
         };

@@ -6,7 +6,8 @@
 use super::group::{GroupCommit, Ticket};
 use super::keys::{self, key, prefix};
 use super::{Batch, KvStore, Scan, StoreError, Table};
-use crate::access::{Binding, Resource};
+use crate::iam::roles::Binding;
+use crate::model::Resource;
 use crate::model::{
     Cloud, Folder, OperationRecord, Organization, SecretRecord, ServiceAccountKeyRecord,
     ServiceAccountRecord, VersionRecord,

@@ -3,11 +3,11 @@
 
 use crate::Format;
 use crate::io::invalid;
-use crate::kms::{PageArgs, collect_pages};
+use crate::pages::{PageArgs, collect_pages};
 use crate::render::{self, print};
 use anyhow::Result;
 use lockbox_client::LockboxClient;
-use lockbox_client::proto::kms::{AccessBinding, AccessBindingAction, AccessBindingDelta};
+use lockbox_client::proto::common::{AccessBinding, AccessBindingAction, AccessBindingDelta};
 use lockbox_client::proto::lockbox::LockboxResource;
 use serde_json::Value;
 

@@ -2,7 +2,7 @@
 
 use crate::Format;
 use crate::io::write_output;
-use crate::kms::{PageArgs, collect_pages};
+use crate::pages::{PageArgs, collect_pages};
 use crate::render::{print, time};
 use anyhow::Result;
 use clap::Subcommand;

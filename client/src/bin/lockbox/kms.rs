@@ -2,14 +2,15 @@
 
 use crate::Format;
 use crate::io::{invalid, parse_duration, parse_hex, parse_labels, read_input, write_output};
+use crate::pages::{PageArgs, collect_pages};
 use crate::render::{self, b64, print};
 use anyhow::Result;
 use clap::{Args, Subcommand, ValueEnum};
 use lockbox_client::KmsClient;
+use lockbox_client::proto::common::{AccessBinding, AccessBindingAction, AccessBindingDelta};
 use lockbox_client::proto::kms::{
-    AccessBinding, AccessBindingAction, AccessBindingDelta, CreateAsymmetricSignatureKey,
-    CreateSymmetricKey, KeyStatus, Page, ResourceRef, SignatureAlgorithm, SymmetricAlgorithm,
-    UpdateSymmetricKey,
+    CreateAsymmetricSignatureKey, CreateSymmetricKey, KeyStatus, ResourceRef, SignatureAlgorithm,
+    SymmetricAlgorithm, UpdateSymmetricKey,
 };
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -78,16 +79,6 @@ pub(crate) struct KeyMetaArgs {
     /// Refuse deletion until this is turned off.
     #[arg(long)]
     deletion_protection: bool,
-}
-
-#[derive(Args)]
-pub(crate) struct PageArgs {
-    /// Return one page of this size (default: every page).
-    #[arg(long)]
-    pub(crate) page_size: Option<u32>,
-    /// Continue from this token.
-    #[arg(long, default_value = "")]
-    pub(crate) page_token: String,
 }
 
 #[derive(Subcommand)]
@@ -409,28 +400,6 @@ pub(crate) async fn run(socket: &Path, format: Format, command: KmsCommand) -> R
         KmsCommand::AsymmetricSignatureKey(c) => signature_key(&client, format, c).await,
         KmsCommand::AsymmetricSignatureCrypto(c) => signature_crypto(&client, format, c).await,
         KmsCommand::AccessBinding(c) => access_binding(&client, format, c).await,
-    }
-}
-
-/// Fetches one page when a size is given, else every page.
-pub(crate) async fn collect_pages<T, F, Fut>(page: PageArgs, mut fetch: F) -> Result<Vec<T>>
-where
-    F: FnMut(Page) -> Fut,
-    Fut: std::future::Future<Output = Result<(Vec<T>, String), lockbox_client::CallError>>,
-{
-    let mut token = page.page_token;
-    let mut all = Vec::new();
-    loop {
-        let (items, next) = fetch(Page {
-            page_size: page.page_size.unwrap_or(0),
-            page_token: token,
-        })
-        .await?;
-        all.extend(items);
-        if next.is_empty() || page.page_size.is_some() {
-            return Ok(all);
-        }
-        token = next;
     }
 }
 

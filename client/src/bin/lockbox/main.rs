@@ -4,6 +4,7 @@ mod access;
 mod iam;
 mod io;
 mod kms;
+mod pages;
 mod render;
 mod resource;
 mod secret;

@@ -2,9 +2,10 @@
 
 use crate::Format;
 use base64::Engine;
+use lockbox_client::proto::common::AccessBinding;
 use lockbox_client::proto::kms::{
-    AccessBinding, AsymmetricSignatureKey, KeyStatus, SymmetricAlgorithm, SymmetricKey,
-    SymmetricKeyVersion, VersionStatus,
+    AsymmetricSignatureKey, KeyStatus, SymmetricAlgorithm, SymmetricKey, SymmetricKeyVersion,
+    VersionStatus,
 };
 use serde_json::{Value, json};
 use std::time::{Duration, UNIX_EPOCH};

@@ -1,7 +1,7 @@
 //! `lockbox resource-manager {cloud,folder} …`: the organization > cloud > folder hierarchy.
 
 use crate::Format;
-use crate::kms::{PageArgs, collect_pages};
+use crate::pages::{PageArgs, collect_pages};
 use crate::render::{self, print};
 use anyhow::Result;
 use clap::Subcommand;

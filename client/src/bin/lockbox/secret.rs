@@ -3,14 +3,14 @@
 use crate::Format;
 use crate::access::{self, AccessAction};
 use crate::io::{invalid, parse_duration, parse_labels, read_input, write_output};
-use crate::kms::PageArgs;
+use crate::pages::PageArgs;
 use crate::render::{self, print};
 use anyhow::Result;
 use base64::Engine;
 use clap::{Args, Subcommand};
 use lockbox_client::LockboxClient;
 use lockbox_client::proto::SecretBytes;
-use lockbox_client::proto::kms::Page;
+use lockbox_client::proto::common::Page;
 use lockbox_client::proto::lockbox::{
     AddVersion, CreateSecret, LockboxResource, PasswordPayloadSpecification, PayloadEntryChange,
     PayloadValue, UpdateSecret,
@@ -414,7 +414,7 @@ pub(crate) async fn run(
         }
         C::List { folder, page } => {
             let secrets =
-                crate::kms::collect_pages(page, |p| client.list_secrets(&folder.folder_id, p))
+                crate::pages::collect_pages(page, |p| client.list_secrets(&folder.folder_id, p))
                     .await?;
             print(
                 format,
@@ -505,7 +505,7 @@ pub(crate) async fn run(
         } => {
             let id = secret_id(client, secret, &folder).await?;
             let versions =
-                crate::kms::collect_pages(page, |p| client.list_versions(&id, p)).await?;
+                crate::pages::collect_pages(page, |p| client.list_versions(&id, p)).await?;
             print(
                 format,
                 &Value::Array(versions.iter().map(render::secret_version).collect()),
@@ -586,7 +586,7 @@ pub(crate) async fn run(
             page,
         } => {
             let id = secret_id(client, secret, &folder).await?;
-            let ops = crate::kms::collect_pages(page, |p| client.list_operations(&id, p)).await?;
+            let ops = crate::pages::collect_pages(page, |p| client.list_operations(&id, p)).await?;
             print(
                 format,
                 &Value::Array(ops.iter().map(render::operation).collect()),

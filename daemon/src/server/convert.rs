@@ -1,16 +1,33 @@
-//! Hand-written conversions between `proto` messages and the daemon's domain types. The only
-//! place where the two meet.
+//! Hand-written conversions between `proto` messages and the daemon's domain types, and the
+//! one conversion of its error to the wire's. The only place where the two meet.
 
-use crate::access::{Binding, Resource};
 use crate::error::LockboxError;
+use crate::iam::roles::Binding;
+use crate::iam::tokens::public_key_pem;
 use crate::model::{
-    Cloud, Entry, Folder, OperationOutcome, OperationRecord, PasswordSpec, SecretRecord,
-    SecretStatus, VersionMeta, VersionStatus,
+    Cloud, Entry, Folder, OperationOutcome, OperationRecord, PasswordSpec, Resource, SecretRecord,
+    SecretStatus, ServiceAccountKeyRecord, ServiceAccountRecord, VersionMeta, VersionStatus,
 };
-use crate::service::SecretUpdate;
-use crate::service::versions::EntryChange;
-use lockbox_proto::kms as kms_wire;
+use crate::service::{EntryChange, SecretUpdate};
 use lockbox_proto::lockbox as wire;
+use lockbox_proto::{ErrorCode, common};
+use lockbox_rpc::server::AnswerError;
+
+impl AnswerError for LockboxError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            LockboxError::InvalidArgument(_) => ErrorCode::InvalidArgument,
+            LockboxError::NotFound(_) => ErrorCode::NotFound,
+            LockboxError::AlreadyExists(_) => ErrorCode::AlreadyExists,
+            LockboxError::PermissionDenied(_) => ErrorCode::PermissionDenied,
+            LockboxError::Unauthenticated(_) => ErrorCode::Unauthenticated,
+            LockboxError::FailedPrecondition(_) => ErrorCode::FailedPrecondition,
+            LockboxError::ResourceExhausted(_) => ErrorCode::ResourceExhausted,
+            LockboxError::Unavailable(_) => ErrorCode::Unavailable,
+            LockboxError::Internal(_) => ErrorCode::Internal,
+        }
+    }
+}
 
 pub(crate) fn version_to(v: VersionMeta) -> wire::Version {
     wire::Version {
@@ -138,42 +155,6 @@ fn entry_from(key: String, value: wire::PayloadValue) -> Result<Entry, LockboxEr
     })
 }
 
-/// Rewrites entries from their stored encoding (a `Vec<Entry>`) to their wire encoding (a
-/// `Vec<PayloadEntry>`) in place, so a read sends the decrypted payload as it lies. The two
-/// differ only in how a value says it is text: [`Entry::text`] is a `bool` (1: text) where
-/// the wire has [`wire::PayloadValue`]'s variant (0: `Text`, 1: `Binary`), both one byte.
-/// Tests hold this against both derived encodings.
-pub(crate) fn stored_entries_to_wire(bytes: &mut [u8]) -> Result<(), LockboxError> {
-    rewrite_value_kinds(bytes)
-        .ok_or_else(|| LockboxError::Internal("stored payload is unreadable".into()))
-}
-
-fn rewrite_value_kinds(bytes: &mut [u8]) -> Option<()> {
-    let mut at = 0;
-    let count = take_len(bytes, &mut at)?;
-    for _ in 0..count {
-        let key = take_len(bytes, &mut at)?;
-        at = at.checked_add(key)?;
-        let kind = bytes.get_mut(at)?;
-        *kind = match *kind {
-            1 => 0,
-            0 => 1,
-            _ => return None,
-        };
-        at += 1;
-        let value = take_len(bytes, &mut at)?;
-        at = at.checked_add(value)?;
-    }
-    (at == bytes.len()).then_some(())
-}
-
-/// Reads a length (a varint) at `*at`, moving past it.
-fn take_len(bytes: &[u8], at: &mut usize) -> Option<usize> {
-    let (len, rest) = postcard::take_from_bytes::<usize>(bytes.get(*at..)?).ok()?;
-    *at = bytes.len() - rest.len();
-    Some(len)
-}
-
 pub(crate) fn changes_from(
     changes: Vec<wire::PayloadEntryChange>,
 ) -> Result<Vec<EntryChange>, LockboxError> {
@@ -228,30 +209,30 @@ pub(crate) fn resource_from(r: wire::LockboxResource) -> Result<Resource, Lockbo
     })
 }
 
-pub(crate) fn binding_from(b: kms_wire::AccessBinding) -> Binding {
+pub(crate) fn binding_from(b: common::AccessBinding) -> Binding {
     Binding {
         role: b.role_id,
         subject: b.subject,
     }
 }
 
-pub(crate) fn binding_to(b: Binding) -> kms_wire::AccessBinding {
-    kms_wire::AccessBinding {
+pub(crate) fn binding_to(b: Binding) -> common::AccessBinding {
+    common::AccessBinding {
         role_id: b.role,
         subject: b.subject,
     }
 }
 
-pub(crate) fn delta_from(d: kms_wire::AccessBindingDelta) -> Result<(bool, Binding), LockboxError> {
+pub(crate) fn delta_from(d: common::AccessBindingDelta) -> Result<(bool, Binding), LockboxError> {
     let add = match d.action {
-        kms_wire::AccessBindingAction::Add => true,
-        kms_wire::AccessBindingAction::Remove => false,
+        common::AccessBindingAction::Add => true,
+        common::AccessBindingAction::Remove => false,
         _ => return Err(LockboxError::InvalidArgument("action: unknown".into())),
     };
     Ok((add, binding_from(d.binding)))
 }
 
-pub(crate) fn account_to(a: crate::model::ServiceAccountRecord) -> wire::ServiceAccount {
+pub(crate) fn account_to(a: ServiceAccountRecord) -> wire::ServiceAccount {
     wire::ServiceAccount {
         id: a.id,
         folder_id: a.folder_id,
@@ -261,87 +242,12 @@ pub(crate) fn account_to(a: crate::model::ServiceAccountRecord) -> wire::Service
     }
 }
 
-pub(crate) fn key_to(k: &crate::model::ServiceAccountKeyRecord) -> wire::ServiceAccountKey {
+pub(crate) fn key_to(k: &ServiceAccountKeyRecord) -> wire::ServiceAccountKey {
     wire::ServiceAccountKey {
         id: k.id.clone(),
         service_account_id: k.service_account_id.clone(),
         description: k.description.clone(),
         created_at: k.created_at,
-        public_key_pem: crate::service::public_key_pem(k),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn entry(key: &str, text: bool, value: &[u8]) -> Entry {
-        Entry {
-            key: key.into(),
-            text,
-            value: value.to_vec(),
-        }
-    }
-
-    /// `entries` as stored, rewritten for the wire, and as the wire's derived form encodes.
-    fn both_ways(entries: &[Entry]) -> (Vec<u8>, Vec<u8>) {
-        let mut stored = postcard::to_allocvec(entries).unwrap();
-        stored_entries_to_wire(&mut stored).unwrap();
-        let sent: Vec<wire::PayloadEntry> = entries
-            .iter()
-            .map(|e| wire::PayloadEntry {
-                key: e.key.clone(),
-                value: if e.text {
-                    wire::PayloadValue::Text(e.value.clone().into())
-                } else {
-                    wire::PayloadValue::Binary(e.value.clone().into())
-                },
-            })
-            .collect();
-        (stored, postcard::to_allocvec(&sent).unwrap())
-    }
-
-    #[test]
-    fn stored_entries_are_sent_as_the_wire_encodes_them() {
-        let long_key = "k".repeat(130);
-        let many: Vec<Entry> = (0..200)
-            .map(|i| entry(&format!("{long_key}{i}"), i % 3 == 0, &vec![i as u8; 300]))
-            .collect();
-        let cases = [
-            vec![],
-            vec![
-                entry("user", true, b"alice"),
-                entry("blob", false, &[0, 1, 255]),
-            ],
-            vec![entry("empty", true, b""), entry("none", false, b"")],
-            many,
-        ];
-        for entries in cases {
-            let (rewritten, derived) = both_ways(&entries);
-            assert_eq!(rewritten, derived, "{} entries", entries.len());
-        }
-    }
-
-    #[test]
-    fn unreadable_stored_entries_are_refused() {
-        let entries = [entry("user", true, b"alice"), entry("blob", false, &[7; 3])];
-        let stored = postcard::to_allocvec(&entries[..]).unwrap();
-        let refused = |mut bytes: Vec<u8>| {
-            matches!(
-                stored_entries_to_wire(&mut bytes),
-                Err(LockboxError::Internal(m)) if m == "stored payload is unreadable"
-            )
-        };
-        for cut in 0..stored.len() {
-            assert!(refused(stored[..cut].to_vec()), "cut at {cut}");
-        }
-        let mut trailing = stored.clone();
-        trailing.push(0);
-        assert!(refused(trailing));
-        let mut not_a_bool = stored.clone();
-        // count, key length, "user", then the text flag.
-        not_a_bool[1 + 1 + 4] = 2;
-        assert!(refused(not_a_bool));
-        assert!(!refused(stored));
+        public_key_pem: public_key_pem(&k.public_key),
     }
 }

@@ -119,7 +119,7 @@ pub fn entry_key(value: &str) -> Result<(), LockboxError> {
 
 /// An id of the given kind.
 pub fn id(field: &str, value: &str) -> Result<(), LockboxError> {
-    if !crate::ids::looks_like_id(value) {
+    if !super::ids::looks_like_id(value) {
         return Err(invalid(format!("{field}: {value:?} is not a valid id")));
     }
     Ok(())
@@ -152,7 +152,7 @@ pub fn page_size(value: u32) -> Result<usize, LockboxError> {
 
 /// A page token: empty, or an id from a previous page.
 pub fn page_token(value: &str) -> Result<(), LockboxError> {
-    if value.is_empty() || crate::ids::looks_like_id(value) {
+    if value.is_empty() || super::ids::looks_like_id(value) {
         Ok(())
     } else {
         Err(invalid("page_token: not a token from this list".into()))

@@ -1,198 +1,17 @@
-//! The Unix-socket front-end of `lockboxd`: identifies each connection, decodes requests,
-//! calls the service and encodes its answers. Knows nothing about storage.
+//! The requests answered by a decoded message: each converted to its service call, and the
+//! result back to its answer.
 
+use super::convert;
 use crate::error::LockboxError;
-use crate::service::{
-    BindingUpdate, Caller, Done, Lockbox, NewSecret, NewVersion, PayloadRead, ReadMemo,
-};
-use crate::wire;
-use lockbox_proto::hello::Service;
-use lockbox_proto::lockbox::{
-    GetPayloadRef, LockboxRequest, LockboxResponse, PayloadHead, SecretRef,
-};
-use lockbox_proto::{Error, Principal};
-use lockbox_rpc::peer::{self, PeerCred};
-use lockbox_rpc::server::{Handler, decode_request, respond, respond_with};
-use std::sync::Arc;
-
-/// Serves a [`Lockbox`] over the lockbox protocol.
-#[derive(Debug)]
-pub struct LockboxHandler {
-    /// The service.
-    lockbox: Arc<Lockbox>,
-    /// Largest frame sent.
-    max_frame: u32,
-}
-
-impl LockboxHandler {
-    /// A handler for `lockbox`.
-    pub fn new(lockbox: Arc<Lockbox>, max_frame: u32) -> Self {
-        Self { lockbox, max_frame }
-    }
-}
-
-/// A connection: the local user the kernel reported, and the service account it switched
-/// to with a token, if it did.
-#[derive(Debug)]
-pub struct Session {
-    /// From SO_PEERCRED.
-    local: Caller,
-    /// Set once by `Authenticate`.
-    service_account: std::sync::OnceLock<Caller>,
-    /// The last payload read by id, for the next one (forgotten when the caller changes).
-    memo: ReadMemo,
-}
-
-impl Session {
-    /// Who the connection's requests act as.
-    fn caller(&self) -> &Caller {
-        self.service_account.get().unwrap_or(&self.local)
-    }
-}
-
-impl Handler for LockboxHandler {
-    type Session = Session;
-
-    fn service(&self) -> Service {
-        Service::Lockbox
-    }
-
-    fn open(&self, cred: PeerCred) -> Result<Session, Error> {
-        let id = peer::resolve(&cred);
-        tracing::debug!(subject = %id.subject, pid = ?cred.pid, "connection opened");
-        Ok(Session {
-            local: Caller {
-                principal: Principal {
-                    subject: id.subject,
-                    groups: id.groups,
-                },
-            },
-            service_account: std::sync::OnceLock::new(),
-            memo: ReadMemo::default(),
-        })
-    }
-
-    fn subject(&self, session: &Session) -> String {
-        session.local.subject().to_owned()
-    }
-
-    async fn call(&self, session: &Session, body: &[u8], out: &mut Vec<u8>) {
-        let caller = session.caller();
-        // The most frequent request is read in place, its ids borrowed from the frame.
-        if let Some((id, get)) = GetPayloadRef::parse(body) {
-            let read = self
-                .lockbox
-                .get_payload_remembered(caller, get.secret_id, get.version_id, &session.memo)
-                .await;
-            return respond_payload(out, id, read, self.max_frame);
-        }
-        let request = match decode_request::<LockboxRequest>(body) {
-            Ok(r) => r,
-            Err((id, e)) => return respond::<()>(out, id, Err(e), self.max_frame),
-        };
-        let result = match request.body {
-            _ if request.on_behalf_of.is_some() => Err(LockboxError::PermissionDenied(
-                "lockboxd does not accept requests on behalf of other subjects".into(),
-            )),
-            LockboxRequest::Authenticate { token } => authenticate(&self.lockbox, session, &token),
-            LockboxRequest::GetPayload {
-                secret_id,
-                version_id,
-            } => {
-                let read = self
-                    .lockbox
-                    .get_payload(caller, &secret_id, version_id.as_deref())
-                    .await;
-                return respond_payload(out, request.id, read, self.max_frame);
-            }
-            LockboxRequest::GetPayloadEx { secret, version_id } => {
-                let read = get_payload_ex(&self.lockbox, caller, secret, version_id).await;
-                return respond_payload(out, request.id, read, self.max_frame);
-            }
-            body => dispatch(&self.lockbox, caller, body).await,
-        };
-        respond(
-            out,
-            request.id,
-            result.map_err(|e| Error::from(&e)),
-            self.max_frame,
-        );
-    }
-}
-
-/// Answers a payload read, decrypting the entries straight into the answer.
-fn respond_payload(
-    out: &mut Vec<u8>,
-    id: u64,
-    read: Result<PayloadRead, LockboxError>,
-    max_frame: u32,
-) {
-    let written = read.and_then(|read| {
-        let head = PayloadHead {
-            secret_id: read.secret_id(),
-            version_id: read.version_id(),
-        };
-        respond_with(
-            out,
-            id,
-            max_frame,
-            |body| head.append_response(id, body),
-            |body| read.write_entries(body),
-        )
-    });
-    if let Err(e) = written {
-        respond::<()>(out, id, Err(Error::from(&e)), max_frame);
-    }
-}
-
-/// `GetPayloadEx`: the secret named by id, or by folder and name.
-async fn get_payload_ex(
-    lockbox: &Lockbox,
-    caller: &Caller,
-    secret: SecretRef,
-    version_id: Option<String>,
-) -> Result<PayloadRead, LockboxError> {
-    let version_id = version_id.as_deref();
-    match secret {
-        SecretRef::Id(id) => lockbox.get_payload(caller, &id, version_id).await,
-        SecretRef::FolderAndName { folder_id, name } => {
-            lockbox
-                .get_payload_by_name(caller, &folder_id, &name, version_id)
-                .await
-        }
-        _ => Err(LockboxError::InvalidArgument(
-            "secret: unknown reference kind".into(),
-        )),
-    }
-}
-
-/// Switches the connection to the service account a token names, once.
-fn authenticate(
-    lockbox: &Lockbox,
-    session: &Session,
-    token: &str,
-) -> Result<LockboxResponse, LockboxError> {
-    if session.service_account.get().is_some() {
-        return Err(LockboxError::FailedPrecondition(
-            "this connection already acts as a service account".into(),
-        ));
-    }
-    let caller = lockbox.authenticate(token)?;
-    let subject = caller.subject().to_owned();
-    session
-        .service_account
-        .set(caller)
-        .map_err(|_| LockboxError::FailedPrecondition("authenticated concurrently".into()))?;
-    // What the local user was allowed to read says nothing about the account.
-    session.memo.forget();
-    Ok(LockboxResponse::Authenticated { subject })
-}
+use crate::service::{BindingUpdate, Caller, Done, Lockbox, NewSecret, NewVersion};
+use lockbox_proto::lockbox::{LockboxRequest, LockboxResponse};
 
 fn operation(done: Done) -> LockboxResponse {
-    LockboxResponse::Operation(Box::new(wire::operation_to(done.operation)))
+    LockboxResponse::Operation(Box::new(convert::operation_to(done.operation)))
 }
 
-async fn dispatch(
+/// Answers every request but the payload reads and `Authenticate`.
+pub(super) async fn dispatch(
     lockbox: &Lockbox,
     caller: &Caller,
     request: LockboxRequest,
@@ -202,7 +21,7 @@ async fn dispatch(
     Ok(match request {
         R::GetSecret { secret_id } => {
             let (s, v) = lockbox.get_secret(caller, &secret_id)?;
-            A::Secret(Box::new(wire::secret_to(s, v)))
+            A::Secret(Box::new(convert::secret_to(s, v)))
         }
         R::ListSecrets { folder_id, page } => {
             let listed =
@@ -211,7 +30,7 @@ async fn dispatch(
                 secrets: listed
                     .items
                     .into_iter()
-                    .map(|(s, v)| wire::secret_to(s, v))
+                    .map(|(s, v)| convert::secret_to(s, v))
                     .collect(),
                 next_page_token: listed.next_page_token,
             }
@@ -224,9 +43,9 @@ async fn dispatch(
                 labels: c.labels,
                 kms_key_id: (!c.kms_key_id.is_empty()).then_some(c.kms_key_id),
                 version_description: c.version_description,
-                entries: wire::changes_from(c.version_payload_entries)?,
+                entries: convert::changes_from(c.version_payload_entries)?,
                 deletion_protection: c.deletion_protection,
-                password_spec: c.password_payload_specification.map(wire::password_from),
+                password_spec: c.password_payload_specification.map(convert::password_from),
             };
             let (_, _, done) = lockbox.create_secret(caller, new).await?;
             operation(done)
@@ -235,7 +54,7 @@ async fn dispatch(
             let id = u.secret_id.clone();
             operation(
                 lockbox
-                    .update_secret(caller, &id, wire::secret_update_from(u)?)
+                    .update_secret(caller, &id, convert::secret_update_from(u)?)
                     .await?,
             )
         }
@@ -252,14 +71,14 @@ async fn dispatch(
             let listed =
                 lockbox.list_versions(caller, &secret_id, page.page_size, &page.page_token)?;
             A::Versions {
-                versions: listed.items.into_iter().map(wire::version_to).collect(),
+                versions: listed.items.into_iter().map(convert::version_to).collect(),
                 next_page_token: listed.next_page_token,
             }
         }
         R::AddVersion(a) => {
             let new = NewVersion {
                 description: a.description,
-                changes: wire::changes_from(a.payload_entries)?,
+                changes: convert::changes_from(a.payload_entries)?,
                 base_version_id: a.base_version_id,
             };
             operation(lockbox.add_version(caller, &a.secret_id, new).await?)
@@ -295,7 +114,11 @@ async fn dispatch(
             let listed =
                 lockbox.list_operations(caller, &secret_id, page.page_size, &page.page_token)?;
             A::Operations {
-                operations: listed.items.into_iter().map(wire::operation_to).collect(),
+                operations: listed
+                    .items
+                    .into_iter()
+                    .map(convert::operation_to)
+                    .collect(),
                 next_page_token: listed.next_page_token,
             }
         }
@@ -309,13 +132,13 @@ async fn dispatch(
                 .await?;
             operation(done)
         }
-        R::GetCloud { cloud_id } => A::Cloud(Box::new(wire::cloud_to(
+        R::GetCloud { cloud_id } => A::Cloud(Box::new(convert::cloud_to(
             lockbox.get_cloud(caller, &cloud_id)?,
         ))),
         R::ListClouds { page } => {
             let listed = lockbox.list_clouds(caller, page.page_size, &page.page_token)?;
             A::Clouds {
-                clouds: listed.items.into_iter().map(wire::cloud_to).collect(),
+                clouds: listed.items.into_iter().map(convert::cloud_to).collect(),
                 next_page_token: listed.next_page_token,
             }
         }
@@ -330,14 +153,14 @@ async fn dispatch(
                 .await?;
             operation(done)
         }
-        R::GetFolder { folder_id } => A::Folder(Box::new(wire::folder_to(
+        R::GetFolder { folder_id } => A::Folder(Box::new(convert::folder_to(
             lockbox.get_folder(caller, &folder_id)?,
         ))),
         R::ListFolders { cloud_id, page } => {
             let listed =
                 lockbox.list_folders(caller, &cloud_id, page.page_size, &page.page_token)?;
             A::Folders {
-                folders: listed.items.into_iter().map(wire::folder_to).collect(),
+                folders: listed.items.into_iter().map(convert::folder_to).collect(),
                 next_page_token: listed.next_page_token,
             }
         }
@@ -348,7 +171,7 @@ async fn dispatch(
             now: lockbox.advance_clock(caller, seconds).await?,
         },
         R::ListAccessBindings { resource, page } => {
-            let resource = wire::resource_from(resource)?;
+            let resource = convert::resource_from(resource)?;
             let listed = lockbox.list_access_bindings(
                 caller,
                 &resource,
@@ -356,13 +179,14 @@ async fn dispatch(
                 &page.page_token,
             )?;
             A::AccessBindings {
-                bindings: listed.items.into_iter().map(wire::binding_to).collect(),
+                bindings: listed.items.into_iter().map(convert::binding_to).collect(),
                 next_page_token: listed.next_page_token,
             }
         }
         R::SetAccessBindings { resource, bindings } => {
-            let resource = wire::resource_from(resource)?;
-            let update = BindingUpdate::Set(bindings.into_iter().map(wire::binding_from).collect());
+            let resource = convert::resource_from(resource)?;
+            let update =
+                BindingUpdate::Set(bindings.into_iter().map(convert::binding_from).collect());
             operation(
                 lockbox
                     .update_access_bindings(caller, &resource, update)
@@ -370,10 +194,10 @@ async fn dispatch(
             )
         }
         R::UpdateAccessBindings { resource, deltas } => {
-            let resource = wire::resource_from(resource)?;
+            let resource = convert::resource_from(resource)?;
             let deltas = deltas
                 .into_iter()
-                .map(wire::delta_from)
+                .map(convert::delta_from)
                 .collect::<Result<Vec<_>, _>>()?;
             operation(
                 lockbox
@@ -385,13 +209,13 @@ async fn dispatch(
             folder_id,
             name,
             description,
-        } => A::ServiceAccount(Box::new(wire::account_to(
+        } => A::ServiceAccount(Box::new(convert::account_to(
             lockbox
                 .create_service_account(caller, &folder_id, &name, &description)
                 .await?,
         ))),
         R::GetServiceAccount { service_account_id } => A::ServiceAccount(Box::new(
-            wire::account_to(lockbox.get_service_account(caller, &service_account_id)?),
+            convert::account_to(lockbox.get_service_account(caller, &service_account_id)?),
         )),
         R::ListServiceAccounts { folder_id, page } => {
             let listed = lockbox.list_service_accounts(
@@ -401,7 +225,7 @@ async fn dispatch(
                 &page.page_token,
             )?;
             A::ServiceAccounts {
-                service_accounts: listed.items.into_iter().map(wire::account_to).collect(),
+                service_accounts: listed.items.into_iter().map(convert::account_to).collect(),
                 next_page_token: listed.next_page_token,
             }
         }
@@ -419,7 +243,7 @@ async fn dispatch(
                 .create_service_account_key(caller, &service_account_id, &description)
                 .await?;
             A::ServiceAccountKeyCreated {
-                key: Box::new(wire::key_to(&new.record)),
+                key: Box::new(convert::key_to(&new.record)),
                 private_key_pem: lockbox_proto::SecretBytes::new(
                     new.private_key_pem.as_bytes().to_vec(),
                 ),
@@ -429,7 +253,7 @@ async fn dispatch(
             keys: lockbox
                 .list_service_account_keys(caller, &service_account_id)?
                 .iter()
-                .map(wire::key_to)
+                .map(convert::key_to)
                 .collect(),
         },
         R::DeleteServiceAccountKey {

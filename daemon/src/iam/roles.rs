@@ -1,7 +1,6 @@
-//! Lockbox access control: roles, the permissions they grant (the action table of Yandex
-//! Lockbox's access management), and how bindings on the organization > cloud > folder >
-//! secret hierarchy combine. A binding applies to its resource and everything below it, and
-//! cannot be narrowed from below.
+//! Lockbox's roles and the permissions they grant (the action table of Yandex Lockbox's
+//! access management), and the bindings that grant them. A binding applies to its resource
+//! and everything below it, and cannot be narrowed from below.
 
 use crate::error::LockboxError;
 use serde::{Deserialize, Serialize};
@@ -114,30 +113,6 @@ pub fn role_grants(role: &str, permission: Permission) -> bool {
         }
         "resource-manager.clouds.owner" | "organization-manager.organizations.owner" => true,
         _ => false,
-    }
-}
-
-/// Where a binding is attached.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum Resource {
-    /// An organization.
-    Organization(String),
-    /// A cloud.
-    Cloud(String),
-    /// A folder.
-    Folder(String),
-    /// A secret.
-    Secret(String),
-}
-
-impl std::fmt::Display for Resource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Resource::Organization(id) => write!(f, "organization {id}"),
-            Resource::Cloud(id) => write!(f, "cloud {id}"),
-            Resource::Folder(id) => write!(f, "folder {id}"),
-            Resource::Secret(id) => write!(f, "secret {id}"),
-        }
     }
 }
 

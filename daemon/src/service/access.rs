@@ -1,91 +1,21 @@
-//! Authorization: every call is checked against the caller's bindings on the resource and
-//! its ancestors, and bindings are listed and changed here.
+//! Access to stored resources: every call is checked against the caller's bindings on the
+//! resource and its ancestors (indexed by `iam::bindings`), and bindings are listed and
+//! changed here.
 //!
 //! Bindings are cached in memory (they are read on every request and change rarely); the
 //! cache is replaced under the writer lock after each committed change.
 
 use super::{Caller, Done, Lockbox};
-use crate::access::{Binding, Permission, Resource, is_owner_role, role_grants, validate_binding};
 use crate::error::LockboxError;
-use crate::model::{OperationOutcome, SecretRecord};
+use crate::iam::bindings::{ResourceBindings, allows};
+use crate::iam::roles::{Binding, Permission, is_owner_role, role_grants, validate_binding};
+use crate::model::{OperationOutcome, Resource, SecretRecord, validate};
 use crate::store::Batch;
 use crate::store::records::Listed;
-use crate::validate;
-use lockbox_proto::Principal;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 /// Most bindings changed by one call.
 pub const MAX_DELTAS: usize = 1000;
-
-/// One resource's bindings: the list as stored, and the roles of each subject for checks
-/// that cost the same with 1 or 1,000 bindings.
-#[derive(Debug, Default)]
-pub struct ResourceBindings {
-    /// The bindings, in stored order.
-    list: Vec<Binding>,
-    /// Roles by subject.
-    by_subject: HashMap<String, Vec<String>>,
-}
-
-impl ResourceBindings {
-    fn new(list: Vec<Binding>) -> Self {
-        let mut by_subject: HashMap<String, Vec<String>> = HashMap::new();
-        for b in &list {
-            by_subject
-                .entry(b.subject.clone())
-                .or_default()
-                .push(b.role.clone());
-        }
-        Self { list, by_subject }
-    }
-
-    /// The roles any of the caller's subjects holds here.
-    fn roles_of<'a>(&'a self, caller: &'a Principal) -> impl Iterator<Item = &'a str> {
-        subjects(caller)
-            .filter_map(|s| self.by_subject.get(s))
-            .flatten()
-            .map(String::as_str)
-    }
-}
-
-/// Bindings by resource.
-pub type BindingMap = HashMap<Resource, ResourceBindings, crate::ids::IdHashing>;
-
-/// Builds the cache from stored bindings.
-pub fn binding_map(stored: Vec<(Resource, Vec<Binding>)>) -> BindingMap {
-    stored
-        .into_iter()
-        .map(|(r, list)| (r, ResourceBindings::new(list)))
-        .collect()
-}
-
-/// Whether `caller` holds `permission` through a binding anywhere on `chain` (the resource
-/// and its ancestors): a hash lookup per subject per level, however many bindings there are.
-pub fn allows(
-    bindings: &BindingMap,
-    caller: &Principal,
-    chain: &[Resource],
-    permission: Permission,
-) -> bool {
-    chain.iter().any(|r| {
-        bindings.get(r).is_some_and(|rb| {
-            rb.roles_of(caller)
-                .any(|role| role_grants(role, permission))
-        })
-    })
-}
-
-/// Every subject the caller acts as: itself, its groups, and the system groups (every
-/// local caller is authenticated by the kernel).
-fn subjects(caller: &Principal) -> impl Iterator<Item = &str> {
-    [
-        caller.subject.as_str(),
-        "system:allAuthenticatedUsers",
-        "system:allUsers",
-    ]
-    .into_iter()
-    .chain(caller.groups.iter().map(String::as_str))
-}
 
 /// A change to a resource's bindings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -235,7 +165,7 @@ impl Lockbox {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(resource)
-            .map(|rb| rb.list.clone())
+            .map(|rb| rb.list().to_vec())
             .unwrap_or_default();
         let start = if page_token.is_empty() {
             0
@@ -302,7 +232,7 @@ impl Lockbox {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(resource)
-            .map(|rb| rb.list.iter().cloned().collect())
+            .map(|rb| rb.list().iter().cloned().collect())
             .unwrap_or_default();
         let next: BTreeSet<Binding> = match update {
             BindingUpdate::Set(list) => list.into_iter().collect(),

@@ -14,8 +14,8 @@
 //! a hot read is one AES-GCM open. Data keys wrapped by a secret's own KMS key are never
 //! kept: every such read goes to `lockbox-kms`, which authorizes the caller each time.
 
-use crate::access::Resource;
-use crate::ids::IdHashing;
+use crate::model::Resource;
+use crate::model::ids::IdHashing;
 use crate::model::{SecretRecord, VersionRecord};
 use aes_gcm::Aes256Gcm;
 use std::collections::HashMap;
@@ -27,7 +27,7 @@ const SHARDS: usize = 32;
 
 /// A cached secret.
 #[derive(Debug)]
-pub(super) struct HotSecret {
+pub(super) struct CachedSecret {
     /// The record as stored.
     pub(super) record: SecretRecord,
     /// Secret, folder, cloud, organization: what authorization walks. Shared, so the copy
@@ -36,7 +36,7 @@ pub(super) struct HotSecret {
 }
 
 /// A cached version.
-pub(super) struct HotVersion {
+pub(super) struct CachedVersion {
     /// The record as stored.
     pub(super) record: VersionRecord,
     /// The cipher of the unwrapped data key, once a read has unwrapped it (keyring-wrapped
@@ -44,9 +44,9 @@ pub(super) struct HotVersion {
     pub(super) dek: OnceLock<Arc<Aes256Gcm>>,
 }
 
-impl std::fmt::Debug for HotVersion {
+impl std::fmt::Debug for CachedVersion {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HotVersion")
+        f.debug_struct("CachedVersion")
             .field("record", &self.record.meta)
             .finish_non_exhaustive()
     }
@@ -56,9 +56,9 @@ impl std::fmt::Debug for HotVersion {
 struct Shard {
     /// Bumped by every invalidation that reaches this shard.
     epoch: u64,
-    secrets: HashMap<String, Arc<HotSecret>, IdHashing>,
+    secrets: HashMap<String, Arc<CachedSecret>, IdHashing>,
     /// By version id; a version lives in the shard of its secret.
-    versions: HashMap<String, Arc<HotVersion>, IdHashing>,
+    versions: HashMap<String, Arc<CachedVersion>, IdHashing>,
 }
 
 /// What a lookup found, and the epoch to insert under when it found nothing.
@@ -109,7 +109,7 @@ impl ReadCache {
     }
 
     /// The cached secret `id`.
-    pub(super) fn secret(&self, id: &str) -> Lookup<HotSecret> {
+    pub(super) fn secret(&self, id: &str) -> Lookup<CachedSecret> {
         let shard = self.shard(id);
         match shard.secrets.get(id) {
             Some(s) => Lookup::Hit(s.clone()),
@@ -118,7 +118,7 @@ impl ReadCache {
     }
 
     /// The cached version `version_id` of `secret_id`.
-    pub(super) fn version(&self, secret_id: &str, version_id: &str) -> Lookup<HotVersion> {
+    pub(super) fn version(&self, secret_id: &str, version_id: &str) -> Lookup<CachedVersion> {
         let shard = self.shard(secret_id);
         match shard.versions.get(version_id) {
             // Version ids are unique, but the request may name another secret's version.
@@ -128,7 +128,7 @@ impl ReadCache {
     }
 
     /// Caches a secret read from the store while the shard was at `epoch`.
-    pub(super) fn insert_secret(&self, epoch: u64, secret: HotSecret) -> Arc<HotSecret> {
+    pub(super) fn insert_secret(&self, epoch: u64, secret: CachedSecret) -> Arc<CachedSecret> {
         let secret = Arc::new(secret);
         if self.per_shard > 0 {
             let mut shard = self.shard(&secret.record.id);
@@ -145,8 +145,8 @@ impl ReadCache {
     }
 
     /// Caches a version read from the store while its secret's shard was at `epoch`.
-    pub(super) fn insert_version(&self, epoch: u64, record: VersionRecord) -> Arc<HotVersion> {
-        let version = Arc::new(HotVersion {
+    pub(super) fn insert_version(&self, epoch: u64, record: VersionRecord) -> Arc<CachedVersion> {
+        let version = Arc::new(CachedVersion {
             record,
             dek: OnceLock::new(),
         });
@@ -164,7 +164,7 @@ impl ReadCache {
     /// under the writer lock and after the batch is applied, so it is the newest state; the
     /// epoch moves on as for an invalidation, so a reader that read the store before the
     /// write cannot insert what it read.
-    pub(super) fn put_secret(&self, secret: HotSecret) {
+    pub(super) fn put_secret(&self, secret: CachedSecret) {
         if self.per_shard > 0 {
             let secret = Arc::new(secret);
             let mut shard = self.shard(&secret.record.id);
@@ -194,7 +194,7 @@ impl ReadCache {
             if let Some(old) = superseded {
                 shard.versions.remove(old);
             }
-            let version = Arc::new(HotVersion {
+            let version = Arc::new(CachedVersion {
                 record,
                 dek: dek.map(|d| OnceLock::from(Arc::new(d))).unwrap_or_default(),
             });
@@ -235,8 +235,8 @@ mod tests {
     use super::*;
     use crate::model::{SecretStatus, VersionMeta, VersionStatus};
 
-    fn secret(id: &str) -> HotSecret {
-        HotSecret {
+    fn secret(id: &str) -> CachedSecret {
+        CachedSecret {
             record: SecretRecord {
                 id: id.into(),
                 folder_id: "f".into(),
@@ -321,7 +321,7 @@ mod tests {
     #[test]
     fn a_written_through_version_keeps_its_data_key() {
         let cache = ReadCache::new(1024);
-        let dek = crate::envelope::Dek::generate().cipher();
+        let dek = crate::crypto::envelope::Dek::generate().cipher();
         cache.put_version(version("s", "v1"), Some(dek), None);
         cache.put_version(version("s", "v2"), None, None);
         match (cache.version("s", "v1"), cache.version("s", "v2")) {

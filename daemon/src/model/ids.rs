@@ -3,7 +3,7 @@
 //! characters, in an alphabet whose ASCII order matches its value order. Listing a key range
 //! of ids is therefore listing in creation order.
 
-use crate::envelope::fill_random;
+use crate::random::fill_random;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -1,8 +1,8 @@
 //! Server-side password generation from a [`PasswordSpec`], with the operating system's CSPRNG.
 
-use crate::envelope::fill_random;
 use crate::error::LockboxError;
 use crate::model::PasswordSpec;
+use crate::random::fill_random;
 use zeroize::Zeroizing;
 
 /// Punctuation characters a password may use.

@@ -1,4 +1,4 @@
-//! Request and response envelopes: the id that matches them, and the subject a trusted relay
+//! Request and response messages: the id that matches them, and the subject a trusted relay
 //! acts for.
 
 use crate::error::Error;

@@ -1,0 +1,211 @@
+//! The daemon's link to `lockbox-kms`: the few calls it makes (encrypt and decrypt data keys
+//! on behalf of a caller, manage its own keyring key), over one pipelined connection that
+//! opens on first use, reopens after a failure, and turns an unreachable KMS into
+//! `Unavailable` without affecting anything that does not need it.
+
+use crate::error::LockboxError;
+use lockbox_proto::hello::Service;
+use lockbox_proto::kms::{
+    CreateSymmetricKey, DecryptRef, KmsRequest, KmsResponse, SymmetricAlgorithm,
+    decrypted_plaintext,
+};
+use lockbox_proto::{ErrorCode, Principal, SecretBytes, Wiping};
+use lockbox_rpc::{CallError, Channel};
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+/// How lockboxd introduces itself in its hello to the KMS.
+const CLIENT_NAME: &str = concat!("lockboxd/", env!("CARGO_PKG_VERSION"));
+
+/// A data key decrypted by `lockbox-kms`, read where it lies in the KMS's answer, which is
+/// kept as it came and wiped when this is dropped: a per-read unwrap makes no copy of the key
+/// or of the ids around it.
+pub struct DecryptedKey {
+    /// The answer's frame body.
+    body: Wiping,
+    /// Where the plaintext lies in `body`.
+    plaintext: Range<usize>,
+}
+
+impl DecryptedKey {
+    /// The decrypted bytes.
+    pub fn plaintext(&self) -> &[u8] {
+        // The range was found in this body, which does not change.
+        self.body.get(self.plaintext.clone()).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for DecryptedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DecryptedKey([REDACTED; {}])", self.plaintext.len())
+    }
+}
+
+/// A lazily (re)connected link to the KMS.
+#[derive(Debug)]
+pub struct KmsLink {
+    /// The KMS socket.
+    socket: PathBuf,
+    /// The open connection, if there is one.
+    channel: Mutex<Option<Channel<KmsResponse>>>,
+}
+
+impl KmsLink {
+    /// A link to the KMS at `socket`; nothing connects until the first call.
+    pub fn new(socket: PathBuf) -> Self {
+        Self {
+            socket,
+            channel: Mutex::new(None),
+        }
+    }
+
+    fn cached(&self) -> Option<Channel<KmsResponse>> {
+        let guard = self.channel.lock().unwrap_or_else(|p| p.into_inner());
+        guard.as_ref().filter(|c| !c.is_closed()).cloned()
+    }
+
+    async fn connection(&self) -> Result<Channel<KmsResponse>, CallError> {
+        if let Some(c) = self.cached() {
+            return Ok(c);
+        }
+        let fresh = Channel::connect(&self.socket, Service::Kms, CLIENT_NAME).await?;
+        *self.channel.lock().unwrap_or_else(|p| p.into_inner()) = Some(fresh.clone());
+        tracing::info!(socket = %self.socket.display(), "connected to lockbox-kms");
+        Ok(fresh)
+    }
+
+    fn forget(&self) {
+        *self.channel.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// Runs `call`, reconnecting and retrying once if the connection was lost (all KMS calls
+    /// the daemon makes are safe to repeat).
+    async fn with_channel<T, F, Fut>(&self, call: F) -> Result<T, LockboxError>
+    where
+        F: Fn(Channel<KmsResponse>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, CallError>>,
+    {
+        for attempt in 0..2 {
+            let result = match self.connection().await {
+                Ok(channel) => call(channel).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Err(CallError::Disconnected(_) | CallError::Connect { .. }) if attempt == 0 => {
+                    self.forget();
+                }
+                Err(e) => {
+                    if !matches!(e, CallError::Server(_)) {
+                        self.forget();
+                    }
+                    return Err(e.into());
+                }
+                Ok(v) => return Ok(v),
+            }
+        }
+        Err(LockboxError::Unavailable(
+            "lockbox-kms is unavailable".into(),
+        ))
+    }
+
+    /// Encrypts with `key_id`'s primary version, authorized as `on_behalf_of` (or as the
+    /// daemon itself).
+    pub async fn encrypt(
+        &self,
+        on_behalf_of: Option<&Principal>,
+        key_id: &str,
+        aad_context: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, LockboxError> {
+        self.with_channel(|channel| async move {
+            let request = KmsRequest::Encrypt {
+                key_id: key_id.into(),
+                version_id: None,
+                aad_context: aad_context.to_vec(),
+                plaintext: SecretBytes::new(plaintext.to_vec()),
+            };
+            match channel.call(on_behalf_of, &request).await? {
+                KmsResponse::Encrypted { ciphertext, .. } => Ok(ciphertext),
+                other => Err(unexpected(&other)),
+            }
+        })
+        .await
+    }
+
+    /// Decrypts with `key_id`, authorized as `on_behalf_of` (or as the daemon itself). The
+    /// plaintext is read where it lies in the KMS's answer and wiped with it.
+    pub async fn decrypt(
+        &self,
+        on_behalf_of: Option<&Principal>,
+        key_id: &str,
+        aad_context: &[u8],
+        ciphertext: &[u8],
+    ) -> Result<DecryptedKey, LockboxError> {
+        self.with_channel(|channel| async move {
+            let request = DecryptRef {
+                key_id,
+                aad_context,
+                ciphertext,
+            };
+            let body = channel.call_raw(on_behalf_of, &request).await?;
+            match decrypted_plaintext(&body) {
+                Some((_, plaintext)) => Ok(DecryptedKey { body, plaintext }),
+                None => Err(CallError::from_answer::<KmsResponse>(&body)),
+            }
+        })
+        .await
+    }
+
+    /// Creates a symmetric key for the daemon's own use, in `folder_id`.
+    pub async fn create_own_key(
+        &self,
+        folder_id: &str,
+        name: &str,
+    ) -> Result<String, LockboxError> {
+        self.with_channel(|channel| async move {
+            let request = KmsRequest::CreateSymmetricKey(CreateSymmetricKey {
+                folder_id: folder_id.into(),
+                name: name.into(),
+                description: "wraps lockboxd's service keyring".into(),
+                labels: Default::default(),
+                default_algorithm: SymmetricAlgorithm::Aes256,
+                rotation_period: None,
+                deletion_protection: true,
+            });
+            match channel.call(None, &request).await? {
+                KmsResponse::SymmetricKey(key) => Ok(key.id),
+                other => Err(unexpected(&other)),
+            }
+        })
+        .await
+    }
+}
+
+fn unexpected(answer: &KmsResponse) -> CallError {
+    CallError::Protocol(format!("unexpected response {answer:?}"))
+}
+
+impl From<CallError> for LockboxError {
+    /// A failed call to `lockbox-kms`: its verdicts keep their code; a lost or missing
+    /// connection is `Unavailable`.
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::Server(err) => {
+                let message = format!("lockbox-kms: {}", err.message);
+                match err.code {
+                    ErrorCode::InvalidArgument => LockboxError::InvalidArgument(message),
+                    ErrorCode::NotFound => LockboxError::NotFound(message),
+                    ErrorCode::PermissionDenied | ErrorCode::Unauthenticated => {
+                        LockboxError::PermissionDenied(message)
+                    }
+                    ErrorCode::FailedPrecondition => LockboxError::FailedPrecondition(message),
+                    ErrorCode::ResourceExhausted => LockboxError::ResourceExhausted(message),
+                    ErrorCode::Unavailable => LockboxError::Unavailable(message),
+                    _ => LockboxError::Internal(message),
+                }
+            }
+            other => LockboxError::Unavailable(format!("lockbox-kms is unavailable: {other}")),
+        }
+    }
+}

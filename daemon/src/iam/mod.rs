@@ -1,0 +1,26 @@
+//! Identity and access in lockboxd, without storage: who a caller is ([`Caller`]), the
+//! roles and permissions of Lockbox ([`roles`]), the index of bindings every request is
+//! checked against ([`bindings`]), and service-account keys and tokens ([`tokens`]). The
+//! service applies them to stored resources (`service::access`, `service::accounts`).
+
+pub mod bindings;
+pub mod roles;
+pub mod tokens;
+
+use lockbox_proto::Principal;
+
+/// Who is calling: the subject and groups the front-end identified (from the kernel, or a
+/// service-account token).
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The subject and its groups, in the form `lockbox-kms` is given them when the daemon
+    /// acts on the caller's behalf.
+    pub principal: Principal,
+}
+
+impl Caller {
+    /// The caller's subject, e.g. `user:alice`.
+    pub fn subject(&self) -> &str {
+        &self.principal.subject
+    }
+}

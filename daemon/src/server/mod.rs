@@ -1,0 +1,151 @@
+//! The Unix-socket front-end of `lockboxd`: identifies each connection, decodes requests,
+//! calls the service and encodes its answers. The only part of the daemon that knows the
+//! wire (`proto`); it knows nothing about storage.
+//!
+//! - this module: the connection's session (who it acts as) and the entry point of every
+//!   request frame;
+//! - [`payload`]: payload reads, the most frequent request, answered with the entries
+//!   decrypted and rewritten in place;
+//! - `dispatch`: every other request, to its service call;
+//! - `convert`: the hand-written conversions between `proto` messages and domain types.
+
+mod convert;
+mod dispatch;
+pub mod payload;
+
+use crate::error::LockboxError;
+use crate::service::{Caller, Lockbox, ReadMemo};
+use lockbox_proto::hello::Service;
+use lockbox_proto::lockbox::{GetPayloadRef, LockboxRequest, LockboxResponse};
+use lockbox_proto::{Error, Principal};
+use lockbox_rpc::peer::{self, PeerCred};
+use lockbox_rpc::server::{AnswerError, Handler, decode_request, respond};
+use payload::{get_payload_ex, respond_payload};
+use std::sync::Arc;
+
+/// Serves a [`Lockbox`] over the lockbox protocol.
+#[derive(Debug)]
+pub struct LockboxHandler {
+    /// The service.
+    lockbox: Arc<Lockbox>,
+    /// Largest frame sent.
+    max_frame: u32,
+}
+
+impl LockboxHandler {
+    /// A handler for `lockbox`.
+    pub fn new(lockbox: Arc<Lockbox>, max_frame: u32) -> Self {
+        Self { lockbox, max_frame }
+    }
+}
+
+/// A connection: the local user the kernel reported, and the service account it switched
+/// to with a token, if it did.
+#[derive(Debug)]
+pub struct Session {
+    /// From SO_PEERCRED.
+    local: Caller,
+    /// Set once by `Authenticate`.
+    service_account: std::sync::OnceLock<Caller>,
+    /// The last payload read by id, for the next one (forgotten when the caller changes).
+    memo: ReadMemo,
+}
+
+impl Session {
+    /// Who the connection's requests act as.
+    fn caller(&self) -> &Caller {
+        self.service_account.get().unwrap_or(&self.local)
+    }
+}
+
+impl Handler for LockboxHandler {
+    type Session = Session;
+
+    fn service(&self) -> Service {
+        Service::Lockbox
+    }
+
+    fn open(&self, cred: PeerCred) -> Result<Session, Error> {
+        let id = peer::resolve(&cred);
+        tracing::debug!(subject = %id.subject, pid = ?cred.pid, "connection opened");
+        Ok(Session {
+            local: Caller {
+                principal: Principal {
+                    subject: id.subject,
+                    groups: id.groups,
+                },
+            },
+            service_account: std::sync::OnceLock::new(),
+            memo: ReadMemo::default(),
+        })
+    }
+
+    fn subject(&self, session: &Session) -> String {
+        session.local.subject().to_owned()
+    }
+
+    async fn call(&self, session: &Session, body: &[u8], out: &mut Vec<u8>) {
+        let caller = session.caller();
+        // The most frequent request is read in place, its ids borrowed from the frame.
+        if let Some((id, get)) = GetPayloadRef::parse(body) {
+            let read = self
+                .lockbox
+                .get_payload_remembered(caller, get.secret_id, get.version_id, &session.memo)
+                .await;
+            return respond_payload(out, id, read, self.max_frame);
+        }
+        let request = match decode_request::<LockboxRequest>(body) {
+            Ok(r) => r,
+            Err((id, e)) => return respond::<()>(out, id, Err(e), self.max_frame),
+        };
+        let result = match request.body {
+            _ if request.on_behalf_of.is_some() => Err(LockboxError::PermissionDenied(
+                "lockboxd does not accept requests on behalf of other subjects".into(),
+            )),
+            LockboxRequest::Authenticate { token } => authenticate(&self.lockbox, session, &token),
+            LockboxRequest::GetPayload {
+                secret_id,
+                version_id,
+            } => {
+                let read = self
+                    .lockbox
+                    .get_payload(caller, &secret_id, version_id.as_deref())
+                    .await;
+                return respond_payload(out, request.id, read, self.max_frame);
+            }
+            LockboxRequest::GetPayloadEx { secret, version_id } => {
+                let read = get_payload_ex(&self.lockbox, caller, secret, version_id).await;
+                return respond_payload(out, request.id, read, self.max_frame);
+            }
+            body => dispatch::dispatch(&self.lockbox, caller, body).await,
+        };
+        respond(
+            out,
+            request.id,
+            result.map_err(|e| e.answer()),
+            self.max_frame,
+        );
+    }
+}
+
+/// Switches the connection to the service account a token names, once.
+fn authenticate(
+    lockbox: &Lockbox,
+    session: &Session,
+    token: &str,
+) -> Result<LockboxResponse, LockboxError> {
+    if session.service_account.get().is_some() {
+        return Err(LockboxError::FailedPrecondition(
+            "this connection already acts as a service account".into(),
+        ));
+    }
+    let caller = lockbox.authenticate(token)?;
+    let subject = caller.subject().to_owned();
+    session
+        .service_account
+        .set(caller)
+        .map_err(|_| LockboxError::FailedPrecondition("authenticated concurrently".into()))?;
+    // What the local user was allowed to read says nothing about the account.
+    session.memo.forget();
+    Ok(LockboxResponse::Authenticated { subject })
+}
