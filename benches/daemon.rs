@@ -8,9 +8,9 @@ use criterion::{Criterion, black_box, criterion_group, criterion_main};
 use lockbox_benches::work::{Fixture, IDS, SECRET, VERSION};
 use lockbox_daemon::crypto::envelope;
 use lockbox_daemon::iam::bindings::{allows, binding_map};
-use lockbox_daemon::iam::roles::{Binding, Permission};
-use lockbox_daemon::model::Resource;
+use lockbox_daemon::iam::roles::Permission;
 use lockbox_daemon::model::entries::{self, EntriesLayout, Entry};
+use lockbox_daemon::model::{Binding, Resource};
 use lockbox_daemon::server::payload::entries_to_wire;
 use lockbox_proto::Principal;
 

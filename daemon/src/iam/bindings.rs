@@ -2,8 +2,8 @@
 //! holds a permission through a binding on a resource or any of its ancestors. Pure data; the
 //! service keeps one in memory, replaced after each committed change.
 
-use super::roles::{Binding, Permission, role_grants};
-use crate::model::Resource;
+use super::roles::{Permission, role_grants};
+use crate::model::{Binding, Resource};
 use lockbox_proto::Principal;
 use std::collections::HashMap;
 

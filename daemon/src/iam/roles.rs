@@ -3,7 +3,7 @@
 //! and everything below it, and cannot be narrowed from below.
 
 use crate::error::LockboxError;
-use serde::{Deserialize, Serialize};
+use crate::model::Binding;
 
 /// Something a caller may be allowed to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -114,15 +114,6 @@ pub fn role_grants(role: &str, permission: Permission) -> bool {
         "resource-manager.clouds.owner" | "organization-manager.organizations.owner" => true,
         _ => false,
     }
-}
-
-/// A role granted to a subject.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Binding {
-    /// Role id.
-    pub role: String,
-    /// Subject.
-    pub subject: String,
 }
 
 /// Checks a binding before it is stored: a known role and a well-formed subject.

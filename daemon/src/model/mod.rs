@@ -34,6 +34,15 @@ pub enum Resource {
     Secret(String),
 }
 
+/// A role granted to a subject on a resource (which role means what: `iam::roles`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Binding {
+    /// Role id.
+    pub role: String,
+    /// Subject.
+    pub subject: String,
+}
+
 impl std::fmt::Display for Resource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -2,11 +2,11 @@
 //! one conversion of its error to the wire's. The only place where the two meet.
 
 use crate::error::LockboxError;
-use crate::iam::roles::Binding;
 use crate::iam::tokens::public_key_pem;
 use crate::model::{
-    Cloud, Entry, Folder, OperationOutcome, OperationRecord, PasswordSpec, Resource, SecretRecord,
-    SecretStatus, ServiceAccountKeyRecord, ServiceAccountRecord, VersionMeta, VersionStatus,
+    Binding, Cloud, Entry, Folder, OperationOutcome, OperationRecord, PasswordSpec, Resource,
+    SecretRecord, SecretStatus, ServiceAccountKeyRecord, ServiceAccountRecord, VersionMeta,
+    VersionStatus,
 };
 use crate::service::{EntryChange, SecretUpdate};
 use lockbox_proto::lockbox as wire;

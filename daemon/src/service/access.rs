@@ -8,8 +8,8 @@
 use super::{Caller, Done, Lockbox};
 use crate::error::LockboxError;
 use crate::iam::bindings::{ResourceBindings, allows};
-use crate::iam::roles::{Binding, Permission, is_owner_role, role_grants, validate_binding};
-use crate::model::{OperationOutcome, Resource, SecretRecord, validate};
+use crate::iam::roles::{Permission, is_owner_role, role_grants, validate_binding};
+use crate::model::{Binding, OperationOutcome, Resource, SecretRecord, validate};
 use crate::store::Batch;
 use crate::store::records::Listed;
 use std::collections::BTreeSet;

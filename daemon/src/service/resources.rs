@@ -3,11 +3,11 @@
 
 use super::{Caller, Done, Lockbox};
 use crate::error::LockboxError;
-use crate::iam::roles::{Binding, Permission, validate_binding};
+use crate::iam::roles::{Permission, validate_binding};
 use crate::model::Resource;
 use crate::model::ids::{self, new_id};
 use crate::model::validate;
-use crate::model::{Cloud, Folder, OperationOutcome, Organization, SCHEMA};
+use crate::model::{Binding, Cloud, Folder, OperationOutcome, Organization, SCHEMA};
 use crate::store::Batch;
 use crate::store::records::{Defaults, Listed, Records, for_each_page};
 

@@ -6,11 +6,9 @@
 use super::group::{GroupCommit, Ticket};
 use super::keys::{self, key, prefix};
 use super::{Batch, KvStore, Scan, StoreError, Table};
-use crate::iam::roles::Binding;
-use crate::model::Resource;
 use crate::model::{
-    Cloud, Folder, OperationRecord, Organization, SecretRecord, ServiceAccountKeyRecord,
-    ServiceAccountRecord, VersionRecord,
+    Binding, Cloud, Folder, OperationRecord, Organization, Resource, SecretRecord,
+    ServiceAccountKeyRecord, ServiceAccountRecord, VersionRecord,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
