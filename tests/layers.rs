@@ -1,5 +1,6 @@
 //! The crates' module structure, read from their source: no module imports one that imports
-//! it back, and lockboxd's layers import only downwards (ARCHITECTURE.md names them).
+//! it back; lockboxd's layers import only downwards (ARCHITECTURE.md names them), its
+//! front-end does not reach past the service, and nothing below the front-end uses the wire.
 //!
 //! The check reads each file's `crate::`, `super::` and `self::` paths (outside comments,
 //! string literals and the `#[cfg(test)]` module at the end of a file) and draws an edge from
@@ -413,6 +414,64 @@ fn lockboxd_imports_only_downwards() {
         if let Some(top) = source.module.first() {
             layer_of(top);
         }
+    }
+}
+
+/// What the daemon's modules below the front-end may use of `lockbox-proto`: its buffers and
+/// byte helpers, id shapes, the service-account token format and `Principal` (a caller as
+/// the KMS is told of it); not its messages, frames or error codes.
+const PROTO_BELOW_SERVER: &[&str] = &["Wiping", "bytes", "ids", "token", "Principal"];
+
+/// The daemon's files allowed the whole of `lockbox-proto`: the front-end, the binary, and
+/// the link to lockbox-kms (a client of the KMS's own wire).
+fn speaks_the_wire(relative: &Path) -> bool {
+    relative.starts_with("server")
+        || relative == Path::new("main.rs")
+        || relative == Path::new("crypto/kms_link.rs")
+}
+
+/// The first segment after every `lockbox_proto::` in `code`.
+fn proto_uses(code: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut named = Vec::new();
+    for (at, _) in code.match_indices("lockbox_proto") {
+        named.clear();
+        path_from(code, at + "lockbox_proto".len(), Vec::new(), &mut named);
+        found.extend(named.iter().filter_map(|p| p.first().cloned()));
+    }
+    found
+}
+
+#[test]
+fn only_lockboxds_front_end_knows_the_wire_or_the_store() {
+    let dir = crate_dir("daemon");
+    let mut files = Vec::new();
+    collect(&dir, &dir, &[], &mut files);
+    let mut misuses = Vec::new();
+    for (path, _) in &files {
+        let relative = path.strip_prefix(&dir).unwrap();
+        if speaks_the_wire(relative) {
+            continue;
+        }
+        let code = strip(&std::fs::read_to_string(path).unwrap());
+        for used in proto_uses(&code) {
+            if !PROTO_BELOW_SERVER.contains(&used.as_str()) {
+                misuses.push(format!("{}: lockbox_proto::{used}", relative.display()));
+            }
+        }
+    }
+    assert_eq!(misuses, Vec::<String>::new());
+    assert!(
+        proto_uses("use lockbox_proto::{Wiping, lockbox::LockboxRequest};")
+            == ["Wiping", "lockbox"],
+        "the reading finds what a file uses"
+    );
+    // The front-end calls the service; storage and encryption are the service's business.
+    let graph = edges(&sources(&dir, &[]), top_level);
+    let server = graph.get("server").cloned().unwrap_or_default();
+    assert!(server.contains("service"));
+    for below in ["store", "crypto"] {
+        assert!(!server.contains(below), "server -> {below}");
     }
 }
 

@@ -90,7 +90,7 @@ pub(crate) fn take_text(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
 
 /// A byte vector zeroed when dropped, like `Zeroizing<Vec<u8>>`, but wiped in bulk: `Zeroize`
 /// on a slice fills it behind an optimisation barrier, while on a `Vec` it writes one element
-/// at a time, which takes about 14 times as long for a 4 KiB value. Grow it with
+/// at a time, which is many times slower for a value of some kilobytes. Grow it with
 /// [`extend_wiped`](Self::extend_wiped) or [`reserve_wiped`]: `Vec`'s own growth, reached
 /// through `DerefMut`, frees the old allocation as it was.
 #[derive(Clone, Default, PartialEq, Eq)]

@@ -159,10 +159,9 @@ pub fn init_logging() {
 /// clients for cores cost more in wake-ups than they add.
 ///
 /// One worker is a current-thread runtime: every task runs on the thread that called
-/// `block_on`, and a wake-up skips the multi-threaded scheduler's shared queues and parking.
-/// Callgrind, instructions per request: lockboxd's keyring payload read -4%, its KMS-keyed
-/// read -8% (lockbox-kms's side -5%). Blocking work still goes to `spawn_blocking`'s pool in
-/// either kind.
+/// `block_on`, and a wake-up skips the multi-threaded scheduler's shared queues and parking
+/// (what that saves is in benches/results). Blocking work still goes to `spawn_blocking`'s
+/// pool in either kind.
 pub fn runtime(worker_threads: Option<usize>) -> io::Result<tokio::runtime::Runtime> {
     let workers = worker_threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)))
