@@ -1,4 +1,8 @@
 //! The KMS's records: keys, versions, bindings. This is what the sealed keystore holds.
+//!
+//! Records are documented where a field or variant has more to say than its name and
+//! type; `id`, `name`, `created_at` and the like go without a comment.
+#![allow(missing_docs)]
 
 use crate::crypto::{Algorithm, KeyMaterial};
 use crate::error::KmsError;
@@ -37,7 +41,6 @@ pub enum VersionStatus {
 /// Metadata shared by both kinds of key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyMeta {
-    /// Id.
     pub id: String,
     /// Folder the key belongs to.
     pub folder_id: String,
@@ -45,11 +48,8 @@ pub struct KeyMeta {
     pub created_at: i64,
     /// Name (may be empty).
     pub name: String,
-    /// Description.
     pub description: String,
-    /// Labels.
     pub labels: BTreeMap<String, String>,
-    /// Lifecycle.
     pub status: KeyStatus,
     /// Whether deletion is refused.
     pub deletion_protection: bool,
@@ -58,7 +58,6 @@ pub struct KeyMeta {
 /// A symmetric key with all its versions.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SymmetricKeyRecord {
-    /// Common metadata.
     pub meta: KeyMeta,
     /// Algorithm of new versions.
     pub default_algorithm: Algorithm,
@@ -114,11 +113,9 @@ impl SymmetricKeyRecord {
 pub struct KeyVersionRecord {
     /// Id, embedded in ciphertexts.
     pub id: String,
-    /// Lifecycle.
     pub status: VersionStatus,
     /// Algorithm of the material.
     pub algorithm: Algorithm,
-    /// Creation time.
     pub created_at: i64,
     /// Scheduled or actual destruction time.
     pub destroy_at: Option<i64>,
@@ -141,7 +138,6 @@ impl KeyVersionRecord {
 /// An asymmetric signature key (ECDSA P-256).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SignatureKeyRecord {
-    /// Common metadata.
     pub meta: KeyMeta,
     /// The private scalar.
     pub private_key: KeyMaterial,
@@ -152,7 +148,6 @@ pub struct SignatureKeyRecord {
 pub enum Resource {
     /// The whole KMS.
     Root,
-    /// A folder.
     Folder(String),
     /// A key of either kind.
     Key(String),
@@ -171,9 +166,7 @@ impl std::fmt::Display for Resource {
 /// A role granted to a subject.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Binding {
-    /// Role id.
     pub role: String,
-    /// Subject.
     pub subject: String,
 }
 

@@ -3,6 +3,10 @@
 //!
 //! Times are Unix seconds. Ids are opaque strings chosen by the server. Names, limits and
 //! semantics follow Yandex KMS.
+//!
+//! Messages are documented where a field or variant has more to say than its name and
+//! type; `id`, `name`, `created_at` and the like go without a comment.
+#![allow(missing_docs)]
 
 use crate::bytes::{self, SecretBytes};
 use crate::common::{AccessBinding, AccessBindingDelta, Page};
@@ -67,15 +71,12 @@ pub struct SymmetricKey {
     pub id: String,
     /// Folder the key belongs to; bindings on the folder apply to the key.
     pub folder_id: String,
-    /// Creation time.
     pub created_at: i64,
     /// Optional name, unique only by convention.
     pub name: String,
     /// Free-form description.
     pub description: String,
-    /// Labels.
     pub labels: BTreeMap<String, String>,
-    /// Lifecycle state.
     pub status: KeyStatus,
     /// Algorithm of versions created by rotation.
     pub default_algorithm: SymmetricAlgorithm,
@@ -96,11 +97,9 @@ pub struct SymmetricKeyVersion {
     pub id: String,
     /// The key this version belongs to.
     pub key_id: String,
-    /// Lifecycle state.
     pub status: VersionStatus,
     /// Algorithm of the material.
     pub algorithm: SymmetricAlgorithm,
-    /// Creation time.
     pub created_at: i64,
     /// Whether it is the key's primary version.
     pub primary: bool,
@@ -115,17 +114,13 @@ pub struct AsymmetricSignatureKey {
     pub id: String,
     /// Folder the key belongs to.
     pub folder_id: String,
-    /// Creation time.
     pub created_at: i64,
     /// Optional name.
     pub name: String,
     /// Free-form description.
     pub description: String,
-    /// Labels.
     pub labels: BTreeMap<String, String>,
-    /// Lifecycle state.
     pub status: KeyStatus,
-    /// Signature algorithm.
     pub signature_algorithm: SignatureAlgorithm,
     /// Whether `Delete` is refused.
     pub deletion_protection: bool,
@@ -153,7 +148,6 @@ pub struct CreateSymmetricKey {
     pub name: String,
     /// Optional description.
     pub description: String,
-    /// Labels.
     pub labels: BTreeMap<String, String>,
     /// Algorithm of the first and later versions.
     pub default_algorithm: SymmetricAlgorithm,
@@ -196,9 +190,7 @@ pub struct CreateAsymmetricSignatureKey {
     pub name: String,
     /// Optional description.
     pub description: String,
-    /// Labels.
     pub labels: BTreeMap<String, String>,
-    /// Signature algorithm.
     pub signature_algorithm: SignatureAlgorithm,
     /// Whether `Delete` is refused.
     pub deletion_protection: bool,
@@ -285,9 +277,7 @@ impl<'a> DecryptCall<'a> {
 /// with it, so the ids and the plaintext go into the frame without an owned copy first.
 #[derive(Debug, Clone, Copy)]
 pub struct DecryptedRef<'a> {
-    /// Key used.
     pub key_id: &'a str,
-    /// Version used.
     pub version_id: &'a str,
     /// The plaintext.
     pub plaintext: &'a [u8],
@@ -336,62 +326,30 @@ pub enum KmsRequest {
     /// Create a symmetric key with a first, primary version.
     CreateSymmetricKey(CreateSymmetricKey),
     /// Get a symmetric key.
-    GetSymmetricKey {
-        /// Key id.
-        key_id: String,
-    },
+    GetSymmetricKey { key_id: String },
     /// List symmetric keys of a folder, ordered by id.
-    ListSymmetricKeys {
-        /// Folder id.
-        folder_id: String,
-        /// Page.
-        page: Page,
-    },
+    ListSymmetricKeys { folder_id: String, page: Page },
     /// Change fields of a symmetric key.
     UpdateSymmetricKey(UpdateSymmetricKey),
     /// Delete a symmetric key and erase all its versions' material.
-    DeleteSymmetricKey {
-        /// Key id.
-        key_id: String,
-    },
+    DeleteSymmetricKey { key_id: String },
     /// List a key's versions, newest first.
-    ListSymmetricKeyVersions {
-        /// Key id.
-        key_id: String,
-        /// Page.
-        page: Page,
-    },
+    ListSymmetricKeyVersions { key_id: String, page: Page },
     /// Create a new version and make it primary.
-    RotateSymmetricKey {
-        /// Key id.
-        key_id: String,
-    },
+    RotateSymmetricKey { key_id: String },
     /// Make an active version primary.
-    SetPrimaryVersion {
-        /// Key id.
-        key_id: String,
-        /// Version id.
-        version_id: String,
-    },
+    SetPrimaryVersion { key_id: String, version_id: String },
     /// Schedule a non-primary version's destruction.
     ScheduleVersionDestruction {
-        /// Key id.
         key_id: String,
-        /// Version id.
         version_id: String,
         /// Seconds until destruction; `None` means the default of 7 days. At least 1 day.
         pending_period: Option<u64>,
     },
     /// Cancel a scheduled destruction.
-    CancelVersionDestruction {
-        /// Key id.
-        key_id: String,
-        /// Version id.
-        version_id: String,
-    },
+    CancelVersionDestruction { key_id: String, version_id: String },
     /// Encrypt a plaintext.
     Encrypt {
-        /// Key id.
         key_id: String,
         /// Version to use; `None` means the primary version.
         version_id: Option<String>,
@@ -421,7 +379,6 @@ pub enum KmsRequest {
         /// Destination `aad_context`.
         #[serde(with = "bytes::vec")]
         aad_context: Vec<u8>,
-        /// Source key id.
         source_key_id: String,
         /// Source `aad_context`.
         #[serde(with = "bytes::vec")]
@@ -432,7 +389,6 @@ pub enum KmsRequest {
     },
     /// Generate a random data key and return it encrypted (and, unless skipped, in plaintext).
     GenerateDataKey {
-        /// Key id.
         key_id: String,
         /// Version to use; `None` means the primary version.
         version_id: Option<String>,
@@ -447,25 +403,13 @@ pub enum KmsRequest {
     /// Create an asymmetric signature key.
     CreateAsymmetricSignatureKey(CreateAsymmetricSignatureKey),
     /// Get an asymmetric signature key.
-    GetAsymmetricSignatureKey {
-        /// Key id.
-        key_id: String,
-    },
+    GetAsymmetricSignatureKey { key_id: String },
     /// List asymmetric signature keys of a folder, ordered by id.
-    ListAsymmetricSignatureKeys {
-        /// Folder id.
-        folder_id: String,
-        /// Page.
-        page: Page,
-    },
+    ListAsymmetricSignatureKeys { folder_id: String, page: Page },
     /// Get the public key as PEM (SubjectPublicKeyInfo).
-    GetPublicKey {
-        /// Key id.
-        key_id: String,
-    },
+    GetPublicKey { key_id: String },
     /// Sign a message (hashed by the server).
     Sign {
-        /// Key id.
         key_id: String,
         /// The message.
         #[serde(with = "bytes::vec")]
@@ -473,29 +417,21 @@ pub enum KmsRequest {
     },
     /// Sign a precomputed digest.
     SignHash {
-        /// Key id.
         key_id: String,
         /// SHA-256 digest, 32 bytes.
         #[serde(with = "bytes::vec")]
         hash: Vec<u8>,
     },
     /// List bindings attached directly to a resource.
-    ListAccessBindings {
-        /// The resource.
-        resource: ResourceRef,
-        /// Page.
-        page: Page,
-    },
+    ListAccessBindings { resource: ResourceRef, page: Page },
     /// Replace all bindings attached to a resource.
     SetAccessBindings {
-        /// The resource.
         resource: ResourceRef,
         /// The new bindings.
         bindings: Vec<AccessBinding>,
     },
     /// Add and remove bindings on a resource (at most 1000 deltas).
     UpdateAccessBindings {
-        /// The resource.
         resource: ResourceRef,
         /// The changes, applied in order.
         deltas: Vec<AccessBindingDelta>,
@@ -517,7 +453,6 @@ pub enum KmsResponse {
     SymmetricKey(Box<SymmetricKey>),
     /// A page of symmetric keys.
     SymmetricKeys {
-        /// The keys.
         keys: Vec<SymmetricKey>,
         /// Token for the next page; empty on the last.
         next_page_token: String,
@@ -526,16 +461,13 @@ pub enum KmsResponse {
     SymmetricKeyVersion(Box<SymmetricKeyVersion>),
     /// A page of key versions.
     SymmetricKeyVersions {
-        /// The versions.
         versions: Vec<SymmetricKeyVersion>,
         /// Token for the next page; empty on the last.
         next_page_token: String,
     },
     /// Result of `Encrypt`.
     Encrypted {
-        /// Key used.
         key_id: String,
-        /// Version used.
         version_id: String,
         /// The ciphertext, embedding the version id.
         #[serde(with = "bytes::vec")]
@@ -543,9 +475,7 @@ pub enum KmsResponse {
     },
     /// Result of `Decrypt`.
     Decrypted {
-        /// Key used.
         key_id: String,
-        /// Version used.
         version_id: String,
         /// The plaintext.
         plaintext: SecretBytes,
@@ -566,9 +496,7 @@ pub enum KmsResponse {
     },
     /// Result of `GenerateDataKey`.
     DataKey {
-        /// Key used.
         key_id: String,
-        /// Version used.
         version_id: String,
         /// The data key in plaintext, unless skipped.
         data_key_plaintext: Option<SecretBytes>,
@@ -580,21 +508,18 @@ pub enum KmsResponse {
     AsymmetricSignatureKey(Box<AsymmetricSignatureKey>),
     /// A page of asymmetric signature keys.
     AsymmetricSignatureKeys {
-        /// The keys.
         keys: Vec<AsymmetricSignatureKey>,
         /// Token for the next page; empty on the last.
         next_page_token: String,
     },
     /// A public key.
     PublicKey {
-        /// Key id.
         key_id: String,
         /// PEM-encoded SubjectPublicKeyInfo.
         public_key_pem: String,
     },
     /// A signature.
     Signature {
-        /// Key id.
         key_id: String,
         /// DER-encoded ECDSA signature.
         #[serde(with = "bytes::vec")]
@@ -602,7 +527,6 @@ pub enum KmsResponse {
     },
     /// A page of access bindings.
     AccessBindings {
-        /// The bindings.
         bindings: Vec<AccessBinding>,
         /// Token for the next page; empty on the last.
         next_page_token: String,

@@ -3,6 +3,10 @@
 //!
 //! Names, limits and semantics follow Yandex Lockbox. Times are Unix seconds; ids are opaque
 //! strings chosen by the server and sort by creation time.
+//!
+//! Messages are documented where a field or variant has more to say than its name and
+//! type; `id`, `name`, `created_at` and the like go without a comment.
+#![allow(missing_docs)]
 
 use crate::bytes::{SecretBytes, reserve_wiped};
 use crate::common::{AccessBinding, AccessBindingDelta, Page};
@@ -60,21 +64,15 @@ pub struct PasswordPayloadSpecification {
 /// A secret's metadata.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Secret {
-    /// Id.
     pub id: String,
-    /// Folder.
     pub folder_id: String,
-    /// Creation time.
     pub created_at: i64,
     /// Name, unique in the folder when not empty.
     pub name: String,
-    /// Description.
     pub description: String,
-    /// Labels.
     pub labels: BTreeMap<String, String>,
     /// KMS key wrapping the payload keys; empty for the service keyring.
     pub kms_key_id: String,
-    /// Lifecycle.
     pub status: SecretStatus,
     /// The version payload reads default to.
     pub current_version: Option<Version>,
@@ -87,17 +85,12 @@ pub struct Secret {
 /// A secret version's metadata.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Version {
-    /// Id.
     pub id: String,
-    /// Secret.
     pub secret_id: String,
-    /// Creation time.
     pub created_at: i64,
     /// Scheduled or actual destruction time.
     pub destroy_at: Option<i64>,
-    /// Description.
     pub description: String,
-    /// Lifecycle.
     pub status: VersionStatus,
     /// Keys of the payload entries.
     pub payload_entry_keys: Vec<String>,
@@ -135,7 +128,6 @@ impl PayloadValue {
 pub struct PayloadEntry {
     /// Key, at most 256 of `[-_./\\@0-9a-zA-Z]`.
     pub key: String,
-    /// Value.
     pub value: PayloadValue,
 }
 
@@ -153,11 +145,8 @@ pub struct PayloadEntryChange {
 pub struct CreateSecret {
     /// Folder; empty means the default folder.
     pub folder_id: String,
-    /// Name.
     pub name: String,
-    /// Description.
     pub description: String,
-    /// Labels.
     pub labels: BTreeMap<String, String>,
     /// KMS key for payload keys; empty for the service keyring. Fixed at creation.
     pub kms_key_id: String,
@@ -175,7 +164,6 @@ pub struct CreateSecret {
 /// Fields of `UpdateSecret`. Only fields named in `update_mask` change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UpdateSecret {
-    /// Secret.
     pub secret_id: String,
     /// `name`, `description`, `labels`, `deletion_protection`,
     /// `password_payload_specification`.
@@ -195,7 +183,6 @@ pub struct UpdateSecret {
 /// Fields of `AddVersion`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AddVersion {
-    /// Secret.
     pub secret_id: String,
     /// Description of the new version.
     pub description: String,
@@ -223,41 +210,30 @@ pub enum SecretRef {
 /// An organization.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Organization {
-    /// Id.
     pub id: String,
-    /// Name.
     pub name: String,
-    /// Creation time.
     pub created_at: i64,
 }
 
 /// A cloud.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cloud {
-    /// Id.
     pub id: String,
-    /// Organization.
     pub organization_id: String,
     /// Name, unique in the organization.
     pub name: String,
-    /// Description.
     pub description: String,
-    /// Creation time.
     pub created_at: i64,
 }
 
 /// A folder.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Folder {
-    /// Id.
     pub id: String,
-    /// Cloud.
     pub cloud_id: String,
     /// Name, unique in the cloud.
     pub name: String,
-    /// Description.
     pub description: String,
-    /// Creation time.
     pub created_at: i64,
 }
 
@@ -265,13 +241,9 @@ pub struct Folder {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum OperationResult {
-    /// A secret.
     Secret(Box<Secret>),
-    /// A version.
     Version(Version),
-    /// A cloud.
     Cloud(Cloud),
-    /// A folder.
     Folder(Folder),
     /// Nothing (deletions).
     Empty,
@@ -280,7 +252,6 @@ pub enum OperationResult {
 /// A record of a mutation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Operation {
-    /// Id.
     pub id: String,
     /// What was done, e.g. "Add secret version".
     pub description: String,
@@ -321,9 +292,7 @@ pub struct ServiceAccount {
     pub folder_id: String,
     /// Name, unique in the folder.
     pub name: String,
-    /// Description.
     pub description: String,
-    /// Creation time.
     pub created_at: i64,
 }
 
@@ -332,11 +301,8 @@ pub struct ServiceAccount {
 pub struct ServiceAccountKey {
     /// Key id, the `kid` of tokens signed with it.
     pub id: String,
-    /// The service account.
     pub service_account_id: String,
-    /// Description.
     pub description: String,
-    /// Creation time.
     pub created_at: i64,
     /// PEM SubjectPublicKeyInfo of the P-256 public key.
     pub public_key_pem: String,
@@ -347,15 +313,11 @@ pub struct ServiceAccountKey {
 #[non_exhaustive]
 pub enum LockboxRequest {
     /// Get a secret.
-    GetSecret {
-        /// Secret.
-        secret_id: String,
-    },
+    GetSecret { secret_id: String },
     /// List a folder's secrets, oldest first.
     ListSecrets {
         /// Folder; empty means the default folder.
         folder_id: String,
-        /// Page.
         page: Page,
     },
     /// Create a secret.
@@ -363,62 +325,36 @@ pub enum LockboxRequest {
     /// Change a secret's metadata.
     UpdateSecret(UpdateSecret),
     /// Delete a secret and all its versions.
-    DeleteSecret {
-        /// Secret.
-        secret_id: String,
-    },
+    DeleteSecret { secret_id: String },
     /// Make the payload readable again.
-    ActivateSecret {
-        /// Secret.
-        secret_id: String,
-    },
+    ActivateSecret { secret_id: String },
     /// Refuse payload reads; metadata stays readable.
-    DeactivateSecret {
-        /// Secret.
-        secret_id: String,
-    },
+    DeactivateSecret { secret_id: String },
     /// List a secret's versions, newest first.
-    ListVersions {
-        /// Secret.
-        secret_id: String,
-        /// Page.
-        page: Page,
-    },
+    ListVersions { secret_id: String, page: Page },
     /// Add a version: the base version's entries with the changes applied.
     AddVersion(AddVersion),
     /// Make a version current.
     SetCurrentVersion {
-        /// Secret.
         secret_id: String,
-        /// Version.
         version_id: String,
     },
     /// Schedule a version's destruction.
     ScheduleVersionDestruction {
-        /// Secret.
         secret_id: String,
-        /// Version.
         version_id: String,
         /// Seconds until destruction; `None` means 7 days.
         pending_period: Option<u64>,
     },
     /// Cancel a scheduled destruction.
     CancelVersionDestruction {
-        /// Secret.
         secret_id: String,
-        /// Version.
         version_id: String,
     },
     /// List a secret's operations, newest first.
-    ListOperations {
-        /// Secret.
-        secret_id: String,
-        /// Page.
-        page: Page,
-    },
+    ListOperations { secret_id: String, page: Page },
     /// Read a payload.
     GetPayload {
-        /// Secret.
         secret_id: String,
         /// Version; `None` means the current version.
         version_id: Option<String>,
@@ -434,52 +370,32 @@ pub enum LockboxRequest {
     CreateCloud {
         /// Organization; empty means the default organization.
         organization_id: String,
-        /// Name.
         name: String,
-        /// Description.
         description: String,
     },
     /// Get a cloud.
-    GetCloud {
-        /// Cloud.
-        cloud_id: String,
-    },
+    GetCloud { cloud_id: String },
     /// List clouds.
-    ListClouds {
-        /// Page.
-        page: Page,
-    },
+    ListClouds { page: Page },
     /// Delete an empty cloud.
-    DeleteCloud {
-        /// Cloud.
-        cloud_id: String,
-    },
+    DeleteCloud { cloud_id: String },
     /// Create a folder.
     CreateFolder {
         /// Cloud; empty means the default cloud.
         cloud_id: String,
-        /// Name.
         name: String,
-        /// Description.
         description: String,
     },
     /// Get a folder.
-    GetFolder {
-        /// Folder.
-        folder_id: String,
-    },
+    GetFolder { folder_id: String },
     /// List a cloud's folders.
     ListFolders {
         /// Cloud; empty means the default cloud.
         cloud_id: String,
-        /// Page.
         page: Page,
     },
     /// Delete an empty folder.
-    DeleteFolder {
-        /// Folder.
-        folder_id: String,
-    },
+    DeleteFolder { folder_id: String },
     /// Test-only: move the daemon's clock forward and destroy due versions before answering.
     DangerAdvanceClock {
         /// Seconds to move forward.
@@ -487,39 +403,29 @@ pub enum LockboxRequest {
     },
     /// List the bindings attached directly to a resource.
     ListAccessBindings {
-        /// The resource.
         resource: LockboxResource,
-        /// Page.
         page: Page,
     },
     /// Replace all bindings attached to a resource.
     SetAccessBindings {
-        /// The resource.
         resource: LockboxResource,
         /// The new bindings.
         bindings: Vec<AccessBinding>,
     },
     /// Add and remove bindings on a resource (at most 1000 deltas).
     UpdateAccessBindings {
-        /// The resource.
         resource: LockboxResource,
-        /// The changes, in order.
         deltas: Vec<AccessBindingDelta>,
     },
     /// Act as a service account for the rest of the connection: a compact ES256 JWS signed
     /// with one of its keys (`kid`), `iss` the account, `aud` "lockboxd", at most an hour
     /// long, used once.
-    Authenticate {
-        /// The token.
-        token: String,
-    },
+    Authenticate { token: String },
     /// Create a service account.
     CreateServiceAccount {
         /// Folder; empty means the default folder.
         folder_id: String,
-        /// Name.
         name: String,
-        /// Description.
         description: String,
     },
     /// Get a service account.
@@ -531,7 +437,6 @@ pub enum LockboxRequest {
     ListServiceAccounts {
         /// Folder; empty means the default folder.
         folder_id: String,
-        /// Page.
         page: Page,
     },
     /// Delete a service account and its keys.
@@ -541,21 +446,14 @@ pub enum LockboxRequest {
     },
     /// Create a key pair; the private key is returned once and never stored.
     CreateServiceAccountKey {
-        /// The service account.
         service_account_id: String,
-        /// Description.
         description: String,
     },
     /// List a service account's keys.
-    ListServiceAccountKeys {
-        /// The service account.
-        service_account_id: String,
-    },
+    ListServiceAccountKeys { service_account_id: String },
     /// Delete a key; tokens signed with it are refused from then on.
     DeleteServiceAccountKey {
-        /// The service account.
         service_account_id: String,
-        /// Key id.
         key_id: String,
     },
 }
@@ -565,7 +463,6 @@ pub enum LockboxRequest {
 /// encodes to the same bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GetPayloadRef<'a> {
-    /// Secret.
     pub secret_id: &'a str,
     /// Version; `None` means the current version.
     pub version_id: Option<&'a str>,
@@ -616,9 +513,7 @@ impl<'a> GetPayloadRef<'a> {
 /// each entry in between (see [`crate::frame::FrameWriter`]).
 #[derive(Debug, Clone, Copy)]
 pub struct PayloadHead<'a> {
-    /// Secret.
     pub secret_id: &'a str,
-    /// Version.
     pub version_id: &'a str,
 }
 
@@ -659,18 +554,15 @@ fn put_varint(out: &mut Vec<u8>, mut n: u64) {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum LockboxResponse {
-    /// A secret.
     Secret(Box<Secret>),
     /// A page of secrets.
     Secrets {
-        /// The secrets.
         secrets: Vec<Secret>,
         /// Token for the next page; empty on the last.
         next_page_token: String,
     },
     /// A page of versions.
     Versions {
-        /// The versions.
         versions: Vec<Version>,
         /// Token for the next page; empty on the last.
         next_page_token: String,
@@ -679,34 +571,26 @@ pub enum LockboxResponse {
     Operation(Box<Operation>),
     /// A page of operations.
     Operations {
-        /// The operations.
         operations: Vec<Operation>,
         /// Token for the next page; empty on the last.
         next_page_token: String,
     },
     /// A payload.
     Payload {
-        /// Secret.
         secret_id: String,
-        /// Version.
         version_id: String,
-        /// Entries.
         entries: Vec<PayloadEntry>,
     },
-    /// A cloud.
     Cloud(Box<Cloud>),
     /// A page of clouds.
     Clouds {
-        /// The clouds.
         clouds: Vec<Cloud>,
         /// Token for the next page; empty on the last.
         next_page_token: String,
     },
-    /// A folder.
     Folder(Box<Folder>),
     /// A page of folders.
     Folders {
-        /// The folders.
         folders: Vec<Folder>,
         /// Token for the next page; empty on the last.
         next_page_token: String,
@@ -739,14 +623,12 @@ pub enum LockboxResponse {
     },
     /// A service account's keys.
     ServiceAccountKeys {
-        /// The keys.
         keys: Vec<ServiceAccountKey>,
     },
     /// Done, nothing to return.
     Done,
     /// A page of access bindings.
     AccessBindings {
-        /// The bindings.
         bindings: Vec<AccessBinding>,
         /// Token for the next page; empty on the last.
         next_page_token: String,
