@@ -45,6 +45,17 @@ pub struct Entry {
     pub value: Vec<u8>,
 }
 
+impl Entry {
+    /// An entry of `key`, a text value (`text`) or a binary one, and `value`'s bytes.
+    pub fn new(key: &str, text: bool, value: &[u8]) -> Self {
+        Self {
+            key: key.to_owned(),
+            text,
+            value: value.to_vec(),
+        }
+    }
+}
+
 impl std::fmt::Debug for Entry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Entry")
@@ -234,21 +245,16 @@ impl Cursor {
 mod tests {
     use super::*;
 
-    fn entry(key: &str, text: bool, value: &[u8]) -> Entry {
-        Entry {
-            key: key.into(),
-            text,
-            value: value.to_vec(),
-        }
-    }
-
     /// Layout 0 by hand, byte for byte.
     #[test]
     fn layout_zero_is_frozen() {
         let cases: [(Vec<Entry>, Vec<u8>); 3] = [
             (vec![], vec![0x00]),
             (
-                vec![entry("user", true, b"alice"), entry("b", false, &[0, 255])],
+                vec![
+                    Entry::new("user", true, b"alice"),
+                    Entry::new("b", false, &[0, 255]),
+                ],
                 [
                     &[0x02, 0x04][..],
                     b"user",
@@ -259,7 +265,7 @@ mod tests {
                 .concat(),
             ),
             (
-                vec![entry("k", true, &[b'v'; 200])],
+                vec![Entry::new("k", true, &[b'v'; 200])],
                 [&[0x01, 0x01, b'k', 0x01, 0xc8, 0x01][..], &[b'v'; 200]].concat(),
             ),
         ];
@@ -282,7 +288,7 @@ mod tests {
     fn many() -> Vec<Entry> {
         let long_key = "k".repeat(130);
         (0..200)
-            .map(|i| entry(&format!("{long_key}{i}"), i % 3 == 0, &vec![i as u8; i * 7]))
+            .map(|i| Entry::new(&format!("{long_key}{i}"), i % 3 == 0, &vec![i as u8; i * 7]))
             .collect()
     }
 
@@ -290,9 +296,12 @@ mod tests {
     fn layout_zero_is_what_schema_one_wrote() {
         let cases = [
             vec![],
-            vec![entry("empty", true, b""), entry("none", false, b"")],
-            vec![entry("note", true, "zürich ✓".as_bytes())],
-            vec![entry(&"k".repeat(200), true, &[b'v'; 70_000])],
+            vec![
+                Entry::new("empty", true, b""),
+                Entry::new("none", false, b""),
+            ],
+            vec![Entry::new("note", true, "zürich ✓".as_bytes())],
+            vec![Entry::new(&"k".repeat(200), true, &[b'v'; 70_000])],
             many(),
         ];
         for entries in cases {
@@ -327,7 +336,10 @@ mod tests {
 
     #[test]
     fn unreadable_plaintexts_are_refused() {
-        let bytes = encode(&[entry("user", true, b"alice"), entry("blob", false, &[7; 3])]);
+        let bytes = encode(&[
+            Entry::new("user", true, b"alice"),
+            Entry::new("blob", false, &[7; 3]),
+        ]);
         let refused = |bytes: &[u8]| {
             let walked = Cursor::new(bytes).and_then(|mut c| {
                 while c.next(bytes)?.is_some() {}
@@ -359,7 +371,7 @@ mod tests {
 
     #[test]
     fn debug_output_hides_values() {
-        let shown = format!("{:?}", entry("user", true, b"alice"));
+        let shown = format!("{:?}", Entry::new("user", true, b"alice"));
         assert!(
             shown.contains("user") && !shown.contains("alice"),
             "{shown}"

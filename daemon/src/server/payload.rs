@@ -109,14 +109,6 @@ mod tests {
     use crate::model::entries::{Entry, encode};
     use lockbox_proto::lockbox::PayloadEntry;
 
-    fn entry(key: &str, text: bool, value: &[u8]) -> Entry {
-        Entry {
-            key: key.into(),
-            text,
-            value: value.to_vec(),
-        }
-    }
-
     /// `entries` as stored, rewritten for the wire, and as the protocol's derived form
     /// encodes them.
     fn both_ways(entries: &[Entry]) -> (Vec<u8>, Vec<u8>) {
@@ -140,17 +132,20 @@ mod tests {
     fn stored_entries_are_sent_as_the_protocol_encodes_them() {
         let long_key = "k".repeat(130);
         let many: Vec<Entry> = (0..200)
-            .map(|i| entry(&format!("{long_key}{i}"), i % 3 == 0, &vec![i as u8; 300]))
+            .map(|i| Entry::new(&format!("{long_key}{i}"), i % 3 == 0, &vec![i as u8; 300]))
             .collect();
         let cases = [
             vec![],
             vec![
-                entry("user", true, b"alice"),
-                entry("blob", false, &[0, 1, 255]),
+                Entry::new("user", true, b"alice"),
+                Entry::new("blob", false, &[0, 1, 255]),
             ],
-            vec![entry("empty", true, b""), entry("none", false, b"")],
-            vec![entry("note", true, "zürich ✓".as_bytes())],
-            vec![entry("big", false, &[7; 70_000])],
+            vec![
+                Entry::new("empty", true, b""),
+                Entry::new("none", false, b""),
+            ],
+            vec![Entry::new("note", true, "zürich ✓".as_bytes())],
+            vec![Entry::new("big", false, &[7; 70_000])],
             many,
         ];
         for entries in cases {
@@ -161,7 +156,10 @@ mod tests {
 
     #[test]
     fn unreadable_stored_entries_are_refused() {
-        let stored = encode(&[entry("user", true, b"alice"), entry("blob", false, &[7; 3])]);
+        let stored = encode(&[
+            Entry::new("user", true, b"alice"),
+            Entry::new("blob", false, &[7; 3]),
+        ]);
         let refused = |mut bytes: Vec<u8>| {
             matches!(
                 entries_to_wire(EntriesLayout::V0, &mut bytes),
