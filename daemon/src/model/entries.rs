@@ -181,6 +181,33 @@ pub fn decode(layout: EntriesLayout, bytes: &[u8]) -> Result<Vec<Entry>, Lockbox
     }
 }
 
+/// Rewrites in place the byte that gives each value's kind in a plaintext of
+/// [`EntriesLayout::V0`]: to `text` for a text value, to `binary` for a binary one; checks the
+/// layout as it goes, so on an error part of it may have been rewritten. For a front-end whose
+/// encoding differs from this layout only there; one pass, nothing returned per entry.
+pub fn rewrite_kinds(bytes: &mut [u8], text: u8, binary: u8) -> Result<(), LockboxError> {
+    rewrite(bytes, text, binary).ok_or_else(unreadable)
+}
+
+fn rewrite(bytes: &mut [u8], text: u8, binary: u8) -> Option<()> {
+    let mut at = 0;
+    let count = take_varint(bytes, &mut at)?;
+    for _ in 0..count {
+        let key_len = take_varint(bytes, &mut at)?;
+        at = at.checked_add(key_len)?;
+        let kind = bytes.get_mut(at)?;
+        *kind = match *kind {
+            TEXT => text,
+            BINARY => binary,
+            _ => return None,
+        };
+        at += 1;
+        let value_len = take_varint(bytes, &mut at)?;
+        at = at.checked_add(value_len)?;
+    }
+    (at == bytes.len()).then_some(())
+}
+
 /// Walks the entries of a plaintext of [`EntriesLayout::V0`], one [`EntrySpan`] at a time. It
 /// holds positions, not the bytes, so a caller may rewrite the kind bytes between steps.
 #[derive(Debug)]
@@ -335,6 +362,20 @@ mod tests {
     }
 
     #[test]
+    fn kinds_are_rewritten_in_place_where_the_cursor_finds_them() {
+        let entries = many();
+        let mut bytes = encode(&entries).to_vec();
+        rewrite_kinds(&mut bytes, 7, 9).unwrap();
+        let original = encode(&entries);
+        let mut cursor = Cursor::new(&original).unwrap();
+        let mut expected = original.to_vec();
+        while let Some(span) = cursor.next(&original).unwrap() {
+            expected[span.kind_at] = if span.kind == ValueKind::Text { 7 } else { 9 };
+        }
+        assert_eq!(bytes, expected);
+    }
+
+    #[test]
     fn unreadable_plaintexts_are_refused() {
         let bytes = encode(&[
             Entry::new("user", true, b"alice"),
@@ -346,7 +387,9 @@ mod tests {
                 Ok(())
             });
             let unreadable = Err(unreadable());
-            walked == unreadable && decode(EntriesLayout::V0, bytes).map(|_| ()) == unreadable
+            walked == unreadable
+                && decode(EntriesLayout::V0, bytes).map(|_| ()) == unreadable
+                && rewrite_kinds(&mut bytes.to_vec(), 1, 0) == unreadable
         };
         for cut in 0..bytes.len() {
             assert!(refused(&bytes[..cut]), "cut at {cut}");

@@ -4,7 +4,7 @@
 //! plaintext is made and no id or entry is copied into an owned value.
 
 use crate::error::LockboxError;
-use crate::model::entries::{Cursor, EntriesLayout, ValueKind};
+use crate::model::entries::{self, EntriesLayout};
 use crate::service::{Caller, Lockbox, PayloadRead};
 use lockbox_proto::lockbox::{PayloadHead, PayloadValue, SecretRef};
 use lockbox_rpc::server::{AnswerError, respond, respond_with};
@@ -91,14 +91,7 @@ pub fn entries_to_wire(layout: EntriesLayout, bytes: &mut [u8]) -> Result<(), Lo
             let [text, binary] = (*VALUE_TAGS).ok_or_else(|| {
                 LockboxError::Internal("payload value tags are not one byte".into())
             })?;
-            let mut cursor = Cursor::new(bytes)?;
-            while let Some(entry) = cursor.next(bytes)? {
-                bytes[entry.kind_at] = match entry.kind {
-                    ValueKind::Text => text,
-                    ValueKind::Binary => binary,
-                };
-            }
-            Ok(())
+            entries::rewrite_kinds(bytes, text, binary)
         }
     }
 }
