@@ -1,12 +1,13 @@
-//! Bad input on the wire: garbage, oversized and truncated frames, unknown request tags and
-//! wrong protocol versions. The server answers or closes, never panics, and keeps serving
-//! other clients.
+//! Bad input on the wire: garbage, oversized and truncated frames, unknown request tags,
+//! wrong protocol versions, and ids that are not text. The server answers or closes, never
+//! panics, and keeps serving other clients.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers abort the test on failure
 
 use lockbox_client::proto::frame;
 use lockbox_client::proto::hello::{Hello, HelloPrefix, HelloReply, Service};
 use lockbox_client::proto::{ErrorCode, Response};
-use lockbox_tests::{Kms, KmsOptions};
+use lockbox_tests::payload::{secret, set};
+use lockbox_tests::{Daemon, Kms, KmsOptions};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -27,12 +28,17 @@ fn raw(socket: &Path) -> UnixStream {
     s
 }
 
-/// A connection that has completed the hello.
+/// A connection to lockbox-kms that has completed the hello.
 fn connected(socket: &Path) -> UnixStream {
+    connected_to(socket, Service::Kms)
+}
+
+/// A connection to `service` that has completed the hello.
+fn connected_to(socket: &Path, service: Service) -> UnixStream {
     let mut s = raw(socket);
     let mut buf = Vec::new();
     frame::encode(
-        &Hello::new(Service::Kms, "test"),
+        &Hello::new(service, "test"),
         &mut buf,
         frame::DEFAULT_MAX_FRAME,
     )
@@ -236,4 +242,56 @@ async fn random_garbage_never_takes_the_server_down() {
         let _ = s.read_to_end(&mut sink);
     }
     still_serves(&kms).await;
+}
+
+#[tokio::test]
+async fn a_payload_read_whose_ids_are_not_text_is_refused_like_any_unreadable_request() {
+    let (_kms, daemon) = Daemon::with_kms("");
+    let op = daemon
+        .client()
+        .await
+        .create_secret(secret("s", vec![set("k", "v")]))
+        .await
+        .unwrap();
+    let mut s = connected_to(&daemon.socket(), Service::Lockbox);
+    let request = |id: u64, secret_id: &str| {
+        let mut bytes = Vec::new();
+        let body = lockbox_client::proto::lockbox::GetPayloadRef {
+            secret_id,
+            version_id: None,
+        };
+        let request = lockbox_client::proto::Request {
+            id,
+            on_behalf_of: None,
+            body,
+        };
+        frame::encode(&request, &mut bytes, frame::DEFAULT_MAX_FRAME).unwrap();
+        bytes
+    };
+    let answer = |s: &mut UnixStream| -> Response<lockbox_client::proto::lockbox::LockboxResponse> {
+        frame::decode(&read_frame(s).unwrap()).unwrap()
+    };
+    // A read the connection then remembers, the same id with its last byte not text, and the
+    // first read again.
+    let good = request(1, &op.resource_id);
+    let mut bad = request(2, &op.resource_id);
+    let last = bad.len() - 2; // the id's last byte, before `version_id: None`
+    bad[last] = 0xff;
+    s.write_all(&[good.clone(), bad, request(3, &op.resource_id)].concat())
+        .unwrap();
+    let first = answer(&mut s);
+    assert_eq!(first.id, 1);
+    assert!(first.result.is_ok(), "{:?}", first.result);
+    let refused = answer(&mut s);
+    assert_eq!(refused.id, 2);
+    let err = refused.result.unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidArgument);
+    assert!(
+        err.message.contains("unreadable request"),
+        "{}",
+        err.message
+    );
+    let again = answer(&mut s);
+    assert_eq!(again.id, 3);
+    assert!(again.result.is_ok(), "{:?}", again.result);
 }

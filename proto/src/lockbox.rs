@@ -487,6 +487,25 @@ impl<'a> GetPayloadRef<'a> {
     /// body asking for `GetPayload` with no `on_behalf_of`. Anything else, a frame that does
     /// not decode included, gives `None`: decode that in full to answer it.
     pub fn parse(body: &'a [u8]) -> Option<(u64, Self)> {
+        let (id, bytes) = GetPayloadBytes::parse(body)?;
+        Some((id, bytes.as_text()?))
+    }
+}
+
+/// A `GetPayload` frame read in place with its ids as the frame's bytes, not yet checked to
+/// be text: a server that remembers its last read compares them as they are, and checks
+/// them as text (the larger part of reading this frame) only when they differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GetPayloadBytes<'a> {
+    /// Secret.
+    pub secret_id: &'a [u8],
+    /// Version; `None` means the current version.
+    pub version_id: Option<&'a [u8]>,
+}
+
+impl<'a> GetPayloadBytes<'a> {
+    /// As [`GetPayloadRef::parse`], but the ids stay bytes.
+    pub fn parse(body: &'a [u8]) -> Option<(u64, Self)> {
         let (id, rest) = postcard::take_from_bytes::<u64>(body).ok()?;
         // `on_behalf_of: None` is a single zero byte.
         let rest = rest.strip_prefix(&[0])?;
@@ -494,7 +513,8 @@ impl<'a> GetPayloadRef<'a> {
         if variant != *GET_PAYLOAD {
             return None;
         }
-        match postcard::take_from_bytes::<(&str, Option<&str>)>(rest) {
+        // Text and bytes are encoded alike: a length, then the bytes.
+        match postcard::take_from_bytes::<(&[u8], Option<&[u8]>)>(rest) {
             Ok(((secret_id, version_id), [])) => Some((
                 id,
                 Self {
@@ -504,6 +524,20 @@ impl<'a> GetPayloadRef<'a> {
             )),
             _ => None,
         }
+    }
+
+    /// The request with its ids as text, if they are UTF-8 (a frame whose ids are not is
+    /// no `GetPayload`: decode it in full to answer it).
+    pub fn as_text(&self) -> Option<GetPayloadRef<'a>> {
+        let secret_id = std::str::from_utf8(self.secret_id).ok()?;
+        let version_id = match self.version_id {
+            Some(v) => Some(std::str::from_utf8(v).ok()?),
+            None => None,
+        };
+        Some(GetPayloadRef {
+            secret_id,
+            version_id,
+        })
     }
 }
 
@@ -715,6 +749,15 @@ mod tests {
         let mut trailing = get_payload(7, None);
         trailing.push(0);
         assert_eq!(GetPayloadRef::parse(&trailing), None);
+        assert_eq!(GetPayloadBytes::parse(&trailing), None);
+        // Ids that are not text: bytes to compare, but no request to answer in place.
+        let mut not_text = get_payload(7, Some("e6q0000000000000000v"));
+        let at = not_text.len() - 1;
+        not_text[at] = 0xff;
+        let (_, bytes) = GetPayloadBytes::parse(&not_text).expect("the bytes parse");
+        assert_eq!(bytes.version_id.map(|v| v[v.len() - 1]), Some(0xff));
+        assert_eq!(bytes.as_text(), None);
+        assert_eq!(GetPayloadRef::parse(&not_text), None);
         let whole = get_payload(7, None);
         for cut in 0..whole.len() {
             assert_eq!(GetPayloadRef::parse(&whole[..cut]), None, "cut at {cut}");

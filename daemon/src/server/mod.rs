@@ -16,7 +16,7 @@ pub mod payload;
 use crate::error::LockboxError;
 use crate::service::{Caller, Lockbox, ReadMemo};
 use lockbox_proto::hello::Service;
-use lockbox_proto::lockbox::{GetPayloadRef, LockboxRequest, LockboxResponse};
+use lockbox_proto::lockbox::{GetPayloadBytes, LockboxRequest, LockboxResponse};
 use lockbox_proto::{Error, Principal};
 use lockbox_rpc::peer::{self, PeerCred};
 use lockbox_rpc::server::{AnswerError, Handler, decode_request, respond};
@@ -86,13 +86,29 @@ impl Handler for LockboxHandler {
 
     async fn call(&self, session: &Session, body: &[u8], out: &mut Vec<u8>) {
         let caller = session.caller();
-        // The most frequent request is read in place, its ids borrowed from the frame.
-        if let Some((id, get)) = GetPayloadRef::parse(body) {
-            let read = self
+        // The most frequent request is read in place, its ids borrowed from the frame; the
+        // connection's last read is recognised before they are checked as text.
+        if let Some((id, get)) = GetPayloadBytes::parse(body) {
+            let memo = &session.memo;
+            let read = match self
                 .lockbox
-                .get_payload_remembered(caller, get.secret_id, get.version_id, &session.memo)
-                .await;
-            return respond_payload(out, id, read, self.max_frame);
+                .recall_payload(caller, get.secret_id, get.version_id, memo)
+                .await
+            {
+                Some(read) => Some(read),
+                None => match get.as_text() {
+                    Some(text) => Some(
+                        self.lockbox
+                            .get_payload_remembered(caller, text.secret_id, text.version_id, memo)
+                            .await,
+                    ),
+                    // Ids that are not text: the full decoder answers.
+                    None => None,
+                },
+            };
+            if let Some(read) = read {
+                return respond_payload(out, id, read, self.max_frame);
+            }
         }
         let request = match decode_request::<LockboxRequest>(body) {
             Ok(r) => r,

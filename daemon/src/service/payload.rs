@@ -114,25 +114,42 @@ impl ReadMemo {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The remembered secret and version, if they answer this read at `generation`.
+    /// The remembered secret and version, if they answer this read at `generation`. The ids
+    /// are compared as bytes, so a front-end may ask before it has checked them as text.
     fn recall(
         &self,
         generation: u64,
-        secret_id: &str,
-        version_id: Option<&str>,
+        secret_id: &[u8],
+        version_id: Option<&[u8]>,
     ) -> Option<(Arc<CachedSecret>, Arc<CachedVersion>)> {
         self.lock()
             .as_ref()
             .filter(|r| {
                 r.generation == generation
-                    && r.secret.record.id == secret_id
-                    && r.version_id.as_deref() == version_id
+                    && r.secret.record.id.as_bytes() == secret_id
+                    && r.version_id.as_deref().map(str::as_bytes) == version_id
             })
             .map(|r| (r.secret.clone(), r.version.clone()))
     }
 }
 
 impl Lockbox {
+    /// The payload read `memo` remembers, when `secret_id` and `version_id` (as a front-end
+    /// received them, compared as bytes) name it and no mutation has completed since: the
+    /// lookups and the authorization check are skipped. `None` when they do not; then read
+    /// through [`get_payload_remembered`](Self::get_payload_remembered).
+    pub async fn recall_payload(
+        &self,
+        caller: &Caller,
+        secret_id: &[u8],
+        version_id: Option<&[u8]>,
+        memo: &ReadMemo,
+    ) -> Option<Result<PayloadRead, LockboxError>> {
+        let generation = self.generation.load(Ordering::Acquire);
+        let (secret, version) = memo.recall(generation, secret_id, version_id)?;
+        Some(self.open_payload(caller, secret, version).await)
+    }
+
     /// [`get_payload`](Self::get_payload) for a connection that remembers its last read in
     /// `memo`.
     pub async fn get_payload_remembered(
@@ -145,7 +162,12 @@ impl Lockbox {
         // Loaded before anything is looked up: a mutation completing from here on makes
         // what follows stale, and moves the generation past this one.
         let generation = self.generation.load(Ordering::Acquire);
-        let (secret, version) = match memo.recall(generation, secret_id, version_id) {
+        let recalled = memo.recall(
+            generation,
+            secret_id.as_bytes(),
+            version_id.map(str::as_bytes),
+        );
+        let (secret, version) = match recalled {
             Some(remembered) => remembered,
             None => {
                 let secret = self.cached_secret(secret_id)?;
