@@ -81,7 +81,7 @@ pub struct EntrySpan {
     pub key: Range<usize>,
     /// The kind of the value.
     pub kind: ValueKind,
-    /// The byte that marks the kind, for a front-end that rewrites it in place.
+    /// Where the byte that marks the kind is.
     pub kind_at: usize,
     /// The value's bytes.
     pub value: Range<usize>,
@@ -208,8 +208,10 @@ fn rewrite(bytes: &mut [u8], text: u8, binary: u8) -> Option<()> {
     (at == bytes.len()).then_some(())
 }
 
-/// Walks the entries of a plaintext of [`EntriesLayout::V0`], one [`EntrySpan`] at a time. It
-/// holds positions, not the bytes, so a caller may rewrite the kind bytes between steps.
+/// Walks the entries of a plaintext of [`EntriesLayout::V0`], one [`EntrySpan`] at a time: for
+/// decoding, and for a front-end that builds its own answer from the parts (one whose
+/// encoding differs from the layout only in the kind bytes uses [`rewrite_kinds`]). It holds
+/// positions, not the bytes.
 #[derive(Debug)]
 pub struct Cursor {
     /// Where the next entry starts.
