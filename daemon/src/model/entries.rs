@@ -21,8 +21,10 @@ use crate::error::LockboxError;
 use lockbox_proto::Wiping;
 use std::ops::Range;
 
-/// How a payload's plaintext lays out its entries. Stored with every sealed payload; the
-/// order of the variants is part of the stored format (a new layout goes last).
+/// How a payload's plaintext lays out its entries. Stored with every sealed payload, beside
+/// the ciphertext rather than inside it; the order of the variants is part of the stored
+/// format (a new layout goes last, and should bind its number into the payload's associated
+/// data, so that a record naming the wrong layout fails to decrypt rather than misreads).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum EntriesLayout {
     /// The layout described in the module documentation.
