@@ -48,14 +48,6 @@ impl Service {
             Service::Lockbox => "lockboxd",
         }
     }
-
-    /// The socket it listens on unless configured otherwise.
-    pub fn default_socket(self) -> &'static str {
-        match self {
-            Service::Kms => DEFAULT_KMS_SOCKET,
-            Service::Lockbox => DEFAULT_LOCKBOX_SOCKET,
-        }
-    }
 }
 
 /// The client's opening frame.

@@ -150,8 +150,8 @@ impl Lockbox {
         Some(self.open_payload(caller, secret, version).await)
     }
 
-    /// [`get_payload`](Self::get_payload) for a connection that remembers its last read in
-    /// `memo`.
+    /// [`get_payload`](Self::get_payload) for a read [`recall_payload`](Self::recall_payload)
+    /// did not find, remembered in `memo` for the connection's next one.
     pub async fn get_payload_remembered(
         &self,
         caller: &Caller,
@@ -162,25 +162,14 @@ impl Lockbox {
         // Loaded before anything is looked up: a mutation completing from here on makes
         // what follows stale, and moves the generation past this one.
         let generation = self.generation.load(Ordering::Acquire);
-        let recalled = memo.recall(
+        let secret = self.cached_secret(secret_id)?;
+        let version = self.readable_version(caller, &secret, version_id)?;
+        *memo.lock() = Some(Remembered {
             generation,
-            secret_id.as_bytes(),
-            version_id.map(str::as_bytes),
-        );
-        let (secret, version) = match recalled {
-            Some(remembered) => remembered,
-            None => {
-                let secret = self.cached_secret(secret_id)?;
-                let version = self.readable_version(caller, &secret, version_id)?;
-                *memo.lock() = Some(Remembered {
-                    generation,
-                    secret: secret.clone(),
-                    version_id: version_id.map(str::to_owned),
-                    version: version.clone(),
-                });
-                (secret, version)
-            }
-        };
+            secret: secret.clone(),
+            version_id: version_id.map(str::to_owned),
+            version: version.clone(),
+        });
         self.open_payload(caller, secret, version).await
     }
 
