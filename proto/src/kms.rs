@@ -10,11 +10,10 @@
 
 use crate::bytes::{self, SecretBytes};
 use crate::common::{AccessBinding, AccessBindingDelta, Page};
-use crate::variant;
+use crate::variant::{self, Tag};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::ops::Range;
-use std::sync::LazyLock;
 
 /// Largest `aad_context` accepted by the crypto operations.
 pub const MAX_AAD_CONTEXT: usize = 8192;
@@ -209,13 +208,14 @@ pub struct DecryptRef<'a> {
 }
 
 /// The tag of `Decrypt` in [`KmsRequest`].
-static DECRYPT: LazyLock<u32> = LazyLock::new(|| variant::tag::<KmsRequest>("Decrypt"));
+static DECRYPT: Tag = Tag::new(|| variant::tag::<KmsRequest>("Decrypt"));
 
 impl Serialize for DecryptRef<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use crate::bytes::Borrowed;
         use serde::ser::SerializeStructVariant;
-        let mut v = serializer.serialize_struct_variant("KmsRequest", *DECRYPT, "Decrypt", 3)?;
+        let mut v =
+            serializer.serialize_struct_variant("KmsRequest", DECRYPT.get(), "Decrypt", 3)?;
         v.serialize_field("key_id", self.key_id)?;
         v.serialize_field("aad_context", &Borrowed(self.aad_context))?;
         v.serialize_field("ciphertext", &Borrowed(self.ciphertext))?;
@@ -254,7 +254,7 @@ impl<'a> DecryptCall<'a> {
         let (on_behalf_of, rest) =
             postcard::take_from_bytes::<Option<(&str, Vec<&str>)>>(rest).ok()?;
         let (variant, rest) = postcard::take_from_bytes::<u32>(rest).ok()?;
-        if variant != *DECRYPT {
+        if variant != DECRYPT.get() {
             return None;
         }
         match postcard::take_from_bytes::<(&str, &[u8], &[u8])>(rest) {
@@ -284,14 +284,14 @@ pub struct DecryptedRef<'a> {
 }
 
 /// The tag of `Decrypted` in [`KmsResponse`].
-static DECRYPTED: LazyLock<u32> = LazyLock::new(|| variant::tag::<KmsResponse>("Decrypted"));
+static DECRYPTED: Tag = Tag::new(|| variant::tag::<KmsResponse>("Decrypted"));
 
 impl Serialize for DecryptedRef<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use crate::bytes::Borrowed;
         use serde::ser::SerializeStructVariant;
         let mut v =
-            serializer.serialize_struct_variant("KmsResponse", *DECRYPTED, "Decrypted", 3)?;
+            serializer.serialize_struct_variant("KmsResponse", DECRYPTED.get(), "Decrypted", 3)?;
         v.serialize_field("key_id", self.key_id)?;
         v.serialize_field("version_id", self.version_id)?;
         v.serialize_field("plaintext", &Borrowed(self.plaintext))?;
@@ -308,7 +308,7 @@ pub fn decrypted_plaintext(body: &[u8]) -> Option<(u64, Range<usize>)> {
     // `Ok` is variant 0 of the result: a single zero byte.
     let rest = rest.strip_prefix(&[0])?;
     let (variant, rest) = postcard::take_from_bytes::<u32>(rest).ok()?;
-    if variant != *DECRYPTED {
+    if variant != DECRYPTED.get() {
         return None;
     }
     let (_key_id, rest) = bytes::take_text(rest)?;

@@ -11,10 +11,9 @@
 use crate::bytes::{SecretBytes, reserve_wiped};
 use crate::common::{AccessBinding, AccessBindingDelta, Page};
 use crate::error::Error;
-use crate::variant;
+use crate::variant::{self, Tag};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::sync::LazyLock;
 
 /// Lifecycle of a secret.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,19 +106,19 @@ pub enum PayloadValue {
 }
 
 /// The tags of [`PayloadValue`]'s variants.
-static TEXT: LazyLock<u32> = LazyLock::new(|| variant::tag::<PayloadValue>("Text"));
-static BINARY: LazyLock<u32> = LazyLock::new(|| variant::tag::<PayloadValue>("Binary"));
+static TEXT: Tag = Tag::new(|| variant::tag::<PayloadValue>("Text"));
+static BINARY: Tag = Tag::new(|| variant::tag::<PayloadValue>("Binary"));
 
 impl PayloadValue {
     /// The tag the encoding writes before a text value: for a reader of payload answers in
     /// place, and for a server that writes the entries of one itself.
     pub fn text_tag() -> u32 {
-        *TEXT
+        TEXT.get()
     }
 
     /// The tag the encoding writes before a binary value.
     pub fn binary_tag() -> u32 {
-        *BINARY
+        BINARY.get()
     }
 }
 
@@ -469,13 +468,17 @@ pub struct GetPayloadRef<'a> {
 }
 
 /// The tag of `GetPayload` in [`LockboxRequest`].
-static GET_PAYLOAD: LazyLock<u32> = LazyLock::new(|| variant::tag::<LockboxRequest>("GetPayload"));
+static GET_PAYLOAD: Tag = Tag::new(|| variant::tag::<LockboxRequest>("GetPayload"));
 
 impl Serialize for GetPayloadRef<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStructVariant;
-        let mut v =
-            serializer.serialize_struct_variant("LockboxRequest", *GET_PAYLOAD, "GetPayload", 2)?;
+        let mut v = serializer.serialize_struct_variant(
+            "LockboxRequest",
+            GET_PAYLOAD.get(),
+            "GetPayload",
+            2,
+        )?;
         v.serialize_field("secret_id", self.secret_id)?;
         v.serialize_field("version_id", &self.version_id)?;
         v.end()
@@ -510,7 +513,7 @@ impl<'a> GetPayloadBytes<'a> {
         // `on_behalf_of: None` is a single zero byte.
         let rest = rest.strip_prefix(&[0])?;
         let (variant, rest) = postcard::take_from_bytes::<u32>(rest).ok()?;
-        if variant != *GET_PAYLOAD {
+        if variant != GET_PAYLOAD.get() {
             return None;
         }
         // Text and bytes are encoded alike: a length, then the bytes.
@@ -552,8 +555,7 @@ pub struct PayloadHead<'a> {
 }
 
 /// The tag of `Payload` in [`LockboxResponse`].
-pub(crate) static PAYLOAD: LazyLock<u32> =
-    LazyLock::new(|| variant::tag::<LockboxResponse>("Payload"));
+pub(crate) static PAYLOAD: Tag = Tag::new(|| variant::tag::<LockboxResponse>("Payload"));
 
 impl PayloadHead<'_> {
     /// Appends the bytes postcard writes for `Response { id, result: Ok(Payload { .. }) }` up
@@ -566,7 +568,7 @@ impl PayloadHead<'_> {
         reserve_wiped(out, 32 + secret.len() + version.len());
         put_varint(out, id);
         out.push(0);
-        put_varint(out, u64::from(*PAYLOAD));
+        put_varint(out, u64::from(PAYLOAD.get()));
         for text in [secret, version] {
             put_varint(out, text.len() as u64);
             out.extend_from_slice(text);

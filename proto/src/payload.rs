@@ -38,7 +38,7 @@ impl PayloadLayout {
         // `Ok` is variant 0 of the result: a single zero byte.
         let rest = rest.strip_prefix(&[0])?;
         let (variant, rest) = take_from_bytes::<u32>(rest).ok()?;
-        if variant != *PAYLOAD {
+        if variant != PAYLOAD.get() {
             return None;
         }
         let offset = |rest: &[u8]| body.len() - rest.len();

@@ -7,6 +7,7 @@
 //! copying a number that silently goes stale when a variant is added before it.
 
 use serde::de::{self, Deserialize, Deserializer, Visitor};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// The position serde gives the variant `name` of the enum `E`, which is the tag postcard
 /// writes for it; `None` if `E` is not an enum or has no such variant.
@@ -19,11 +20,52 @@ pub fn index<'de, E: Deserialize<'de>>(name: &str) -> Option<u32> {
 }
 
 /// The tag of the variant `name` of `E`, for a fast path that must write or recognise what
-/// the derived encoding does; keep it in a `LazyLock` so the names are looked up once. Were the
+/// the derived encoding does; keep it in a [`Tag`] so the names are looked up once. Were the
 /// name wrong (the fast paths' tests would fail), it is a tag no variant has: the in-place
 /// readers then leave every frame to the derived decoder instead of misreading one.
 pub fn tag<'de, E: Deserialize<'de>>(name: &str) -> u32 {
     index::<E>(name).unwrap_or(u32::MAX)
+}
+
+/// What [`Tag`] holds before its first read.
+const UNREAD: u32 = u32::MAX;
+
+/// A variant's tag for a fast path: looked up by name ([`tag`]) the first time it is read and
+/// kept, so every later read is one load and a branch, where a `LazyLock` goes through its
+/// `Once` each time. Two threads reading it first both look it up, and store the same value.
+#[derive(Debug)]
+pub struct Tag {
+    /// The tag, or [`UNREAD`].
+    value: AtomicU32,
+    /// Finds it: `|| tag::<E>("Name")`.
+    lookup: fn() -> u32,
+}
+
+impl Tag {
+    /// A tag found by `lookup` on first read.
+    pub const fn new(lookup: fn() -> u32) -> Self {
+        Self {
+            value: AtomicU32::new(UNREAD),
+            lookup,
+        }
+    }
+
+    /// The tag.
+    #[inline]
+    pub fn get(&self) -> u32 {
+        match self.value.load(Ordering::Relaxed) {
+            UNREAD => self.look_up(),
+            tag => tag,
+        }
+    }
+
+    #[cold]
+    fn look_up(&self) -> u32 {
+        // A name no variant has gives UNREAD - 1, which no variant has either.
+        let tag = (self.lookup)().min(UNREAD - 1);
+        self.value.store(tag, Ordering::Relaxed);
+        tag
+    }
 }
 
 /// Captures the variant names an enum's derived `Deserialize` passes to `deserialize_enum`.
@@ -97,5 +139,9 @@ mod tests {
         assert_eq!(index::<u32>("First"), None);
         assert_eq!(tag::<Sample>("Third"), 2);
         assert_eq!(tag::<Sample>("Fourth"), u32::MAX);
+        static THIRD: Tag = Tag::new(|| tag::<Sample>("Third"));
+        static MISSING: Tag = Tag::new(|| tag::<Sample>("Fourth"));
+        assert_eq!((THIRD.get(), THIRD.get()), (2, 2));
+        assert_eq!((MISSING.get(), MISSING.get()), (UNREAD - 1, UNREAD - 1));
     }
 }
