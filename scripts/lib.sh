@@ -2,8 +2,9 @@
 # the processes the benches run.
 
 # System packages the build and the tests need: a C toolchain, libclang for RocksDB's
-# bindings, openssl to verify signatures in the tests.
-LOCKBOX_PACKAGES=(build-essential pkg-config clang libclang-dev openssl ca-certificates)
+# bindings, openssl to verify signatures in the tests, and setpriv (util-linux) and
+# groupadd/gpasswd (passwd) to run clients with chosen Unix groups.
+LOCKBOX_PACKAGES=(build-essential pkg-config clang libclang-dev openssl ca-certificates util-linux passwd)
 
 ensure_packages() {
     local missing=()

@@ -498,7 +498,7 @@ async fn reading_a_kms_keyed_secret_needs_both_authorities() {
         .await
         .unwrap()
         .id;
-    kms_grant(&k, &key, "kms.keys.encrypterDecrypter", admin.subject()).await;
+    kms_grant(&k, &key, "kms.keys.encrypterDecrypter", &admin.subject()).await;
     let mut spec = secret("split", vec![set("k", "v")]);
     spec.kms_key_id = key.clone();
     let id = admin.create_secret(spec).await.unwrap().resource_id;

@@ -4,7 +4,7 @@
 use lockbox_proto::Error;
 use lockbox_proto::hello::Service;
 use lockbox_rpc::peer::PeerCred;
-use lockbox_rpc::server::{Handler, ServerConfig, respond, serve};
+use lockbox_rpc::server::{Handler, Next, ServerConfig, respond, serve};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -26,9 +26,10 @@ impl Handler for Echo {
         "echo".into()
     }
 
-    async fn call(&self, _: &(), body: &[u8], out: &mut Vec<u8>) {
+    async fn call(&self, _: &(), body: &[u8], out: &mut Vec<u8>) -> Next {
         let id = postcard::take_from_bytes::<u64>(body).map_or(0, |(id, _)| id);
         respond::<()>(out, id, Ok(()), lockbox_proto::frame::DEFAULT_MAX_FRAME);
+        Next::Continue
     }
 }
 

@@ -8,14 +8,17 @@ use lockbox_proto::kms::{
     UpdateSymmetricKey,
 };
 use lockbox_proto::{Principal, SecretBytes};
-use lockbox_rpc::{CallError, Channel};
+use lockbox_rpc::CallError;
+use lockbox_rpc::redial::Redial;
 use std::path::Path;
+use std::sync::Arc;
 
-/// A connection to `lockbox-kms`.
+/// A connection to `lockbox-kms`, opened again when the KMS ends it (at its maximum age;
+/// a request it refused for that is sent once more on the new connection).
 #[derive(Debug, Clone)]
 pub struct KmsClient {
-    /// The pipelined connection.
-    channel: Channel<KmsResponse>,
+    /// The pipelined connection, redialled when it lapses.
+    redial: Arc<Redial<KmsResponse>>,
     /// Subject to act for, when this client is a trusted relay.
     on_behalf_of: Option<Principal>,
 }
@@ -72,14 +75,15 @@ pub type Listed<T> = (Vec<T>, String);
 impl KmsClient {
     /// Connects to `lockbox-kms` at `socket`.
     pub async fn connect(socket: &Path) -> Result<Self, CallError> {
-        let channel = Channel::connect(
+        let redial = Redial::connect(
             socket,
             Service::Kms,
             concat!("lockbox-client/", env!("CARGO_PKG_VERSION")),
+            None,
         )
         .await?;
         Ok(Self {
-            channel,
+            redial: Arc::new(redial),
             on_behalf_of: None,
         })
     }
@@ -87,24 +91,22 @@ impl KmsClient {
     /// A client acting for `principal`. Only works on a connection from an enrolled relay.
     pub fn on_behalf_of(&self, principal: Principal) -> Self {
         Self {
-            channel: self.channel.clone(),
+            redial: self.redial.clone(),
             on_behalf_of: Some(principal),
         }
     }
 
-    /// Whether the connection has failed or closed (a new `connect` is needed).
-    pub fn is_closed(&self) -> bool {
-        self.channel.is_closed()
-    }
-
-    /// The subject the server identified this connection as.
-    pub fn subject(&self) -> &str {
-        &self.channel.server_info().subject
+    /// The subject the server identified the current connection as.
+    pub fn subject(&self) -> String {
+        self.redial.current().server_info().subject.clone()
     }
 
     /// Sends any request and returns the raw response.
     pub async fn call(&self, request: &KmsRequest) -> Result<KmsResponse, CallError> {
-        self.channel.call(self.on_behalf_of.as_ref(), request).await
+        let on_behalf_of = self.on_behalf_of.as_ref();
+        self.redial
+            .call_with(|channel| async move { channel.call(on_behalf_of, request).await })
+            .await
     }
 
     async fn key(&self, request: KmsRequest) -> Result<SymmetricKey, CallError> {
@@ -261,9 +263,11 @@ impl KmsClient {
             aad_context,
             ciphertext,
         };
+        let on_behalf_of = self.on_behalf_of.as_ref();
+        let request = &request;
         let r = self
-            .channel
-            .call(self.on_behalf_of.as_ref(), &request)
+            .redial
+            .call_with(|channel| async move { channel.call(on_behalf_of, request).await })
             .await?;
         expect!(r, KmsResponse::Decrypted { key_id, version_id, plaintext } => Plaintext { key_id, version_id, plaintext })
     }

@@ -1,6 +1,5 @@
 //! Typed calls to `lockboxd`.
 
-use lockbox_proto::Wiping;
 use lockbox_proto::common::{AccessBinding, AccessBindingDelta, Page};
 use lockbox_proto::hello::Service;
 use lockbox_proto::lockbox::{
@@ -9,9 +8,15 @@ use lockbox_proto::lockbox::{
     Version,
 };
 use lockbox_proto::payload::{PayloadEntries, PayloadLayout, PayloadValueRef};
+use lockbox_proto::token::LOCKBOXD_AUDIENCE;
+use lockbox_proto::{ErrorCode, Wiping};
+use lockbox_rpc::redial::{Prepare, Redial};
 use lockbox_rpc::{CallError, Channel};
 use serde::Serialize;
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
 
 /// A page of items and the token for the next (empty on the last page).
 pub type Listed<T> = (Vec<T>, String);
@@ -77,53 +82,112 @@ impl std::fmt::Debug for Payload {
     }
 }
 
-/// A connection to `lockboxd`.
+/// A connection to `lockboxd`, opened again when it ends.
+///
+/// lockboxd ends a connection when its identity lapses: at its maximum age, or when the
+/// service-account token it authenticated with expires or its key or account is deleted.
+/// It refuses every request it has received with `UNAUTHENTICATED`, so none of them ran. A
+/// client that can prove its identity again (the local user always can; a service account
+/// when the client holds its key) reconnects and sends such a request once more, and
+/// renews a service account's token on a new connection before it expires. Cheap to
+/// clone; clones share the connection.
 #[derive(Debug, Clone)]
 pub struct LockboxClient {
-    /// The pipelined connection.
-    channel: Channel<LockboxResponse>,
+    /// The connection, redialled when it lapses.
+    redial: Arc<Redial<LockboxResponse>>,
 }
 
+/// Tells the time a client signs its tokens at, in Unix seconds.
+pub type TokenClock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// Authenticates every new connection as a service account with a freshly signed token.
+struct SignIn {
+    /// The account's key.
+    key: crate::sa::KeyFile,
+    /// The time tokens are issued at.
+    clock: TokenClock,
+}
+
+/// How long before a token's expiry a client holding the key moves to a new connection.
+const RENEW_MARGIN: i64 = 60;
+
+impl Prepare<LockboxResponse> for SignIn {
+    fn prepare<'a>(
+        &'a self,
+        channel: &'a Channel<LockboxResponse>,
+    ) -> Pin<Box<dyn Future<Output = Result<Option<i64>, CallError>> + Send + 'a>> {
+        Box::pin(async move {
+            let now = (self.clock)();
+            let token = self
+                .key
+                .sign_token(LOCKBOXD_AUDIENCE, now, crate::sa::TOKEN_LIFETIME)
+                .map_err(|e| {
+                    CallError::Server(lockbox_proto::Error::new(
+                        ErrorCode::Unauthenticated,
+                        e.to_string(),
+                    ))
+                })?;
+            let answer = channel
+                .call(None, &LockboxRequest::Authenticate { token })
+                .await?;
+            expect!(answer, LockboxResponse::Authenticated { .. } => ())?;
+            Ok(Some(now + crate::sa::TOKEN_LIFETIME - RENEW_MARGIN))
+        })
+    }
+
+    fn now(&self) -> i64 {
+        (self.clock)()
+    }
+}
+
+/// How the client names itself in its hello.
+const CLIENT_NAME: &str = concat!("lockbox-client/", env!("CARGO_PKG_VERSION"));
+
 impl LockboxClient {
-    /// Connects to `lockboxd` at `socket`.
+    /// Connects to `lockboxd` at `socket` as the local user.
     pub async fn connect(socket: &Path) -> Result<Self, CallError> {
-        let channel = Channel::connect(
-            socket,
-            Service::Lockbox,
-            concat!("lockbox-client/", env!("CARGO_PKG_VERSION")),
-        )
-        .await?;
-        Ok(Self { channel })
+        Self::open(socket, None).await
     }
 
     /// Connects and authenticates as the service account of `key`, with a freshly signed
-    /// short-lived token.
+    /// short-lived token, renewed on a new connection before it expires.
     pub async fn connect_as(socket: &Path, key: &crate::sa::KeyFile) -> Result<Self, CallError> {
-        let client = Self::connect(socket).await?;
-        let token = key
-            .sign_token(
-                lockbox_proto::token::LOCKBOXD_AUDIENCE,
-                crate::sa::now(),
-                crate::sa::TOKEN_LIFETIME,
-            )
-            .map_err(|e| {
-                CallError::Server(lockbox_proto::Error::new(
-                    lockbox_proto::ErrorCode::Unauthenticated,
-                    e.to_string(),
-                ))
-            })?;
-        client.authenticate(&token).await?;
-        Ok(client)
+        Self::connect_as_with_clock(socket, key, Arc::new(crate::sa::now)).await
+    }
+
+    /// [`connect_as`](Self::connect_as), signing tokens at the time `clock` tells: for a
+    /// lockboxd whose clock is not the system's (a test clock).
+    pub async fn connect_as_with_clock(
+        socket: &Path,
+        key: &crate::sa::KeyFile,
+        clock: TokenClock,
+    ) -> Result<Self, CallError> {
+        let sign_in = SignIn {
+            key: key.clone(),
+            clock,
+        };
+        Self::open(socket, Some(Box::new(sign_in))).await
+    }
+
+    async fn open(
+        socket: &Path,
+        prepare: Option<Box<dyn Prepare<LockboxResponse>>>,
+    ) -> Result<Self, CallError> {
+        let redial = Redial::connect(socket, Service::Lockbox, CLIENT_NAME, prepare).await?;
+        Ok(Self {
+            redial: Arc::new(redial),
+        })
     }
 
     /// Acts as the service account `token` names for the rest of the connection; returns
-    /// its subject.
+    /// its subject. When the connection's identity lapses, the client does not reconnect:
+    /// it has no way to prove it is the account again.
     pub async fn authenticate(&self, token: &str) -> Result<String, CallError> {
-        let r = self
-            .call(&LockboxRequest::Authenticate {
-                token: token.into(),
-            })
-            .await?;
+        self.redial.pin();
+        let request = LockboxRequest::Authenticate {
+            token: token.into(),
+        };
+        let r = self.redial.channel().await?.call(None, &request).await?;
         expect!(r, LockboxResponse::Authenticated { subject } => subject)
     }
 
@@ -228,14 +292,17 @@ impl LockboxClient {
         expect!(r, LockboxResponse::Done => ())
     }
 
-    /// The subject the daemon identified this connection as when it connected.
-    pub fn subject(&self) -> &str {
-        &self.channel.server_info().subject
+    /// The subject the daemon identified the current connection as when it connected.
+    pub fn subject(&self) -> String {
+        self.redial.current().server_info().subject.clone()
     }
 
-    /// Sends any request and returns the raw response.
+    /// Sends any request and returns the raw response; sent once more on a new connection
+    /// if the identity of the current one lapsed.
     pub async fn call(&self, request: &LockboxRequest) -> Result<LockboxResponse, CallError> {
-        self.channel.call(None, request).await
+        self.redial
+            .call_with(|channel| async move { channel.call(None, request).await })
+            .await
     }
 
     async fn operation(&self, request: LockboxRequest) -> Result<Operation, CallError> {
@@ -379,7 +446,11 @@ impl LockboxClient {
 
     async fn payload<R: Serialize>(&self, request: &R) -> Result<Payload, CallError> {
         // The answer is read where it lies; see `Payload`.
-        Payload::read(self.channel.call_raw(None, request).await?)
+        self.redial
+            .call_with(
+                |channel| async move { Payload::read(channel.call_raw(None, request).await?) },
+            )
+            .await
     }
 
     /// Reads a payload (default: the current version).

@@ -27,6 +27,9 @@ pub struct FileConfig {
     pub max_connections: Option<usize>,
     /// Largest frame body, bytes.
     pub max_frame: Option<u32>,
+    /// Seconds a connection acts as the identity it was opened with before the client
+    /// must reconnect (default 900).
+    pub max_connection_age: Option<u64>,
     /// Subjects made `organization-manager.organizations.owner` of the default organization
     /// when no access binding exists yet (default: user:root and the daemon's own user).
     pub admins: Option<Vec<String>>,

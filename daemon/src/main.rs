@@ -58,6 +58,7 @@ fn run(cli: Cli) -> Result<()> {
         file.socket_mode.as_deref(),
         file.max_frame,
         file.max_connections,
+        file.max_connection_age,
     )
     .map_err(anyhow::Error::msg)?;
     let kms_socket = cli

@@ -28,6 +28,9 @@ pub struct FileConfig {
     pub max_connections: Option<usize>,
     /// Largest frame body, bytes.
     pub max_frame: Option<u32>,
+    /// Seconds a connection acts as the identity it was opened with before the client
+    /// must reconnect (default 900).
+    pub max_connection_age: Option<u64>,
     /// Runtime worker threads (default: half the CPUs, at least one; the KMS's clients run
     /// on the same machine and need the rest).
     pub worker_threads: Option<usize>,

@@ -29,6 +29,13 @@ pub enum KmsError {
     /// A relayed request came from a caller that is not an enrolled relay.
     #[error("{0} is not an enrolled relay and may not act on behalf of other subjects")]
     NotARelay(String),
+    /// A relay sent, on behalf of another subject, a request only the subject itself may
+    /// make.
+    #[error(
+        "{0} may not be relayed: a relay may send Encrypt, Decrypt, ReEncrypt and \
+         GenerateDataKey on behalf of others; everything else must come from the caller itself"
+    )]
+    NotRelayable(&'static str),
     /// The resource's state does not allow the operation.
     #[error("{0}")]
     FailedPrecondition(String),
@@ -50,9 +57,9 @@ impl AnswerError for KmsError {
             KmsError::InvalidArgument(_) | KmsError::DecryptionFailed => ErrorCode::InvalidArgument,
             KmsError::NotFound(_) => ErrorCode::NotFound,
             KmsError::AlreadyExists(_) => ErrorCode::AlreadyExists,
-            KmsError::PermissionDenied { .. } | KmsError::NotARelay(_) => {
-                ErrorCode::PermissionDenied
-            }
+            KmsError::PermissionDenied { .. }
+            | KmsError::NotARelay(_)
+            | KmsError::NotRelayable(_) => ErrorCode::PermissionDenied,
             KmsError::FailedPrecondition(_) => ErrorCode::FailedPrecondition,
             KmsError::ResourceExhausted(_) => ErrorCode::ResourceExhausted,
             KmsError::Internal(_) => ErrorCode::Internal,

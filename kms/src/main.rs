@@ -51,7 +51,8 @@ struct InitArgs {
     /// Subject to make kms.admin, e.g. user:alice (repeatable). Default: the user running init.
     #[arg(long = "admin", value_name = "SUBJECT")]
     admins: Vec<String>,
-    /// Subject allowed to send requests on behalf of others (repeatable).
+    /// Unix user allowed to send crypto requests on behalf of others, as user:<name>
+    /// (repeatable).
     #[arg(long = "relay", value_name = "SUBJECT")]
     relays: Vec<String>,
     /// The secrets daemon's subject, e.g. user:lockbox: a relay that may also create and use
@@ -97,13 +98,23 @@ fn init(args: InitArgs) -> Result<()> {
     } else {
         args.admins
     };
-    for subject in admins.iter().chain(&args.relays).chain(&args.daemon) {
+    for subject in &admins {
         if !subject.starts_with("user:")
             && !subject.starts_with("group:")
             && !subject.starts_with("serviceAccount:")
         {
             bail!(
                 "{subject:?} is not a subject; write user:<name>, group:<name> or serviceAccount:<id>"
+            );
+        }
+    }
+    // A relay is the Unix user a daemon runs as: the kernel names it on every connection.
+    // A group would make every member a relay, and a service account never connects itself.
+    for subject in args.relays.iter().chain(&args.daemon) {
+        if subject.strip_prefix("user:").is_none_or(str::is_empty) {
+            bail!(
+                "{subject:?} cannot be a relay: only a Unix user can, written user:<name> \
+                 (the user the secrets daemon runs as)"
             );
         }
     }
@@ -180,6 +191,7 @@ fn run_serve(args: ServeArgs) -> Result<()> {
         file.socket_mode.as_deref(),
         file.max_frame,
         file.max_connections,
+        file.max_connection_age,
     )
     .map_err(anyhow::Error::msg)?;
 

@@ -9,7 +9,7 @@ use lockbox_proto::hello::Service;
 use lockbox_proto::kms::{DecryptCall, DecryptedRef, KmsRequest, KmsResponse};
 use lockbox_proto::{Error, SecretBytes};
 use lockbox_rpc::peer::{self, LocalIdentity, PeerCred};
-use lockbox_rpc::server::{AnswerError, Handler, decode_request, respond};
+use lockbox_rpc::server::{AnswerError, Handler, Next, decode_request, respond};
 use std::sync::Arc;
 
 /// Serves a [`Kms`] over the lockbox protocol.
@@ -55,20 +55,31 @@ impl Handler for KmsHandler {
         session.identity.subject.clone()
     }
 
-    async fn call(&self, session: &Session, body: &[u8], out: &mut Vec<u8>) {
+    fn now(&self) -> i64 {
+        self.kms.now()
+    }
+
+    async fn call(&self, session: &Session, body: &[u8], out: &mut Vec<u8>) -> Next {
         // A relay's decrypt, once per read of a secret with its own key, is read in place.
         if let Some(call) = DecryptCall::parse(body) {
-            return self.decrypt(session, call, out);
+            self.decrypt(session, call, out);
+            return Next::Continue;
         }
         let request = match decode_request::<KmsRequest>(body) {
             Ok(r) => r,
-            Err((id, e)) => return respond::<()>(out, id, Err(e), self.max_frame),
+            Err((id, e)) => {
+                respond::<()>(out, id, Err(e), self.max_frame);
+                return Next::Continue;
+            }
         };
         let relayed = request.on_behalf_of.as_ref().map(|p| Principal {
             subject: &p.subject,
             groups: Groups::Owned(&p.groups),
         });
         let result = match caller(session, relayed) {
+            Ok(caller) if caller.relay.is_some() && !relayable(&request.body) => {
+                Err(KmsError::NotRelayable(request_name(body)))
+            }
             Ok(caller) => dispatch(&self.kms, &caller, request.body).await,
             Err(e) => Err(e),
         };
@@ -78,7 +89,35 @@ impl Handler for KmsHandler {
             result.map_err(|e| e.answer()),
             self.max_frame,
         );
+        Next::Continue
     }
+}
+
+/// The name of the request a frame body carries, for messages.
+fn request_name(body: &[u8]) -> &'static str {
+    // A request is its id, the relayed principal and the body, whose first field is the
+    // variant's tag.
+    postcard::take_from_bytes::<(u64, Option<lockbox_proto::Principal>, u32)>(body)
+        .ok()
+        .and_then(|((_, _, tag), _)| {
+            lockbox_proto::variant::names::<KmsRequest>()
+                .get(tag as usize)
+                .copied()
+        })
+        .unwrap_or("this request")
+}
+
+/// Whether a relay may send `request` on behalf of another subject: only the cryptographic
+/// operations a secrets daemon performs for its callers. Key management, bindings and
+/// everything else are the subject's own to ask for.
+fn relayable(request: &KmsRequest) -> bool {
+    matches!(
+        request,
+        KmsRequest::Encrypt { .. }
+            | KmsRequest::Decrypt { .. }
+            | KmsRequest::ReEncrypt { .. }
+            | KmsRequest::GenerateDataKey { .. }
+    )
 }
 
 impl KmsHandler {

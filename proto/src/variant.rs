@@ -12,11 +12,17 @@ use std::sync::atomic::{AtomicU32, Ordering};
 /// The position serde gives the variant `name` of the enum `E`, which is the tag postcard
 /// writes for it; `None` if `E` is not an enum or has no such variant.
 pub fn index<'de, E: Deserialize<'de>>(name: &str) -> Option<u32> {
+    let position = names::<E>().iter().position(|v| *v == name)?;
+    u32::try_from(position).ok()
+}
+
+/// The names of the variants of the enum `E`, in the order of their tags (empty if `E` is
+/// not an enum).
+pub fn names<'de, E: Deserialize<'de>>() -> &'static [&'static str] {
     let mut names = Names(None);
     // The deserializer only records the variant names and then refuses to go on.
     let _ = E::deserialize(&mut names);
-    let position = names.0?.iter().position(|v| *v == name)?;
-    u32::try_from(position).ok()
+    names.0.unwrap_or_default()
 }
 
 /// The tag of the variant `name` of `E`, for a fast path that must write or recognise what

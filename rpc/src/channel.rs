@@ -48,6 +48,13 @@ pub enum CallError {
 }
 
 impl CallError {
+    /// Whether the server refused the request because the connection's identity lapsed
+    /// (its maximum age, an expired or revoked token): the request did not run, and may be
+    /// sent again on a new connection that proves its identity afresh.
+    pub fn is_lapsed(&self) -> bool {
+        matches!(self, CallError::Server(e) if e.code == lockbox_proto::ErrorCode::Unauthenticated)
+    }
+
     /// The failure an answer's frame body carries when it is not the one a caller reads in
     /// place (see [`Channel::call_raw`]): the server's error, or a protocol error for any
     /// other answer and for a body that does not decode.
@@ -250,6 +257,11 @@ impl<Resp: DeserializeOwned + Send + 'static> Channel<Resp> {
             return Err(CallError::Disconnected(inner.service));
         }
         Ok(rx)
+    }
+
+    /// Whether `self` and `other` are clones of the same connection.
+    pub fn same_connection(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
     }
 
     /// Whether the connection has failed or been closed.

@@ -7,11 +7,14 @@
 //!   responses by id.
 //! - [`stream`]: a Unix stream registered for read readiness only, which spares each side
 //!   a wake-up per message the other reads.
-//! - [`peer`]: who is on the other end of a Unix socket, from `SO_PEERCRED`.
+//! - [`redial`]: a client connection opened again when the server ends it.
+//! - [`peer`]: who is on the other end of a Unix socket, from `SO_PEERCRED` and
+//!   `SO_PEERGROUPS`.
 //! - [`clock`]: injectable time, so tests move it instead of sleeping.
 //! - [`notify`]: systemd readiness notification.
 //! - [`listen`]: socket binding, shutdown signal and logging set-up.
-#![forbid(unsafe_code)]
+// Denied, not forbidden: `peer::peer_groups` is the one audited exception.
+#![deny(unsafe_code)]
 
 pub mod channel;
 pub mod clock;
@@ -19,6 +22,7 @@ pub mod connection;
 pub mod listen;
 pub mod notify;
 pub mod peer;
+pub mod redial;
 pub mod server;
 pub mod stream;
 

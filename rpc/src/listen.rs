@@ -47,20 +47,25 @@ pub struct Endpoint {
 impl Endpoint {
     /// The endpoint the settings both servers' configuration files share describe, each
     /// left out keeping its default: mode "0660", the protocol's frame limit, 1,024
-    /// connections.
+    /// connections, connections that live 15 minutes.
     pub fn new(
         socket: PathBuf,
         socket_mode: Option<&str>,
         max_frame: Option<u32>,
         max_connections: Option<usize>,
+        max_connection_age: Option<u64>,
     ) -> Result<Self, String> {
         let defaults = ServerConfig::default();
+        if max_connection_age == Some(0) {
+            return Err("max_connection_age: must be at least 1 (seconds)".into());
+        }
         Ok(Self {
             socket,
             mode: parse_socket_mode(socket_mode.unwrap_or("0660"))?,
             config: ServerConfig {
                 max_frame: max_frame.unwrap_or(defaults.max_frame),
                 max_connections: max_connections.unwrap_or(defaults.max_connections),
+                max_connection_age: max_connection_age.unwrap_or(defaults.max_connection_age),
                 ..defaults
             },
         })
@@ -215,15 +220,23 @@ mod tests {
 
     #[test]
     fn endpoint_settings_default_and_refuse_open_modes() {
-        let e = Endpoint::new("/s".into(), None, None, None).unwrap();
+        let e = Endpoint::new("/s".into(), None, None, None, None).unwrap();
         assert_eq!((e.mode, e.config.max_connections), (0o660, 1024));
         assert_eq!(e.config.max_frame, lockbox_proto::frame::DEFAULT_MAX_FRAME);
-        let e = Endpoint::new("/s".into(), Some("0600"), Some(4096), Some(8)).unwrap();
+        assert_eq!(e.config.max_connection_age, 900);
+        let e = Endpoint::new("/s".into(), Some("0600"), Some(4096), Some(8), Some(60)).unwrap();
         assert_eq!(
-            (e.mode, e.config.max_frame, e.config.max_connections),
-            (0o600, 4096, 8)
+            (
+                e.mode,
+                e.config.max_frame,
+                e.config.max_connections,
+                e.config.max_connection_age
+            ),
+            (0o600, 4096, 8, 60)
         );
-        assert!(Endpoint::new("/s".into(), Some("0666"), None, None).is_err());
+        assert!(Endpoint::new("/s".into(), Some("0666"), None, None, None).is_err());
+        let zero = Endpoint::new("/s".into(), None, None, None, Some(0)).unwrap_err();
+        assert!(zero.contains("max_connection_age"), "{zero}");
     }
 
     #[test]

@@ -31,7 +31,15 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// How long a new connection may take to send its hello.
     pub hello_timeout: Duration,
+    /// Seconds, by the handler's clock, a connection acts as the identity it was opened
+    /// with. The first request after that is refused with `Unauthenticated` and the
+    /// connection closed; the client reconnects, and the kernel reports its credentials
+    /// afresh. Bounds how long a process keeps the roles of a group it has since dropped.
+    pub max_connection_age: u64,
 }
+
+/// Connection lifetime unless configured, seconds.
+pub const DEFAULT_MAX_CONNECTION_AGE: u64 = 900;
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -39,6 +47,7 @@ impl Default for ServerConfig {
             max_frame: frame::DEFAULT_MAX_FRAME,
             max_connections: 1024,
             hello_timeout: Duration::from_secs(10),
+            max_connection_age: DEFAULT_MAX_CONNECTION_AGE,
         }
     }
 }
@@ -58,14 +67,32 @@ pub trait Handler: Send + Sync + 'static {
     /// The subject a session acts as, reported back in the hello reply.
     fn subject(&self, session: &Self::Session) -> String;
 
+    /// Now, in Unix seconds, by the service's clock (a test clock moves connection ages
+    /// too).
+    fn now(&self) -> i64 {
+        crate::clock::Clock::now(&crate::clock::SystemClock)
+    }
+
     /// Answers one request frame body by appending exactly one response frame to `out`
-    /// (see [`respond`] and [`decode_request`]).
+    /// (see [`respond`] and [`decode_request`]), and says whether the connection goes on.
     fn call(
         &self,
         session: &Self::Session,
         body: &[u8],
         out: &mut Vec<u8>,
-    ) -> impl Future<Output = ()> + Send;
+    ) -> impl Future<Output = Next> + Send;
+}
+
+/// What becomes of a connection after an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Next {
+    /// Read the next request.
+    Continue,
+    /// Send the answers so far and close: the session may no longer act (its identity was
+    /// revoked, its token expired or its lifetime ended). Requests already received after
+    /// this one are dropped unanswered and never run.
+    Close,
 }
 
 /// A service's error, as its server answers it: a stable code, and the error's own message.
@@ -80,13 +107,18 @@ pub trait AnswerError: std::fmt::Display {
     }
 }
 
+/// The id of a request frame (0 when even that is unreadable), to answer it without decoding
+/// the rest.
+pub fn request_id(body: &[u8]) -> u64 {
+    postcard::take_from_bytes::<u64>(body).map_or(0, |(id, _)| id)
+}
+
 /// Decodes a request frame. When that fails, returns the id (0 when even that is unreadable)
 /// and an `InvalidArgument` error to answer with.
 pub fn decode_request<B: DeserializeOwned>(body: &[u8]) -> Result<Request<B>, (u64, Error)> {
     frame::decode::<Request<B>>(body).map_err(|e| {
-        let id = postcard::take_from_bytes::<u64>(body).map_or(0, |(id, _)| id);
         (
-            id,
+            request_id(body),
             Error::new(
                 ErrorCode::InvalidArgument,
                 format!("unreadable request: {e}"),
@@ -229,6 +261,9 @@ async fn connection<H: Handler>(
     let Ok(session) = session else {
         return Ok(());
     };
+    let expires_at = handler
+        .now()
+        .saturating_add_unsigned(config.max_connection_age);
 
     // One wait for the stop signal for the connection's whole life: polling a registered
     // waiter is cheaper than registering and dropping a new one around every read.
@@ -236,9 +271,41 @@ async fn connection<H: Handler>(
     let stopped = stop_waiter.changed();
     tokio::pin!(stopped);
     loop {
+        if handler.now() >= expires_at {
+            let refusal = Error::new(
+                ErrorCode::Unauthenticated,
+                format!(
+                    "this connection reached its maximum age ({} s); reconnect",
+                    config.max_connection_age
+                ),
+            );
+            return close(
+                &mut reader,
+                &mut write,
+                &mut out,
+                &refusal,
+                config.max_frame,
+            )
+            .await;
+        }
         loop {
             match reader.try_next() {
-                Ok(Some(body)) => handler.call(&session, body, &mut out).await,
+                Ok(Some(body)) => {
+                    if handler.call(&session, body, &mut out).await == Next::Close {
+                        let refusal = Error::new(
+                            ErrorCode::Unauthenticated,
+                            "not run: an earlier request on this connection ended its session; reconnect",
+                        );
+                        return close(
+                            &mut reader,
+                            &mut write,
+                            &mut out,
+                            &refusal,
+                            config.max_frame,
+                        )
+                        .await;
+                    }
+                }
                 Ok(None) => break,
                 Err(e) => {
                     // The stream cannot be resynchronised after a bad length prefix: answer
@@ -272,6 +339,24 @@ async fn connection<H: Handler>(
             _ = &mut stopped => return Ok(()),
         }
     }
+}
+
+/// Ends a session: answers every request already received with `refusal`, so none of them
+/// runs and the client knows it may send them again on a new connection, sends what is
+/// pending and closes.
+async fn close<R: tokio::io::AsyncRead + Unpin>(
+    reader: &mut FrameReader<R>,
+    write: &mut crate::stream::WriteHalf,
+    out: &mut Wiping,
+    refusal: &Error,
+    max_frame: u32,
+) -> Result<(), ReadError> {
+    while let Ok(Some(body)) = reader.try_next() {
+        respond::<()>(out, request_id(body), Err(refusal.clone()), max_frame);
+    }
+    write.write_all(out).await?;
+    out.wipe_and_clear();
+    Ok(())
 }
 
 fn check_hello(body: &[u8], service: Service) -> Result<(), Error> {

@@ -79,8 +79,8 @@ impl KmsLink {
         *self.channel.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
-    /// Runs `call`, reconnecting and retrying once if the connection was lost (all KMS calls
-    /// the daemon makes are safe to repeat).
+    /// Runs `call`, reconnecting and retrying once if the connection was lost or the KMS
+    /// ended it at its maximum age (all KMS calls the daemon makes are safe to repeat).
     async fn with_channel<T, F, Fut>(&self, call: F) -> Result<T, LockboxError>
     where
         F: Fn(Channel<KmsResponse>) -> Fut,
@@ -95,6 +95,7 @@ impl KmsLink {
                 Err(CallError::Disconnected(_) | CallError::Connect { .. }) if attempt == 0 => {
                     self.forget();
                 }
+                Err(e) if attempt == 0 && e.is_lapsed() => self.forget(),
                 Err(e) => {
                     if !matches!(e, CallError::Server(_)) {
                         self.forget();

@@ -75,6 +75,12 @@ impl Presented {
         &self.0.header.kid
     }
 
+    /// The last second the token is accepted: its expiry plus the tolerated clock skew. A
+    /// connection it authenticated acts as its account until then, and no longer.
+    pub fn valid_until(&self) -> i64 {
+        self.0.claims.exp.saturating_add(SKEW)
+    }
+
     /// Checks the signature against the account's stored public key, the audience, the
     /// lifetime and the time window at `now`.
     pub fn verify(&self, public_key: &[u8], now: i64) -> Result<(), LockboxError> {
@@ -127,6 +133,14 @@ impl ReplayCache {
         self.0.insert(jti.to_owned(), exp);
         true
     }
+}
+
+/// The refusal of a request on a connection whose token has expired since it authenticated.
+pub fn session_expired() -> LockboxError {
+    LockboxError::Unauthenticated(
+        "the service account token of this connection has expired; authenticate again on a new connection"
+            .into(),
+    )
 }
 
 /// The refusal of a token whose service account no longer exists.

@@ -14,12 +14,12 @@ mod dispatch;
 pub mod payload;
 
 use crate::error::LockboxError;
-use crate::service::{Caller, Lockbox, ReadMemo};
+use crate::service::{AccountSession, Caller, Lockbox, ReadMemo};
 use lockbox_proto::hello::Service;
 use lockbox_proto::lockbox::{GetPayloadBytes, LockboxRequest, LockboxResponse};
 use lockbox_proto::{Error, Principal};
 use lockbox_rpc::peer::{self, PeerCred};
-use lockbox_rpc::server::{AnswerError, Handler, decode_request, respond};
+use lockbox_rpc::server::{AnswerError, Handler, Next, decode_request, request_id, respond};
 use payload::{get_payload_ex, respond_payload};
 use std::sync::Arc;
 
@@ -43,18 +43,22 @@ impl LockboxHandler {
 /// to with a token, if it did.
 #[derive(Debug)]
 pub struct Session {
-    /// From SO_PEERCRED.
+    /// From SO_PEERCRED and SO_PEERGROUPS.
     local: Caller,
     /// Set once by `Authenticate`.
-    service_account: std::sync::OnceLock<Caller>,
+    service_account: std::sync::OnceLock<AccountSession>,
     /// The last payload read by id, for the next one (forgotten when the caller changes).
     memo: ReadMemo,
 }
 
 impl Session {
-    /// Who the connection's requests act as.
-    fn caller(&self) -> &Caller {
-        self.service_account.get().unwrap_or(&self.local)
+    /// Who the connection's requests act as: the local user, or the service account while
+    /// its token, key and account still hold.
+    fn caller(&self, lockbox: &Lockbox) -> Result<&Caller, LockboxError> {
+        match self.service_account.get() {
+            None => Ok(&self.local),
+            Some(account) => lockbox.session_caller(account),
+        }
     }
 }
 
@@ -84,8 +88,19 @@ impl Handler for LockboxHandler {
         session.local.subject().to_owned()
     }
 
-    async fn call(&self, session: &Session, body: &[u8], out: &mut Vec<u8>) {
-        let caller = session.caller();
+    fn now(&self) -> i64 {
+        self.lockbox.now()
+    }
+
+    async fn call(&self, session: &Session, body: &[u8], out: &mut Vec<u8>) -> Next {
+        let caller = match session.caller(&self.lockbox) {
+            Ok(caller) => caller,
+            Err(e) => {
+                // The identity is gone: nothing more runs on this connection.
+                respond::<()>(out, request_id(body), Err(e.answer()), self.max_frame);
+                return Next::Close;
+            }
+        };
         // The most frequent request is read in place, its ids borrowed from the frame; the
         // connection's last read is recognised before they are checked as text.
         if let Some((id, get)) = GetPayloadBytes::parse(body) {
@@ -107,18 +122,38 @@ impl Handler for LockboxHandler {
                 },
             };
             if let Some(read) = read {
-                return respond_payload(out, id, read, self.max_frame);
+                respond_payload(out, id, read, self.max_frame);
+                return Next::Continue;
             }
         }
         let request = match decode_request::<LockboxRequest>(body) {
             Ok(r) => r,
-            Err((id, e)) => return respond::<()>(out, id, Err(e), self.max_frame),
+            Err((id, e)) => {
+                respond::<()>(out, id, Err(e), self.max_frame);
+                return Next::Continue;
+            }
         };
         let result = match request.body {
             _ if request.on_behalf_of.is_some() => Err(LockboxError::PermissionDenied(
                 "lockboxd does not accept requests on behalf of other subjects".into(),
             )),
-            LockboxRequest::Authenticate { token } => authenticate(&self.lockbox, session, &token),
+            LockboxRequest::Authenticate { token } => {
+                let answer = authenticate(&self.lockbox, session, &token);
+                // A refused token ends the connection: a caller does not get to try again
+                // and again on one socket.
+                let next = if answer.is_ok() {
+                    Next::Continue
+                } else {
+                    Next::Close
+                };
+                respond(
+                    out,
+                    request.id,
+                    answer.map_err(|e| e.answer()),
+                    self.max_frame,
+                );
+                return next;
+            }
             LockboxRequest::GetPayload {
                 secret_id,
                 version_id,
@@ -127,11 +162,13 @@ impl Handler for LockboxHandler {
                     .lockbox
                     .get_payload(caller, &secret_id, version_id.as_deref())
                     .await;
-                return respond_payload(out, request.id, read, self.max_frame);
+                respond_payload(out, request.id, read, self.max_frame);
+                return Next::Continue;
             }
             LockboxRequest::GetPayloadEx { secret, version_id } => {
                 let read = get_payload_ex(&self.lockbox, caller, secret, version_id).await;
-                return respond_payload(out, request.id, read, self.max_frame);
+                respond_payload(out, request.id, read, self.max_frame);
+                return Next::Continue;
             }
             body => dispatch::dispatch(&self.lockbox, caller, body).await,
         };
@@ -141,6 +178,7 @@ impl Handler for LockboxHandler {
             result.map_err(|e| e.answer()),
             self.max_frame,
         );
+        Next::Continue
     }
 }
 
@@ -155,11 +193,11 @@ fn authenticate(
             "this connection already acts as a service account".into(),
         ));
     }
-    let caller = lockbox.authenticate(token)?;
-    let subject = caller.subject().to_owned();
+    let account = lockbox.authenticate(token)?;
+    let subject = account.subject().to_owned();
     session
         .service_account
-        .set(caller)
+        .set(account)
         .map_err(|_| LockboxError::FailedPrecondition("authenticated concurrently".into()))?;
     // What the local user was allowed to read says nothing about the account.
     session.memo.forget();

@@ -13,8 +13,32 @@ use crate::model::{Resource, ServiceAccountKeyRecord, ServiceAccountRecord};
 use crate::store::Batch;
 use crate::store::records::{Listed, for_each_page};
 use lockbox_proto::Principal;
+use std::sync::atomic::{AtomicU64, Ordering};
 use zeroize::Zeroizing;
 
+/// A connection's switch to a service account: the caller it acts as, and what that rests
+/// on, checked again before each of its requests ([`Lockbox::session_caller`]).
+#[derive(Debug)]
+pub struct AccountSession {
+    /// The account, as requests run.
+    caller: Caller,
+    /// The account, to find it again.
+    account_id: String,
+    /// The key whose token opened the session; deleting it ends the session.
+    key_id: String,
+    /// The last second of the token's validity, by the daemon's clock.
+    valid_until: i64,
+    /// The mutation count at which the key and the account were last found. Only a
+    /// mutation can delete either, so while the count stays the same they need no lookup.
+    checked: AtomicU64,
+}
+
+impl AccountSession {
+    /// `serviceAccount:<id>`.
+    pub fn subject(&self) -> &str {
+        self.caller.subject()
+    }
+}
 /// A new key: its record and its private half as PEM PKCS#8.
 #[derive(Debug)]
 pub struct NewKey {
@@ -196,7 +220,10 @@ impl Lockbox {
     /// Verifies a token: shape, algorithm, a key of the issuing account that still exists,
     /// the signature, the audience, the time window and single use. Returns the account as a
     /// caller.
-    pub fn authenticate(&self, token: &str) -> Result<Caller, LockboxError> {
+    pub fn authenticate(&self, token: &str) -> Result<AccountSession, LockboxError> {
+        // Loaded before the lookups: a deletion completing from here on moves it on, and the
+        // next request looks again.
+        let generation = self.generation.load(Ordering::Acquire);
         let presented = Presented::parse(token)?;
         let account_id = presented.account_id();
         let key = self
@@ -213,11 +240,44 @@ impl Lockbox {
             return Err(tokens::account_gone());
         }
         tracing::info!(service_account = %account_id, key_id = %presented.key_id(), "service account authenticated");
-        Ok(Caller {
-            principal: Principal {
-                subject: format!("serviceAccount:{account_id}"),
-                groups: Vec::new(),
+        Ok(AccountSession {
+            caller: Caller {
+                principal: Principal {
+                    subject: format!("serviceAccount:{account_id}"),
+                    groups: Vec::new(),
+                },
             },
+            account_id: account_id.to_owned(),
+            key_id: presented.key_id().to_owned(),
+            valid_until: presented.valid_until(),
+            checked: AtomicU64::new(generation),
         })
+    }
+
+    /// The caller a service-account session acts as, while it still may: its token has not
+    /// expired and its key and account still exist. Otherwise `Unauthenticated`, and the
+    /// front-end ends the connection.
+    pub fn session_caller<'s>(
+        &self,
+        session: &'s AccountSession,
+    ) -> Result<&'s Caller, LockboxError> {
+        if self.now() > session.valid_until {
+            return Err(tokens::session_expired());
+        }
+        let generation = self.generation.load(Ordering::Acquire);
+        if session.checked.load(Ordering::Relaxed) != generation {
+            if self
+                .records
+                .service_account_key(&session.account_id, &session.key_id)?
+                .is_none()
+            {
+                return Err(tokens::unknown_key());
+            }
+            if self.records.service_account(&session.account_id)?.is_none() {
+                return Err(tokens::account_gone());
+            }
+            session.checked.store(generation, Ordering::Relaxed);
+        }
+        Ok(&session.caller)
     }
 }

@@ -20,7 +20,7 @@ mod versions;
 
 pub use crate::iam::Caller;
 pub use access::{BindingUpdate, MAX_DELTAS};
-pub use accounts::NewKey;
+pub use accounts::{AccountSession, NewKey};
 pub use payload::{PayloadRead, ReadMemo};
 pub use resources::bootstrap;
 pub use secrets::{NewSecret, SecretUpdate};

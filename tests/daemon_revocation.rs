@@ -1,0 +1,398 @@
+//! Revocation takes effect on open connections: a service account's connection ends when
+//! its token expires or its key or account is deleted; every connection ends at its maximum
+//! age; a refused token ends its connection; the client holding a key signs in again on its
+//! own; and the groups a connection acts with are the ones the kernel reports for the
+//! process, not the ones the user database lists.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers abort the test on failure
+
+use lockbox_client::proto::ErrorCode;
+use lockbox_client::proto::common::{AccessBinding, AccessBindingAction, AccessBindingDelta};
+use lockbox_client::proto::hello::Service;
+use lockbox_client::proto::lockbox::{LockboxRequest, LockboxResource, LockboxResponse};
+use lockbox_client::proto::token::LOCKBOXD_AUDIENCE;
+use lockbox_client::sa::{KeyFile, now};
+use lockbox_client::{CallError, LockboxClient, error_code};
+use lockbox_rpc::Channel;
+use lockbox_tests::payload::{map, secret, set};
+use lockbox_tests::{Daemon, Kms, KmsOptions, NOBODY, failure, is_root, my_subject, success};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+async fn grant(admin: &LockboxClient, resource: LockboxResource, role: &str, subject: &str) {
+    admin
+        .update_access_bindings(
+            resource,
+            vec![AccessBindingDelta {
+                action: AccessBindingAction::Add,
+                binding: AccessBinding {
+                    role_id: role.into(),
+                    subject: subject.into(),
+                },
+            }],
+        )
+        .await
+        .unwrap();
+}
+
+/// A secret the service account `sa` may read, and a key of the account.
+async fn readable_secret(admin: &LockboxClient) -> (String, KeyFile) {
+    let sa = admin
+        .create_service_account("", "robot", "")
+        .await
+        .unwrap()
+        .id;
+    let key = admin
+        .create_service_account_key(&sa, "test key")
+        .await
+        .unwrap();
+    let id = admin
+        .create_secret(secret("s", vec![set("k", "v")]))
+        .await
+        .unwrap()
+        .resource_id;
+    grant(
+        admin,
+        LockboxResource::Secret(id.clone()),
+        "lockbox.payloadViewer",
+        &format!("serviceAccount:{sa}"),
+    )
+    .await;
+    (id, key)
+}
+
+/// A connection switched to the account with a token the test signed (so the client does
+/// not sign in again by itself), valid for `lifetime` seconds from `iat`.
+async fn signed_in(daemon: &Daemon, key: &KeyFile, iat: i64, lifetime: i64) -> LockboxClient {
+    let client = daemon.client().await;
+    let token = key.sign_token(LOCKBOXD_AUDIENCE, iat, lifetime).unwrap();
+    client.authenticate(&token).await.unwrap();
+    client
+}
+
+fn refused(err: &CallError, reason: &str) {
+    assert_eq!(error_code(err), ErrorCode::Unauthenticated, "{err}");
+    assert!(err.to_string().contains(reason), "{reason}: {err}");
+}
+
+/// Once refused, the connection is gone: the next call does not reach the daemon.
+async fn closed(client: &LockboxClient, id: &str) {
+    let err = client.get_payload(id, None).await.unwrap_err();
+    assert!(matches!(err, CallError::Disconnected(_)), "{err}");
+}
+
+#[tokio::test]
+async fn deleting_the_key_or_the_account_ends_open_connections() {
+    let (_kms, daemon) = Daemon::with_kms("");
+    let admin = daemon.client().await;
+    let (id, key) = readable_secret(&admin).await;
+    let by_key = signed_in(&daemon, &key, now(), 300).await;
+    assert_eq!(map(&by_key.get_payload(&id, None).await.unwrap())["k"], "v");
+    admin
+        .delete_service_account_key(&key.service_account_id, &key.id)
+        .await
+        .unwrap();
+    refused(
+        &by_key.get_payload(&id, None).await.unwrap_err(),
+        "deleted key",
+    );
+    closed(&by_key, &id).await;
+
+    let key = admin
+        .create_service_account_key(&key.service_account_id, "second key")
+        .await
+        .unwrap();
+    let by_account = signed_in(&daemon, &key, now(), 300).await;
+    assert_eq!(
+        map(&by_account.get_payload(&id, None).await.unwrap())["k"],
+        "v"
+    );
+    admin
+        .delete_service_account(&key.service_account_id)
+        .await
+        .unwrap();
+    // Deleting the account deletes its keys too: either refusal names the lapse.
+    let err = by_account.get_payload(&id, None).await.unwrap_err();
+    assert_eq!(error_code(&err), ErrorCode::Unauthenticated, "{err}");
+    closed(&by_account, &id).await;
+}
+
+#[tokio::test]
+async fn an_expired_token_ends_its_connection() {
+    let (_kms, daemon) = Daemon::with_kms("");
+    let admin = daemon.client().await;
+    let (id, key) = readable_secret(&admin).await;
+    let client = signed_in(&daemon, &key, now(), 60).await;
+    assert_eq!(map(&client.get_payload(&id, None).await.unwrap())["k"], "v");
+    // Past the token's expiry and the tolerated skew, well within the connection's age.
+    admin.danger_advance_clock(121).await.unwrap();
+    refused(&client.get_payload(&id, None).await.unwrap_err(), "expired");
+    closed(&client, &id).await;
+}
+
+#[tokio::test]
+async fn a_client_holding_the_key_signs_in_again_by_itself() {
+    let (_kms, daemon) = Daemon::with_kms("");
+    let admin = daemon.client().await;
+    let (id, key) = readable_secret(&admin).await;
+    let clock = Arc::new(AtomicI64::new(now()));
+    let tokens_at = clock.clone();
+    let robot = LockboxClient::connect_as_with_clock(
+        &daemon.socket(),
+        &key,
+        Arc::new(move || tokens_at.load(Ordering::SeqCst)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(map(&robot.get_payload(&id, None).await.unwrap())["k"], "v");
+
+    // Both clocks move past the token's lifetime: the client renews before sending.
+    admin.danger_advance_clock(400).await.unwrap();
+    clock.fetch_add(400, Ordering::SeqCst);
+    assert_eq!(map(&robot.get_payload(&id, None).await.unwrap())["k"], "v");
+
+    // The daemon's clock moves past the token while the client thinks it still has time:
+    // the daemon refuses, and the client signs in on a new connection and asks again.
+    admin.danger_advance_clock(400).await.unwrap();
+    clock.fetch_add(200, Ordering::SeqCst);
+    assert_eq!(map(&robot.get_payload(&id, None).await.unwrap())["k"], "v");
+    let log = daemon.log();
+    assert_eq!(
+        log.matches("service account authenticated").count(),
+        3,
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_token_closes_the_connection() {
+    let (_kms, daemon) = Daemon::with_kms("");
+    let client = daemon.client().await;
+    let err = client.authenticate("not-a-token").await.unwrap_err();
+    refused(&err, "not a compact JWS");
+    let err = client.get_secret("e6q0000000000000000").await.unwrap_err();
+    assert!(matches!(err, CallError::Disconnected(_)), "{err}");
+}
+
+/// A connection of the protocol itself, which does not reconnect.
+async fn raw(daemon: &Daemon) -> Channel<LockboxResponse> {
+    Channel::connect(&daemon.socket(), Service::Lockbox, "test")
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_connection_past_its_maximum_age_is_refused_and_the_client_reconnects() {
+    let (_kms, daemon) = Daemon::with_kms("max_connection_age = 60\n");
+    let admin = daemon.client().await;
+    let id = admin
+        .create_secret(secret("s", vec![set("k", "v")]))
+        .await
+        .unwrap()
+        .resource_id;
+    let old = raw(&daemon).await;
+    let get = LockboxRequest::GetSecret {
+        secret_id: id.clone(),
+    };
+    old.call(None, &get).await.unwrap();
+    admin.danger_advance_clock(59).await.unwrap();
+    old.call(None, &get).await.unwrap();
+    admin.danger_advance_clock(1).await.unwrap();
+    refused(
+        &old.call(None, &get).await.unwrap_err(),
+        "maximum age (60 s)",
+    );
+    let err = old.call(None, &get).await.unwrap_err();
+    assert!(matches!(err, CallError::Disconnected(_)), "{err}");
+
+    // The client library's connection aged out too; it opens a new one and asks again.
+    assert_eq!(map(&admin.get_payload(&id, None).await.unwrap())["k"], "v");
+
+    // Zero would end every connection at once: refused at start.
+    let kms = Kms::init(KmsOptions::default());
+    let bad = Daemon::new(&kms, "max_connection_age = 0\n");
+    let err = bad.start_expecting_failure();
+    assert!(
+        err.contains("max_connection_age: must be at least 1"),
+        "{err}"
+    );
+}
+
+/// The gid of the group `name`, created (with `nobody` as a member, as the user database
+/// sees it) if it does not exist yet.
+fn test_group(name: &str) -> u32 {
+    let lookup = || {
+        std::process::Command::new("getent")
+            .args(["group", name])
+            .output()
+            .unwrap()
+    };
+    if !lookup().status.success() {
+        let out = std::process::Command::new("groupadd")
+            .args(["--system", name])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = std::process::Command::new("gpasswd")
+        .args(["--add", "nobody", name])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let entry = String::from_utf8(lookup().stdout).unwrap();
+    entry.split(':').nth(2).unwrap().parse().unwrap()
+}
+
+/// Runs the CLI as `nobody` with exactly the supplementary groups `groups`, whatever the
+/// user database says nobody belongs to.
+fn as_nobody_with_groups(daemon: &Daemon, groups: &[u32], args: &[&str]) -> std::process::Output {
+    let list: Vec<String> = groups.iter().map(u32::to_string).collect();
+    let mut cmd = std::process::Command::new("setpriv");
+    cmd.arg(format!("--reuid={NOBODY}"))
+        .arg(format!("--regid={NOBODY}"));
+    if list.is_empty() {
+        cmd.arg("--clear-groups");
+    } else {
+        cmd.arg(format!("--groups={}", list.join(",")));
+    }
+    let cli = daemon.cli();
+    cmd.arg(cli.get_program());
+    for (k, v) in cli.get_envs() {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    cmd.args(args).output().unwrap()
+}
+
+#[tokio::test]
+async fn a_connection_has_the_groups_its_process_holds() {
+    assert!(
+        is_root(),
+        "this test runs the CLI as another Unix user with chosen groups and must run as root \
+         (CI does)"
+    );
+    let listed = test_group("lockbox-test-members");
+    let (kms, daemon) = Daemon::with_kms("");
+    let status = std::process::Command::new("chgrp")
+        .arg(NOBODY.to_string())
+        .arg(daemon.socket())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let admin = daemon.client().await;
+    let id = admin
+        .create_secret(secret("s", vec![set("k", "v")]))
+        .await
+        .unwrap()
+        .resource_id;
+    let on_secret = LockboxResource::Secret(id.clone());
+    grant(
+        &admin,
+        on_secret.clone(),
+        "lockbox.payloadViewer",
+        "group:lockbox-test-members",
+    )
+    .await;
+    let read = ["payload", "get", "--id", id.as_str(), "--key", "k"];
+
+    // The user database lists nobody in the group; a process without it gets no role.
+    let dropped = as_nobody_with_groups(&daemon, &[], &read);
+    assert!(failure(&dropped, "PERMISSION_DENIED").contains("user:nobody"));
+    let holding = as_nobody_with_groups(&daemon, &[listed], &read);
+    assert_eq!(success(&holding).trim(), "v");
+
+    // A group the process holds that the database does not list for it counts.
+    let unlisted = 48_213;
+    grant(
+        &admin,
+        on_secret.clone(),
+        "lockbox.payloadViewer",
+        &format!("group:{unlisted}"),
+    )
+    .await;
+    assert_eq!(
+        success(&as_nobody_with_groups(&daemon, &[unlisted], &read)).trim(),
+        "v"
+    );
+
+    // The KMS decides on the same groups lockboxd received from the kernel.
+    let k = kms.client().await;
+    let key = lockbox_client::proto::kms::CreateSymmetricKey {
+        folder_id: "f".into(),
+        name: "by-group".into(),
+        description: String::new(),
+        labels: Default::default(),
+        default_algorithm: lockbox_client::proto::kms::SymmetricAlgorithm::Aes256,
+        rotation_period: None,
+        deletion_protection: false,
+    };
+    let key = k.create_symmetric_key(key).await.unwrap().id;
+    for (role, subject) in [
+        ("kms.keys.encrypterDecrypter", my_subject()),
+        (
+            "kms.keys.decrypter",
+            "group:lockbox-test-members".to_owned(),
+        ),
+    ] {
+        k.update_access_bindings(
+            lockbox_client::proto::kms::ResourceRef::Key(key.clone()),
+            vec![AccessBindingDelta {
+                action: AccessBindingAction::Add,
+                binding: AccessBinding {
+                    role_id: role.into(),
+                    subject,
+                },
+            }],
+        )
+        .await
+        .unwrap();
+    }
+    let mut keyed = secret("kms-keyed", vec![set("k", "w")]);
+    keyed.kms_key_id = key;
+    let keyed = admin.create_secret(keyed).await.unwrap().resource_id;
+    grant(
+        &admin,
+        LockboxResource::Secret(keyed.clone()),
+        "lockbox.payloadViewer",
+        "user:nobody",
+    )
+    .await;
+    let read = ["payload", "get", "--id", keyed.as_str(), "--key", "k"];
+    let denied = failure(
+        &as_nobody_with_groups(&daemon, &[], &read),
+        "PERMISSION_DENIED",
+    );
+    assert!(denied.contains("lockbox-kms"), "{denied}");
+    assert_eq!(
+        success(&as_nobody_with_groups(&daemon, &[listed], &read)).trim(),
+        "w"
+    );
+}
+
+#[tokio::test]
+async fn reading_as_a_service_account_still_works_across_the_connection_s_age() {
+    // The client holding the key reconnects at the maximum age like any other.
+    let (_kms, daemon) = Daemon::with_kms("max_connection_age = 60\n");
+    let admin = daemon.client().await;
+    let (id, key) = readable_secret(&admin).await;
+    let clock = Arc::new(AtomicI64::new(now()));
+    let tokens_at = clock.clone();
+    let robot = LockboxClient::connect_as_with_clock(
+        &daemon.socket(),
+        &key,
+        Arc::new(move || tokens_at.load(Ordering::SeqCst)),
+    )
+    .await
+    .unwrap();
+    admin.danger_advance_clock(61).await.unwrap();
+    clock.fetch_add(61, Ordering::SeqCst);
+    assert_eq!(map(&robot.get_payload(&id, None).await.unwrap())["k"], "v");
+}
