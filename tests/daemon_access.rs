@@ -10,7 +10,7 @@ use lockbox_client::LockboxClient;
 use lockbox_client::proto::common::{AccessBinding, AccessBindingAction, AccessBindingDelta, Page};
 use lockbox_client::proto::lockbox::LockboxResource;
 use lockbox_tests::payload::{secret, set};
-use lockbox_tests::{Daemon, NOBODY, is_root};
+use lockbox_tests::{Daemon, NOBODY, failure, is_root};
 use std::os::unix::process::CommandExt;
 
 /// The seed's actions, in the table's order.
@@ -554,4 +554,116 @@ async fn reading_a_kms_keyed_secret_needs_both_authorities() {
         kms.log().contains("user:nobody"),
         "the KMS logs the relayed subject"
     );
+}
+
+/// Runs the CLI as `nobody`; its stderr when it fails with `code`.
+fn as_nobody_failing(daemon: &Daemon, args: &[&str], code: &str) -> String {
+    let out = daemon
+        .cli()
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .args(args)
+        .output()
+        .unwrap();
+    lockbox_tests::failure(&out, code)
+}
+
+#[tokio::test]
+async fn answers_tell_nothing_the_caller_may_not_read() {
+    let (_kms, daemon) = started();
+    let admin = daemon.client().await;
+    let id = admin
+        .create_secret(secret("named", vec![set("k", &"v".repeat(60_000))]))
+        .await
+        .unwrap()
+        .resource_id;
+
+    // By name, without a role: the same refusal whether the secret exists or not.
+    let exists = as_nobody_failing(
+        &daemon,
+        &["payload", "get", "--name", "named"],
+        "PERMISSION_DENIED",
+    );
+    let missing = as_nobody_failing(
+        &daemon,
+        &["payload", "get", "--name", "absent"],
+        "PERMISSION_DENIED",
+    );
+    assert_eq!(exists.replace("\"named\"", "\"absent\""), missing);
+    assert!(!exists.contains(&id), "{exists}");
+    // With the role on the folder, a missing name is just missing.
+    let folder = admin.get_secret(&id).await.unwrap().folder_id;
+    change(
+        &admin,
+        &LockboxResource::Folder(folder.clone()),
+        true,
+        "lockbox.payloadViewer",
+        "user:nobody",
+    )
+    .await;
+    as_nobody_failing(
+        &daemon,
+        &["payload", "get", "--name", "absent"],
+        "NOT_FOUND",
+    );
+    change(
+        &admin,
+        &LockboxResource::Folder(folder),
+        false,
+        "lockbox.payloadViewer",
+        "user:nobody",
+    )
+    .await;
+
+    // An editor changes the content without reading it: no answer tells which keys the
+    // current version has or how large it is.
+    change(
+        &admin,
+        &LockboxResource::Secret(id.clone()),
+        true,
+        "lockbox.editor",
+        "user:nobody",
+    )
+    .await;
+    let big = format!(r#"[{{"key":"k2","text_value":"{}"}}]"#, "w".repeat(6_000));
+    let err = as_nobody_failing(
+        &daemon,
+        &["secret", "add-version", "--id", &id, "--payload", &big],
+        "RESOURCE_EXHAUSTED",
+    );
+    assert!(err.contains("limit of 65536 bytes"), "{err}");
+    assert!(
+        !err.contains("66003"),
+        "the size of the payload shows: {err}"
+    );
+    as_nobody(
+        &daemon,
+        &[
+            "secret",
+            "add-version",
+            "--id",
+            &id,
+            "--remove-keys",
+            "no-such-key",
+        ],
+    )
+    .unwrap();
+    // Whoever may read the payload is told both.
+    let err = failure(
+        &daemon.run(["secret", "add-version", "--id", &id, "--payload", &big]),
+        "RESOURCE_EXHAUSTED",
+    );
+    assert!(err.contains("66003 bytes"), "{err}");
+    let err = failure(
+        &daemon.run([
+            "secret",
+            "add-version",
+            "--id",
+            &id,
+            "--remove-keys",
+            "no-such-key",
+        ]),
+        "INVALID_ARGUMENT",
+    );
+    assert!(err.contains("no such key"), "{err}");
 }

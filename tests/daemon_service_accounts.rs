@@ -295,3 +295,86 @@ async fn a_connection_s_next_read_follows_its_caller_and_its_bindings() {
         "after the role was revoked"
     );
 }
+
+/// A token with exactly `claims`, signed with `key`'s private key.
+fn token_with(key: &KeyFile, claims: lockbox_client::proto::token::Claims) -> String {
+    use lockbox_client::proto::token;
+    use p256::ecdsa::signature::Signer;
+    use p256::pkcs8::DecodePrivateKey;
+    let signing = p256::ecdsa::SigningKey::from_pkcs8_pem(&key.private_key).unwrap();
+    let header = token::Header {
+        alg: token::ALGORITHM.into(),
+        typ: "JWT".into(),
+        kid: key.id.clone(),
+    };
+    let input = token::signing_input(&header, &claims);
+    let signature: p256::ecdsa::Signature = signing.sign(input.as_bytes());
+    token::assemble(&input, &signature.to_bytes())
+}
+
+#[tokio::test]
+async fn claims_that_would_overflow_are_refused() {
+    let (_kms, daemon) = Daemon::with_kms("");
+    let admin = daemon.client().await;
+    let (sa, key) = account_with_key(&admin).await;
+    let claims = |iat: i64, exp: i64, jti: &str| lockbox_client::proto::token::Claims {
+        iss: sa.clone(),
+        aud: LOCKBOXD_AUDIENCE.into(),
+        iat,
+        exp,
+        jti: jti.into(),
+    };
+    for (iat, exp) in [(i64::MIN, 100), (i64::MIN, i64::MAX), (now(), i64::MAX)] {
+        let client = daemon.client().await;
+        let err = client
+            .authenticate(&token_with(&key, claims(iat, exp, "j")))
+            .await
+            .unwrap_err();
+        unauthenticated(err, "lifetime");
+    }
+    // Near the top of the range, expiry plus skew must not wrap into the past.
+    let client = daemon.client().await;
+    let err = client
+        .authenticate(&token_with(
+            &key,
+            claims(i64::MAX - 100, i64::MAX - 50, "j"),
+        ))
+        .await
+        .unwrap_err();
+    unauthenticated(err, "future");
+    // A token id longer than any client makes.
+    let client = daemon.client().await;
+    let err = client
+        .authenticate(&token_with(
+            &key,
+            claims(now(), now() + 60, &"j".repeat(129)),
+        ))
+        .await
+        .unwrap_err();
+    unauthenticated(err, "jti");
+}
+
+#[tokio::test]
+async fn the_replay_cache_is_bounded_and_forgets_expired_tokens() {
+    let (_kms, daemon) = Daemon::with_kms("[limits]\nlive_tokens = 2\n");
+    let admin = daemon.client().await;
+    let (_sa, key) = account_with_key(&admin).await;
+    let start = now();
+    for _ in 0..2 {
+        let token = key.sign_token(LOCKBOXD_AUDIENCE, start, 60).unwrap();
+        daemon.client().await.authenticate(&token).await.unwrap();
+    }
+    let token = key.sign_token(LOCKBOXD_AUDIENCE, start, 60).unwrap();
+    let err = daemon
+        .client()
+        .await
+        .authenticate(&token)
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&err), ErrorCode::ResourceExhausted, "{err}");
+    assert!(err.to_string().contains("2 remembered"), "{err}");
+    // Once the remembered tokens have expired, their room is free again.
+    let later = admin.danger_advance_clock(300).await.unwrap();
+    let token = key.sign_token(LOCKBOXD_AUDIENCE, later, 60).unwrap();
+    daemon.client().await.authenticate(&token).await.unwrap();
+}

@@ -368,3 +368,112 @@ async fn bindings_are_validated_listed_and_replaced() {
         ErrorCode::NotFound
     );
 }
+
+#[tokio::test]
+async fn a_relay_may_relay_only_crypto() {
+    let me = lockbox_tests::my_subject();
+    let mut kms = Kms::init(KmsOptions {
+        relays: vec![me],
+        ..KmsOptions::default()
+    });
+    kms.start();
+    let admin = kms.client().await;
+    let key = admin.create_symmetric_key(spec("f")).await.unwrap();
+    // alice may do everything with the key herself...
+    for role in ["kms.admin", "kms.keys.encrypterDecrypter"] {
+        grant(&admin, ResourceRef::Root, role, "user:alice").await;
+    }
+    let alice = admin.on_behalf_of(Principal {
+        subject: "user:alice".into(),
+        groups: Vec::new(),
+    });
+    // ...but through a relay, only the crypto a secrets daemon does for its callers.
+    let ct = alice.encrypt(&key.id, None, b"c", b"p").await.unwrap();
+    let plain = alice.decrypt(&key.id, b"c", &ct.ciphertext).await.unwrap();
+    assert_eq!(plain.plaintext.expose(), b"p");
+    alice
+        .re_encrypt(&key.id, None, b"d", &key.id, b"c", &ct.ciphertext)
+        .await
+        .unwrap();
+    alice
+        .generate_data_key(&key.id, None, b"c", SymmetricAlgorithm::Aes256, true)
+        .await
+        .unwrap();
+    let refused = |err: lockbox_client::CallError, name: &str| {
+        assert_eq!(error_code(&err), ErrorCode::PermissionDenied, "{err}");
+        assert!(
+            err.to_string()
+                .contains(&format!("{name} may not be relayed")),
+            "{err}"
+        );
+    };
+    refused(
+        alice.create_symmetric_key(spec("f")).await.unwrap_err(),
+        "CreateSymmetricKey",
+    );
+    refused(
+        alice.rotate(&key.id).await.unwrap_err(),
+        "RotateSymmetricKey",
+    );
+    refused(
+        alice
+            .update_access_bindings(
+                ResourceRef::Root,
+                vec![AccessBindingDelta {
+                    action: AccessBindingAction::Add,
+                    binding: AccessBinding {
+                        role_id: "kms.admin".into(),
+                        subject: "user:mallory".into(),
+                    },
+                }],
+            )
+            .await
+            .unwrap_err(),
+        "UpdateAccessBindings",
+    );
+    let version = admin
+        .get_symmetric_key(&key.id)
+        .await
+        .unwrap()
+        .primary_version
+        .id;
+    refused(
+        alice
+            .schedule_version_destruction(&key.id, &version, None)
+            .await
+            .unwrap_err(),
+        "ScheduleVersionDestruction",
+    );
+    refused(
+        alice.get_symmetric_key(&key.id).await.unwrap_err(),
+        "GetSymmetricKey",
+    );
+}
+
+#[test]
+fn only_a_unix_user_can_be_enrolled_as_a_relay() {
+    for flag in ["--relay", "--daemon"] {
+        for subject in [
+            "group:daemons",
+            "serviceAccount:aje00000000000000000",
+            "user:",
+            "alice",
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let out = std::process::Command::new(lockbox_tests::binary("lockbox-kms"))
+                .arg("init")
+                .arg("--state-dir")
+                .arg(dir.path().join("state"))
+                .args([flag, subject])
+                .output()
+                .unwrap();
+            assert!(!out.status.success(), "{flag} {subject}");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                err.contains("cannot be a relay: only a Unix user can"),
+                "{flag} {subject}: {err}"
+            );
+            assert!(!dir.path().join("state").join("keystore.sealed").exists());
+        }
+    }
+}

@@ -10,7 +10,7 @@ use lockbox_proto::token::{self, LOCKBOXD_AUDIENCE, MAX_LIFETIME};
 use p256::ecdsa::signature::Verifier;
 use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
 use p256::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
-use std::collections::HashMap;
+use std::collections::HashSet;
 use zeroize::Zeroizing;
 
 /// Clock skew tolerated between the signer and the daemon, seconds.
@@ -95,43 +95,119 @@ impl Presented {
         if claims.aud != LOCKBOXD_AUDIENCE {
             return Err(unauthenticated("the token is for another audience"));
         }
-        if claims.exp <= claims.iat || claims.exp - claims.iat > MAX_LIFETIME {
+        // Claims are the signer's to choose: every bound is checked without arithmetic on
+        // them that could overflow, and both ends lie within a lifetime of now.
+        let lifetime = claims.exp.checked_sub(claims.iat);
+        if !lifetime.is_some_and(|l| (1..=MAX_LIFETIME).contains(&l)) {
             return Err(unauthenticated(
                 "the token's lifetime is not between 1 s and 1 h",
             ));
         }
-        if claims.iat > now + SKEW {
+        if claims.iat > now.saturating_add(SKEW) {
             return Err(unauthenticated("the token is issued in the future"));
         }
-        if claims.exp + SKEW < now {
+        if claims.exp < now.saturating_sub(SKEW) {
             return Err(unauthenticated("the token has expired"));
         }
         Ok(())
     }
 
-    /// Records the token's id in `replays` at `now`; refused if it was used before.
+    /// Records the token in `replays` at `now`; refused if it was used before, and with
+    /// `ResourceExhausted` while the cache is full.
     pub fn use_once(&self, replays: &mut ReplayCache, now: i64) -> Result<(), LockboxError> {
         let claims = &self.0.claims;
-        if !replays.first_use(&claims.jti, claims.exp, now) {
-            return Err(unauthenticated("the token was already used"));
+        if claims.jti.is_empty() || claims.jti.len() > MAX_JTI {
+            return Err(unauthenticated(&format!(
+                "the token's jti must be 1 to {MAX_JTI} bytes"
+            )));
         }
-        Ok(())
+        match replays.first_use(&claims.iss, &claims.jti, claims.exp, now) {
+            FirstUse::Yes => Ok(()),
+            FirstUse::Replayed => Err(unauthenticated("the token was already used")),
+            FirstUse::Full => Err(LockboxError::ResourceExhausted(format!(
+                "too many service-account tokens are live ({} remembered against replay); \
+                 retry in a minute, or sign tokens with shorter lifetimes",
+                replays.len()
+            ))),
+        }
     }
 }
 
-/// Token ids seen and when they expire, so a token is accepted once.
-#[derive(Debug, Default)]
-pub struct ReplayCache(HashMap<String, i64>);
+/// Longest token id accepted, bytes.
+pub const MAX_JTI: usize = 128;
+
+/// Seconds of token expiry one bucket of the replay cache covers.
+const BUCKET: i64 = 60;
+
+/// What [`ReplayCache::first_use`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FirstUse {
+    /// Not seen before; now remembered.
+    Yes,
+    /// Seen before.
+    Replayed,
+    /// Not seen, but the cache holds as many tokens as it may.
+    Full,
+}
+
+/// The tokens accepted and not yet expired, so each is accepted once.
+///
+/// Kept by expiry in one-minute buckets: a token is looked up in its own expiry's bucket
+/// only (a replay carries the same signed expiry), and whole buckets are dropped once every
+/// token in them has expired. Bounded: past `capacity` live tokens, new ones are refused
+/// rather than remembered, until old ones expire.
+#[derive(Debug)]
+pub struct ReplayCache {
+    /// (issuer, jti) by the bucket of their expiry.
+    buckets: std::collections::BTreeMap<i64, HashSet<(String, String)>>,
+    /// Tokens held in all buckets.
+    len: usize,
+    /// Most tokens held.
+    capacity: usize,
+}
 
 impl ReplayCache {
-    /// Records `jti` (valid until `exp`); false if it was already used.
-    fn first_use(&mut self, jti: &str, exp: i64, now: i64) -> bool {
-        self.0.retain(|_, e| *e + SKEW >= now);
-        if self.0.contains_key(jti) {
-            return false;
+    /// An empty cache holding at most `capacity` tokens.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            buckets: Default::default(),
+            len: 0,
+            capacity,
         }
-        self.0.insert(jti.to_owned(), exp);
-        true
+    }
+
+    /// How many tokens are remembered.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no token is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Records the token (`iss`, `jti`) valid until `exp`, unless it was already used or
+    /// the cache is full.
+    fn first_use(&mut self, iss: &str, jti: &str, exp: i64, now: i64) -> FirstUse {
+        // Buckets whose every token is refused as expired anyway.
+        let live = now.saturating_sub(SKEW).div_euclid(BUCKET);
+        while let Some(entry) = self.buckets.first_entry() {
+            if *entry.key() >= live {
+                break;
+            }
+            self.len -= entry.remove().len();
+        }
+        let bucket = exp.div_euclid(BUCKET);
+        let key = (iss.to_owned(), jti.to_owned());
+        if self.buckets.get(&bucket).is_some_and(|b| b.contains(&key)) {
+            return FirstUse::Replayed;
+        }
+        if self.len >= self.capacity {
+            return FirstUse::Full;
+        }
+        self.buckets.entry(bucket).or_default().insert(key);
+        self.len += 1;
+        FirstUse::Yes
     }
 }
 
@@ -158,13 +234,63 @@ mod tests {
     use super::*;
 
     #[test]
-    fn replay_cache_accepts_once_and_forgets_expired_ids() {
-        let mut cache = ReplayCache::default();
-        assert!(cache.first_use("a", 100, 50));
-        assert!(!cache.first_use("a", 100, 60));
-        assert!(cache.first_use("b", 100, 60));
-        // Long after expiry the entry is dropped (the token itself is refused as expired).
-        assert!(cache.first_use("a", 100, 1000));
+    fn replay_cache_accepts_once_per_issuer_and_forgets_expired_buckets() {
+        let mut cache = ReplayCache::new(3);
+        assert_eq!(cache.first_use("sa1", "a", 100, 50), FirstUse::Yes);
+        assert_eq!(cache.first_use("sa1", "a", 100, 60), FirstUse::Replayed);
+        // Another account may pick the same id.
+        assert_eq!(cache.first_use("sa2", "a", 100, 60), FirstUse::Yes);
+        assert_eq!(cache.first_use("sa1", "b", 200, 60), FirstUse::Yes);
+        // Full: a new token is refused, a replay is still recognised as one.
+        assert_eq!(cache.first_use("sa1", "c", 200, 60), FirstUse::Full);
+        assert_eq!(cache.first_use("sa1", "b", 200, 60), FirstUse::Replayed);
+        // Once the first bucket's tokens are all past expiry and skew, it is dropped whole.
+        assert_eq!(
+            cache.first_use("sa1", "c", 300, 100 + SKEW + BUCKET),
+            FirstUse::Yes
+        );
+        assert_eq!(cache.len(), 2);
+    }
+
+    #[test]
+    fn claims_at_the_ends_of_the_integers_are_refused_not_overflowed() {
+        for (iat, exp) in [
+            (i64::MIN, 100),
+            (i64::MIN, i64::MAX),
+            (i64::MAX - 10, i64::MAX),
+            (-10, i64::MIN),
+        ] {
+            let claims = token::Claims {
+                iss: "aje00000000000000000".into(),
+                aud: LOCKBOXD_AUDIENCE.into(),
+                iat,
+                exp,
+                jti: "j".into(),
+            };
+            let (public, private) = new_key_pair().unwrap();
+            let presented = signed(&private, claims);
+            assert!(
+                matches!(
+                    presented.verify(&public, 1_000_000),
+                    Err(LockboxError::Unauthenticated(_))
+                ),
+                "{iat} {exp}"
+            );
+        }
+    }
+
+    fn signed(private_pem: &str, claims: token::Claims) -> Presented {
+        use p256::ecdsa::signature::Signer;
+        use p256::pkcs8::DecodePrivateKey;
+        let key = SigningKey::from_pkcs8_pem(private_pem).unwrap();
+        let header = token::Header {
+            alg: token::ALGORITHM.into(),
+            typ: "JWT".into(),
+            kid: "ajk00000000000000000".into(),
+        };
+        let input = token::signing_input(&header, &claims);
+        let signature: Signature = key.sign(input.as_bytes());
+        Presented::parse(&token::assemble(&input, &signature.to_bytes())).unwrap()
     }
 
     #[test]

@@ -49,6 +49,9 @@ pub struct Limits {
     pub versions_per_secret: u32,
     /// Bytes of keys and values in one version's payload.
     pub payload_bytes: usize,
+    /// Service-account tokens remembered against replay until they expire; past it, new
+    /// tokens are refused with `ResourceExhausted` (a token lives at most an hour).
+    pub live_tokens: usize,
 }
 
 impl Default for Limits {
@@ -57,6 +60,7 @@ impl Default for Limits {
             secrets_per_cloud: 10_000,
             versions_per_secret: 1_000,
             payload_bytes: 64 * 1024,
+            live_tokens: 100_000,
         }
     }
 }
@@ -146,7 +150,9 @@ impl Lockbox {
             generation: AtomicU64::new(0),
             defaults,
             bindings: RwLock::new(bindings),
-            replays: std::sync::Mutex::default(),
+            replays: std::sync::Mutex::new(crate::iam::tokens::ReplayCache::new(
+                limits.live_tokens,
+            )),
             read_cache: read_cache::ReadCache::new(read_cache_entries),
             cloud_orgs: RwLock::default(),
         })

@@ -12,7 +12,7 @@ use crate::error::LockboxError;
 use crate::iam::roles::Permission;
 use crate::model::entries::{self, EntriesLayout, Entry};
 use crate::model::{
-    SealedPayload, SecretRecord, SecretStatus, VersionMeta, VersionRecord, VersionStatus,
+    Resource, SealedPayload, SecretRecord, SecretStatus, VersionMeta, VersionRecord, VersionStatus,
     WrappedDek, validate,
 };
 use aes_gcm::Aes256Gcm;
@@ -199,13 +199,32 @@ impl Lockbox {
         }
         validate::secret_name(name)?;
         let folder = self.folder_or_default(folder_id)?;
-        let id = self
-            .records
-            .secret_id_by_name(&folder.id, name)?
-            .ok_or_else(|| {
-                LockboxError::NotFound(format!("no secret named {name:?} in folder {}", folder.id))
-            })?;
-        let secret = self.cached_secret(&id)?;
+        // Authorized before anything about the secret is told: a caller who may not read a
+        // secret of that name gets the same answer whether it exists or not.
+        let denied = || {
+            LockboxError::PermissionDenied(format!(
+                "permission {} denied on the secret named {name:?} in folder {} for {}",
+                Permission::GetPayload.name(),
+                folder.id,
+                caller.subject()
+            ))
+        };
+        let secret = match self.records.secret_id_by_name(&folder.id, name)? {
+            Some(id) => self.cached_secret(&id)?,
+            None => {
+                let chain = self.chain(&Resource::Folder(folder.id.clone()))?;
+                if !self.allowed(caller, &chain, Permission::GetPayload) {
+                    return Err(denied());
+                }
+                return Err(LockboxError::NotFound(format!(
+                    "no secret named {name:?} in folder {}",
+                    folder.id
+                )));
+            }
+        };
+        if !self.allowed(caller, &secret.chain, Permission::GetPayload) {
+            return Err(denied());
+        }
         self.read_payload(caller, secret, version_id).await
     }
 

@@ -1,7 +1,7 @@
 //! Secrets: create (with an optional first version and generated password), read, list,
 //! update, delete, activate and deactivate.
 
-use super::versions::{EntryChange, apply_changes, validate_changes};
+use super::versions::{BaseVisible, EntryChange, apply_changes, validate_changes};
 use super::{Caller, Done, Lockbox, WriterGuard};
 use crate::error::LockboxError;
 use crate::iam::roles::Permission;
@@ -155,7 +155,13 @@ impl Lockbox {
             }
             None
         } else {
-            let entries = apply_changes(Vec::new(), changes, self.limits.payload_bytes)?;
+            // No base: every entry is the caller's own.
+            let entries = apply_changes(
+                Vec::new(),
+                changes,
+                self.limits.payload_bytes,
+                BaseVisible::Yes,
+            )?;
             Some(
                 self.build_version(caller, &secret, new.version_description, entries)
                     .await?

@@ -65,11 +65,24 @@ pub(super) fn validate_changes(changes: &[EntryChange]) -> Result<(), LockboxErr
     Ok(())
 }
 
+/// Whether the caller of a change may read the base version's payload, and so be told what
+/// it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum BaseVisible {
+    /// It may: errors name the missing key and the size.
+    Yes,
+    /// It may not (an editor): removing a key the base lacks is not an error, and the size
+    /// error names only the limit, so no answer tells which keys the base has or how large
+    /// it is.
+    No,
+}
+
 /// The base entries with `changes` applied, checked against the size limit.
 pub(super) fn apply_changes(
     mut entries: Vec<Entry>,
     changes: Vec<EntryChange>,
     limit: usize,
+    visible: BaseVisible,
 ) -> Result<Vec<Entry>, LockboxError> {
     for change in changes {
         match change {
@@ -80,7 +93,7 @@ pub(super) fn apply_changes(
             EntryChange::Remove(key) => {
                 let before = entries.len();
                 entries.retain(|e| e.key != key);
-                if entries.len() == before {
+                if entries.len() == before && visible == BaseVisible::Yes {
                     return Err(LockboxError::InvalidArgument(format!(
                         "payload_entries: cannot remove {key:?}: the base version has no such key"
                     )));
@@ -90,9 +103,15 @@ pub(super) fn apply_changes(
     }
     let size: usize = entries.iter().map(|e| e.key.len() + e.value.len()).sum();
     if size > limit {
-        return Err(LockboxError::ResourceExhausted(format!(
-            "payload: {size} bytes of keys and values exceed the limit of {limit} bytes per version"
-        )));
+        return Err(LockboxError::ResourceExhausted(match visible {
+            BaseVisible::Yes => format!(
+                "payload: {size} bytes of keys and values exceed the limit of {limit} bytes per version"
+            ),
+            BaseVisible::No => format!(
+                "payload: the new version's keys and values would exceed the limit of {limit} \
+                 bytes per version"
+            ),
+        }));
     }
     Ok(entries)
 }
@@ -284,7 +303,20 @@ impl Lockbox {
             }
             None => Vec::new(),
         };
-        let entries = apply_changes(base_entries, new.changes.clone(), self.limits.payload_bytes)?;
+        let visible = match base_id {
+            Some(_)
+                if !self.allowed(caller, &self.secret_chain(secret)?, Permission::GetPayload) =>
+            {
+                BaseVisible::No
+            }
+            _ => BaseVisible::Yes,
+        };
+        let entries = apply_changes(
+            base_entries,
+            new.changes.clone(),
+            self.limits.payload_bytes,
+            visible,
+        )?;
         self.build_version(caller, secret, new.description.clone(), entries)
             .await
     }
@@ -505,6 +537,7 @@ mod tests {
                 EntryChange::Remove("a".into()),
             ],
             1024,
+            BaseVisible::Yes,
         )
         .unwrap();
         assert_eq!(out, vec![e("b", "22"), e("c", "3")]);
@@ -513,14 +546,20 @@ mod tests {
     #[test]
     fn removing_a_missing_key_or_exceeding_the_size_fails() {
         assert!(matches!(
-            apply_changes(vec![], vec![EntryChange::Remove("x".into())], 1024),
+            apply_changes(
+                vec![],
+                vec![EntryChange::Remove("x".into())],
+                1024,
+                BaseVisible::Yes
+            ),
             Err(LockboxError::InvalidArgument(_))
         ));
         assert!(matches!(
             apply_changes(
                 vec![],
                 vec![EntryChange::Set(e("k", &"v".repeat(100)))],
-                100
+                100,
+                BaseVisible::Yes
             ),
             Err(LockboxError::ResourceExhausted(_))
         ));
