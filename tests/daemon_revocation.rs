@@ -13,6 +13,7 @@ use lockbox_client::proto::token::LOCKBOXD_AUDIENCE;
 use lockbox_client::sa::{KeyFile, now};
 use lockbox_client::{CallError, LockboxClient, error_code};
 use lockbox_rpc::Channel;
+use lockbox_tests::gate::KmsGate;
 use lockbox_tests::payload::{map, secret, set};
 use lockbox_tests::{Daemon, Kms, KmsOptions, NOBODY, failure, is_root, my_subject, success};
 use std::sync::Arc;
@@ -395,4 +396,168 @@ async fn reading_as_a_service_account_still_works_across_the_connection_s_age() 
     admin.danger_advance_clock(61).await.unwrap();
     clock.fetch_add(61, Ordering::SeqCst);
     assert_eq!(map(&robot.get_payload(&id, None).await.unwrap())["k"], "v");
+}
+
+/// A KMS key in folder `f` that `subjects` may encrypt and decrypt with.
+async fn shared_kms_key(kms: &Kms, subjects: &[&str]) -> String {
+    let k = kms.client().await;
+    let key = lockbox_client::proto::kms::CreateSymmetricKey {
+        folder_id: "f".into(),
+        name: String::new(),
+        description: String::new(),
+        labels: Default::default(),
+        default_algorithm: lockbox_client::proto::kms::SymmetricAlgorithm::Aes256,
+        rotation_period: None,
+        deletion_protection: false,
+    };
+    let key = k.create_symmetric_key(key).await.unwrap().id;
+    for subject in subjects {
+        k.update_access_bindings(
+            lockbox_client::proto::kms::ResourceRef::Key(key.clone()),
+            vec![AccessBindingDelta {
+                action: AccessBindingAction::Add,
+                binding: AccessBinding {
+                    role_id: "kms.keys.encrypterDecrypter".into(),
+                    subject: (*subject).to_owned(),
+                },
+            }],
+        )
+        .await
+        .unwrap();
+    }
+    key
+}
+
+/// A KMS, a gate in front of it, a daemon behind the gate and an administrator's client.
+async fn behind_a_gate() -> (Kms, KmsGate, Daemon, LockboxClient) {
+    let mut kms = Kms::init(KmsOptions {
+        enrol_daemon: true,
+        ..KmsOptions::default()
+    });
+    kms.start();
+    let gate = KmsGate::start(&kms.dir().join("gate.sock"), &kms.socket()).await;
+    let mut daemon = Daemon::new(&kms, "").with_kms_socket(gate.socket());
+    daemon.start();
+    let admin = daemon.client().await;
+    (kms, gate, daemon, admin)
+}
+
+/// A service account with a key, a client acting as it, and its subject.
+async fn robot(daemon: &Daemon, admin: &LockboxClient) -> (LockboxClient, String) {
+    let sa = admin
+        .create_service_account("", "robot", "")
+        .await
+        .unwrap()
+        .id;
+    let key = admin.create_service_account_key(&sa, "").await.unwrap();
+    let client = LockboxClient::connect_as(&daemon.socket(), &key)
+        .await
+        .unwrap();
+    (client, format!("serviceAccount:{sa}"))
+}
+
+// Multi-threaded: the gate serves lockboxd while the test blocks starting it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_removed_while_a_version_is_sealed_stops_the_write_and_no_write_waits_for_the_kms() {
+    let (kms, mut gate, daemon, admin) = behind_a_gate().await;
+    let (robot, subject) = robot(&daemon, &admin).await;
+    let key = shared_kms_key(&kms, &[&my_subject(), &subject]).await;
+    let mut spec = secret("keyed", vec![set("a", "1")]);
+    spec.kms_key_id = key;
+    let id = admin.create_secret(spec).await.unwrap().resource_id;
+    let on_secret = LockboxResource::Secret(id.clone());
+    grant(&admin, on_secret.clone(), "lockbox.editor", &subject).await;
+    grant(&admin, on_secret.clone(), "lockbox.payloadViewer", &subject).await;
+
+    gate.hold(&subject);
+    let adding = tokio::spawn({
+        let (robot, id) = (robot.clone(), id.clone());
+        async move {
+            robot
+                .add_version(lockbox_client::proto::lockbox::AddVersion {
+                    secret_id: id,
+                    description: String::new(),
+                    payload_entries: vec![set("b", "2")],
+                    base_version_id: None,
+                })
+                .await
+        }
+    });
+    // The robot's addition reads the current version's data key, then seals its own.
+    gate.arrival().await;
+    gate.allow(1);
+    gate.arrival().await;
+    // Meanwhile another version becomes current.
+    admin
+        .add_version(lockbox_client::proto::lockbox::AddVersion {
+            secret_id: id.clone(),
+            description: String::new(),
+            payload_entries: vec![set("c", "3")],
+            base_version_id: None,
+        })
+        .await
+        .unwrap();
+    // The robot's version is sealed; it is then built again on the new current version,
+    // whose data key it asks the KMS for: held here.
+    gate.allow(1);
+    gate.arrival().await;
+    // No mutation waits for the KMS: the robot's role goes while its addition is held.
+    let revoke = admin.update_access_bindings(
+        on_secret.clone(),
+        vec![AccessBindingDelta {
+            action: AccessBindingAction::Remove,
+            binding: AccessBinding {
+                role_id: "lockbox.editor".into(),
+                subject: subject.clone(),
+            },
+        }],
+    );
+    tokio::time::timeout(std::time::Duration::from_secs(30), revoke)
+        .await
+        .expect("a binding change waited for a KMS round trip of another write")
+        .unwrap();
+    gate.allow(100);
+    let err = adding.await.unwrap().unwrap_err();
+    assert_eq!(error_code(&err), ErrorCode::PermissionDenied, "{err}");
+    let (versions, _) = admin.list_versions(&id, Default::default()).await.unwrap();
+    assert_eq!(versions.len(), 2, "{versions:?}");
+    let current = admin.get_payload(&id, None).await.unwrap();
+    assert_eq!(map(&current).len(), 2, "a and c, without the robot's b");
+}
+
+// Multi-threaded: the gate serves lockboxd while the test blocks starting it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_folder_deleted_while_a_first_version_is_sealed_stops_the_creation() {
+    let (kms, mut gate, daemon, admin) = behind_a_gate().await;
+    let (robot, subject) = robot(&daemon, &admin).await;
+    let key = shared_kms_key(&kms, &[&my_subject(), &subject]).await;
+    let (folder, _) = admin_folder(&admin).await;
+    grant(
+        &admin,
+        LockboxResource::Folder(folder.clone()),
+        "lockbox.editor",
+        &subject,
+    )
+    .await;
+    gate.hold(&subject);
+    let creating = tokio::spawn({
+        let (robot, folder) = (robot.clone(), folder.clone());
+        async move {
+            let mut spec = secret("late", vec![set("a", "1")]);
+            spec.folder_id = folder;
+            spec.kms_key_id = key;
+            robot.create_secret(spec).await
+        }
+    });
+    gate.arrival().await;
+    admin.delete_folder(&folder).await.unwrap();
+    gate.allow(100);
+    let err = creating.await.unwrap().unwrap_err();
+    assert_eq!(error_code(&err), ErrorCode::NotFound, "{err}");
+    assert!(err.to_string().contains(&folder), "{err}");
+}
+
+async fn admin_folder(admin: &LockboxClient) -> (String, ()) {
+    let op = admin.create_folder("", "work", "").await.unwrap();
+    (op.resource_id, ())
 }

@@ -6,6 +6,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test support: a failure should abort the test
 
 use lockbox_client::KmsClient;
+
+pub mod gate;
 use std::ffi::OsStr;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
@@ -429,6 +431,12 @@ impl Daemon {
         let daemon = Self::new(kms, config);
         copy_dir(data, &daemon.data_dir());
         daemon
+    }
+
+    /// The daemon, talking to the KMS through `socket` (a [`gate::KmsGate`]) instead.
+    pub fn with_kms_socket(mut self, socket: &Path) -> Self {
+        self.kms_socket = socket.to_owned();
+        self
     }
 
     /// Starts a KMS enrolled for the daemon and a daemon with `config`, both ready.

@@ -170,6 +170,14 @@ impl Lockbox {
         };
 
         let writer = self.write_lock().await;
+        // The folder or the caller's role may have gone while the first version was being
+        // sealed: checked again under the writer lock, where both are the committed ones.
+        let folder = self.folder_or_default(&secret.folder_id)?;
+        self.authorize(
+            caller,
+            &self.chain(&Resource::Folder(folder.id))?,
+            Permission::Create,
+        )?;
         self.check_name_free(&secret.folder_id, &secret.name, None)?;
         let count = self.records.secret_count(&secret.cloud_id)?;
         let limit = self.limits.secrets_per_cloud;

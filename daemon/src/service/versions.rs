@@ -38,6 +38,10 @@ pub struct NewVersion {
     pub base_version_id: Option<String>,
 }
 
+/// How many times `add_version` builds its version again on a current version that moved
+/// before giving up.
+const MAX_REBUILDS: usize = 16;
+
 /// A new version, sealed but not yet stored.
 pub(super) struct BuiltVersion {
     /// The record to store.
@@ -220,10 +224,12 @@ impl Lockbox {
     /// Adds a version: the base version's entries with the changes applied. It becomes the
     /// current version.
     ///
-    /// The version is sealed outside the writer lock (sealing may call lockbox-kms). When it
-    /// was built on the current version and another version became current meanwhile, it is
-    /// built again on that one under the lock, so concurrent additions never lose each
-    /// other's changes.
+    /// The version is sealed outside the writer lock (sealing may call lockbox-kms, and no
+    /// mutation waits for the KMS). Under the lock the permission is checked again, so a
+    /// role removed while the version was being sealed stops the write. When the version
+    /// was built on the current version and another version became current meanwhile, the
+    /// lock is released and the version built again on that one, so concurrent additions
+    /// never lose each other's changes.
     ///
     /// The new secret and version are written through to the read cache, so the next
     /// addition to the secret and reads of its payload go to neither the store nor the
@@ -241,50 +247,60 @@ impl Lockbox {
         let before = self.cached_secret(secret_id)?;
         self.authorize(caller, &before.chain, Permission::AddVersion)?;
         self.check_version_quota(&before.record)?;
-        let base_id = new
+        let mut base_id = new
             .base_version_id
-            .as_deref()
-            .or(before.record.current_version_id.as_deref());
+            .clone()
+            .or_else(|| before.record.current_version_id.clone());
         let mut version = self
-            .version_over(caller, &before.record, base_id, &new)
+            .version_over(caller, &before.record, base_id.as_deref(), &new)
             .await?;
-
-        let writer = self.write_lock().await;
-        // The secret may have changed (or gone) while the payload was being sealed. Under the
-        // writer lock the read cache agrees with the store (see `cached_secret`).
-        let hot = self.cached_secret(secret_id)?;
-        let mut secret = hot.record.clone();
-        self.check_version_quota(&secret)?;
-        if new.base_version_id.is_none() && secret.current_version_id.as_deref() != base_id {
-            version = self
-                .version_over(caller, &secret, secret.current_version_id.as_deref(), &new)
-                .await?;
+        for _ in 0..MAX_REBUILDS {
+            let writer = self.write_lock().await;
+            // The secret or the caller's roles may have changed (or gone) while the payload
+            // was being sealed. Under the writer lock the read cache agrees with the store
+            // (see `cached_secret`) and the bindings are the committed ones.
+            let hot = self.cached_secret(secret_id)?;
+            self.authorize(caller, &hot.chain, Permission::AddVersion)?;
+            let mut secret = hot.record.clone();
+            self.check_version_quota(&secret)?;
+            if new.base_version_id.is_none() && secret.current_version_id != base_id {
+                drop(writer);
+                base_id.clone_from(&secret.current_version_id);
+                version = self
+                    .version_over(caller, &secret, base_id.as_deref(), &new)
+                    .await?;
+                continue;
+            }
+            secret.version_count += 1;
+            let superseded = secret
+                .current_version_id
+                .replace(version.record.meta.id.clone());
+            let mut batch = Batch::default();
+            self.records.put_version(&mut batch, &version.record);
+            self.records
+                .put_secret(&mut batch, &secret, Some(&secret.name));
+            let done = self.record(
+                &mut batch,
+                caller,
+                "Add secret version",
+                &secret.id,
+                OperationOutcome::Version(version.record.meta.clone()),
+            );
+            self.commit_then(writer, batch, || {
+                self.read_cache
+                    .put_version(version.record, version.dek, superseded.as_deref());
+                self.read_cache.put_secret(CachedSecret {
+                    record: secret,
+                    chain: hot.chain.clone(),
+                });
+            })
+            .await?;
+            return Ok(done);
         }
-        secret.version_count += 1;
-        let superseded = secret
-            .current_version_id
-            .replace(version.record.meta.id.clone());
-        let mut batch = Batch::default();
-        self.records.put_version(&mut batch, &version.record);
-        self.records
-            .put_secret(&mut batch, &secret, Some(&secret.name));
-        let done = self.record(
-            &mut batch,
-            caller,
-            "Add secret version",
-            &secret.id,
-            OperationOutcome::Version(version.record.meta.clone()),
-        );
-        self.commit_then(writer, batch, || {
-            self.read_cache
-                .put_version(version.record, version.dek, superseded.as_deref());
-            self.read_cache.put_secret(CachedSecret {
-                record: secret,
-                chain: hot.chain.clone(),
-            });
-        })
-        .await?;
-        Ok(done)
+        Err(LockboxError::Unavailable(format!(
+            "secret {secret_id} got {MAX_REBUILDS} other new versions while this one was being \
+             built on the current one; try again"
+        )))
     }
 
     /// A new version of `secret`: the entries of version `base_id` (none: empty) with the
