@@ -148,6 +148,64 @@ impl Lockbox {
         validate::id(field, id)
     }
 
+    /// The bindings a deletion takes with it: every list that changes when `resource`'s
+    /// own bindings go and `subject` (a deleted account) is taken out of every other
+    /// resource's, with its new contents (empty: deleted). Computed under the writer lock;
+    /// [`put_binding_changes`](Self::put_binding_changes) writes them into the deletion's
+    /// batch and [`install_binding_changes`](Self::install_binding_changes) into the cache
+    /// once it is applied.
+    pub(super) fn bindings_going_with(
+        &self,
+        resource: Option<&Resource>,
+        subject: Option<&str>,
+    ) -> Vec<(Resource, Vec<Binding>)> {
+        let cache = self.bindings.read().unwrap_or_else(|p| p.into_inner());
+        let mut changes = Vec::new();
+        if let Some(resource) = resource
+            && cache.contains_key(resource)
+        {
+            changes.push((resource.clone(), Vec::new()));
+        }
+        if let Some(subject) = subject {
+            for (r, rb) in cache.iter() {
+                if Some(r) == resource || !rb.list().iter().any(|b| b.subject == subject) {
+                    continue;
+                }
+                let kept = rb
+                    .list()
+                    .iter()
+                    .filter(|b| b.subject != subject)
+                    .cloned()
+                    .collect();
+                changes.push((r.clone(), kept));
+            }
+        }
+        changes
+    }
+
+    /// Adds `changes` (from [`bindings_going_with`](Self::bindings_going_with)) to `batch`.
+    pub(super) fn put_binding_changes(
+        &self,
+        batch: &mut Batch,
+        changes: &[(Resource, Vec<Binding>)],
+    ) {
+        for (resource, list) in changes {
+            self.records.put_bindings(batch, resource, list);
+        }
+    }
+
+    /// Puts applied `changes` into the bindings cache; under the writer lock.
+    pub(super) fn install_binding_changes(&self, changes: Vec<(Resource, Vec<Binding>)>) {
+        let mut cache = self.bindings.write().unwrap_or_else(|p| p.into_inner());
+        for (resource, list) in changes {
+            if list.is_empty() {
+                cache.remove(&resource);
+            } else {
+                cache.insert(resource, ResourceBindings::new(list));
+            }
+        }
+    }
+
     /// Bindings attached directly to `resource`.
     pub fn list_access_bindings(
         &self,
@@ -274,18 +332,11 @@ impl Lockbox {
             &id,
             OperationOutcome::Empty,
         );
-        let ticket = self.apply(batch)?;
-        {
-            // Under the writer lock, so the next mutation sees these bindings.
-            let mut cache = self.bindings.write().unwrap_or_else(|p| p.into_inner());
-            if next.is_empty() {
-                cache.remove(resource);
-            } else {
-                cache.insert(resource.clone(), ResourceBindings::new(next));
-            }
-        }
-        drop(writer);
-        self.durable(ticket).await?;
+        // Into the cache under the writer lock, so the next mutation sees these bindings.
+        self.commit_then(writer, batch, || {
+            self.install_binding_changes(vec![(resource.clone(), next)]);
+        })
+        .await?;
         tracing::info!(%resource, subject = caller.subject(), "access bindings changed");
         Ok(done)
     }

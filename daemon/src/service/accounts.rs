@@ -152,7 +152,13 @@ impl Lockbox {
         let account = self.authorized_account(caller, id, Permission::SetAccessBindings)?;
         let mut batch = Batch::default();
         self.records.delete_service_account(&mut batch, &account)?;
-        self.commit(writer, batch).await
+        // Its roles go with it (lockbox-kms keeps its own bindings, which name an account
+        // that can no longer act).
+        let bindings =
+            self.bindings_going_with(None, Some(&format!("serviceAccount:{}", account.id)));
+        self.put_binding_changes(&mut batch, &bindings);
+        self.commit_then(writer, batch, || self.install_binding_changes(bindings))
+            .await
     }
 
     /// Creates a key pair for an account; only the public half is stored.

@@ -11,37 +11,30 @@ use crate::model::{Binding, Cloud, Folder, OperationOutcome, Organization, SCHEM
 use crate::store::Batch;
 use crate::store::records::{Defaults, Listed, Records, for_each_page};
 
-/// Prepares a store for use: refuses a newer schema; on first start records the schema and
-/// creates the default organization, cloud and folder; and whenever no access binding
-/// exists at all, makes `admins` `organization-manager.organizations.owner` of the default
-/// organization, so a fresh install (or one from before access control) has someone who
-/// can manage it. Returns the default ids.
+/// Prepares a store for use: refuses a newer schema, and on first start records the schema
+/// and creates the default organization, cloud and folder, making `admins`
+/// `organization-manager.organizations.owner` of the organization in the same batch, so a
+/// fresh install has someone who can manage it. Never again: an installation whose owners
+/// removed every binding stays without one. Returns the default ids.
 pub fn bootstrap(records: &Records, now: i64, admins: &[String]) -> Result<Defaults, LockboxError> {
-    let defaults = ensure_defaults(records, now)?;
-    if records.all_bindings()?.is_empty() && !admins.is_empty() {
-        let owners: Vec<Binding> = admins
-            .iter()
-            .map(|subject| Binding {
-                role: "organization-manager.organizations.owner".into(),
-                subject: subject.clone(),
-            })
-            .collect();
-        for b in &owners {
-            validate_binding(b)?;
-        }
-        let mut batch = Batch::default();
-        records.put_bindings(
-            &mut batch,
-            &Resource::Organization(defaults.organization_id.clone()),
-            &owners,
-        );
-        records.commit(batch)?;
-        tracing::info!(admins = ?admins, "made the administrators owners of the default organization");
+    let owners: Vec<Binding> = admins
+        .iter()
+        .map(|subject| Binding {
+            role: "organization-manager.organizations.owner".into(),
+            subject: subject.clone(),
+        })
+        .collect();
+    for b in &owners {
+        validate_binding(b)?;
     }
-    Ok(defaults)
+    ensure_defaults(records, now, &owners)
 }
 
-fn ensure_defaults(records: &Records, now: i64) -> Result<Defaults, LockboxError> {
+fn ensure_defaults(
+    records: &Records,
+    now: i64,
+    owners: &[Binding],
+) -> Result<Defaults, LockboxError> {
     match records.schema()? {
         Some(schema) if schema > SCHEMA => {
             return Err(LockboxError::FailedPrecondition(format!(
@@ -89,8 +82,17 @@ fn ensure_defaults(records: &Records, now: i64) -> Result<Defaults, LockboxError
     records.put_cloud(&mut batch, &cloud);
     records.put_folder(&mut batch, &folder);
     records.put_defaults(&mut batch, &defaults);
+    records.put_bindings(
+        &mut batch,
+        &Resource::Organization(organization.id.clone()),
+        owners,
+    );
     records.commit(batch)?;
     tracing::info!(folder_id = %folder.id, "created the default organization, cloud and folder");
+    if !owners.is_empty() {
+        let subjects: Vec<&str> = owners.iter().map(|b| b.subject.as_str()).collect();
+        tracing::info!(admins = ?subjects, "made the administrators owners of the default organization");
+    }
     Ok(defaults)
 }
 
@@ -225,7 +227,7 @@ impl Lockbox {
         Ok(page)
     }
 
-    /// Deletes a cloud that has no folders.
+    /// Deletes a cloud that has no folders, and the bindings on it.
     pub async fn delete_cloud(
         &self,
         caller: &Caller,
@@ -246,6 +248,8 @@ impl Lockbox {
         }
         let mut batch = Batch::default();
         self.records.delete_cloud(&mut batch, &cloud.id);
+        let bindings = self.bindings_going_with(Some(&Resource::Cloud(cloud.id.clone())), None);
+        self.put_binding_changes(&mut batch, &bindings);
         let done = self.record(
             &mut batch,
             caller,
@@ -253,7 +257,8 @@ impl Lockbox {
             &cloud.id,
             OperationOutcome::Empty,
         );
-        self.commit(writer, batch).await?;
+        self.commit_then(writer, batch, || self.install_binding_changes(bindings))
+            .await?;
         // After the delete is applied, so no reader can put the entry back.
         self.cloud_orgs
             .write()
@@ -345,7 +350,8 @@ impl Lockbox {
         Ok(page)
     }
 
-    /// Deletes a folder that holds no secrets. The default folder stays.
+    /// Deletes a folder that holds no secrets and no service accounts, and the bindings on
+    /// it. The default folder stays.
     pub async fn delete_folder(
         &self,
         caller: &Caller,
@@ -364,13 +370,28 @@ impl Lockbox {
                 "the default folder cannot be deleted".into(),
             ));
         }
+        let mut left = Vec::new();
         if self.records.folder_has_secrets(&folder.id)? {
+            left.push("secrets");
+        }
+        if !self
+            .records
+            .service_accounts_in_folder(&folder.id, "", 1)?
+            .items
+            .is_empty()
+        {
+            left.push("service accounts");
+        }
+        if !left.is_empty() {
             return Err(LockboxError::FailedPrecondition(format!(
-                "folder {folder_id} still has secrets; delete them first"
+                "folder {folder_id} still holds {}; delete them first",
+                left.join(" and ")
             )));
         }
         let mut batch = Batch::default();
         self.records.delete_folder(&mut batch, &folder);
+        let bindings = self.bindings_going_with(Some(&Resource::Folder(folder.id.clone())), None);
+        self.put_binding_changes(&mut batch, &bindings);
         let done = self.record(
             &mut batch,
             caller,
@@ -378,7 +399,8 @@ impl Lockbox {
             &folder.id,
             OperationOutcome::Empty,
         );
-        self.commit(writer, batch).await?;
+        self.commit_then(writer, batch, || self.install_binding_changes(bindings))
+            .await?;
         Ok(done)
     }
 }

@@ -374,6 +374,8 @@ impl Lockbox {
         self.records.delete_versions(&mut batch, &secret.id)?;
         self.records.delete_operations(&mut batch, &secret.id)?;
         self.records.delete_secret(&mut batch, &secret);
+        let bindings = self.bindings_going_with(Some(&Resource::Secret(secret.id.clone())), None);
+        self.put_binding_changes(&mut batch, &bindings);
         let count = self.records.secret_count(&secret.cloud_id)?;
         self.records
             .put_secret_count(&mut batch, &secret.cloud_id, count.saturating_sub(1));
@@ -388,7 +390,8 @@ impl Lockbox {
                 outcome: OperationOutcome::Empty,
             },
         };
-        self.commit(writer, batch).await?;
+        self.commit_then(writer, batch, || self.install_binding_changes(bindings))
+            .await?;
         tracing::info!(secret_id, subject = caller.subject(), "secret deleted");
         Ok(done)
     }
