@@ -302,7 +302,7 @@ async fn permission_matrix_follows_the_seed_action_table() {
 }
 
 #[tokio::test]
-async fn denials_name_the_permission_and_lists_show_only_what_the_caller_may_see() {
+async fn denials_name_the_permission_and_listing_needs_a_role_on_the_container() {
     let (_kms, daemon) = started();
     let admin = daemon.client().await;
     let visible = admin
@@ -322,27 +322,54 @@ async fn denials_name_the_permission_and_lists_show_only_what_the_caller_may_see
         "user:nobody",
     )
     .await;
+    let list = |args: &[&str]| {
+        daemon
+            .cli()
+            .uid(NOBODY)
+            .gid(NOBODY)
+            .args(args)
+            .output()
+            .unwrap()
+    };
 
-    let out = daemon
-        .cli()
-        .uid(NOBODY)
-        .gid(NOBODY)
-        .args(["secret", "list", "--format", "json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    // A role on one secret reads that secret, but does not list the folder: neither the
+    // other secrets nor their ids (as page tokens) are the caller's to see.
+    assert!(list(&["secret", "get", "--id", &visible]).status.success());
+    let err = failure(
+        &list(&["secret", "list", "--page-size", "1"]),
+        "PERMISSION_DENIED",
     );
+    assert!(err.contains("lockbox.secrets.get"), "{err}");
+    assert!(err.contains("folder"), "{err}");
+    failure(
+        &list(&["resource-manager", "folder", "list"]),
+        "PERMISSION_DENIED",
+    );
+    failure(
+        &list(&["resource-manager", "cloud", "list"]),
+        "PERMISSION_DENIED",
+    );
+
+    // A role on the folder lists all of it.
+    let folder = admin.get_secret(&visible).await.unwrap().folder_id;
+    change(
+        &admin,
+        &LockboxResource::Folder(folder),
+        true,
+        "lockbox.viewer",
+        "user:nobody",
+    )
+    .await;
+    let out = list(&["secret", "list", "--format", "json"]);
     let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let names: Vec<_> = listed
+    let mut names: Vec<_> = listed
         .as_array()
         .unwrap()
         .iter()
         .map(|s| s["name"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(names, vec!["visible"]);
+    names.sort();
+    assert_eq!(names, vec!["hidden", "visible"]);
 
     let err = as_nobody(&daemon, &["payload", "get", "--id", &visible]).unwrap_err();
     assert!(err.contains("lockbox.payloads.get"), "{err}");

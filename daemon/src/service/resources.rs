@@ -209,7 +209,7 @@ impl Lockbox {
         Ok(cloud)
     }
 
-    /// Clouds, oldest first.
+    /// Clouds, oldest first. Needs the right to read metadata on the organization.
     pub fn list_clouds(
         &self,
         caller: &Caller,
@@ -217,14 +217,10 @@ impl Lockbox {
         page_token: &str,
     ) -> Result<Listed<Cloud>, LockboxError> {
         validate::page_token(page_token)?;
-        let mut page = self
-            .records
-            .clouds(page_token, validate::page_size(page_size)?)?;
-        page.items.retain(|c| {
-            self.chain(&Resource::Cloud(c.id.clone()))
-                .is_ok_and(|chain| self.allowed(caller, &chain, Permission::Get))
-        });
-        Ok(page)
+        let size = validate::page_size(page_size)?;
+        let organization = Resource::Organization(self.defaults.organization_id.clone());
+        self.authorize(caller, &[organization], Permission::Get)?;
+        Ok(self.records.clouds(page_token, size)?)
     }
 
     /// Deletes a cloud that has no folders, and the bindings on it.
@@ -329,7 +325,8 @@ impl Lockbox {
         Ok(folder)
     }
 
-    /// A cloud's folders (empty: the default cloud), oldest first.
+    /// A cloud's folders (empty: the default cloud), oldest first. Needs the right to read
+    /// metadata on the cloud (or above).
     pub fn list_folders(
         &self,
         caller: &Caller,
@@ -338,16 +335,14 @@ impl Lockbox {
         page_token: &str,
     ) -> Result<Listed<Folder>, LockboxError> {
         validate::page_token(page_token)?;
+        let size = validate::page_size(page_size)?;
         let cloud = self.cloud_or_default(cloud_id)?;
-        let cloud_chain = self.chain(&Resource::Cloud(cloud.id.clone()))?;
-        let sees_all = self.allowed(caller, &cloud_chain, Permission::Get);
-        let mut page =
-            self.records
-                .folders(&cloud.id, page_token, validate::page_size(page_size)?)?;
-        page.items.retain(|f| {
-            sees_all || self.allowed(caller, &[Resource::Folder(f.id.clone())], Permission::Get)
-        });
-        Ok(page)
+        self.authorize(
+            caller,
+            &self.chain(&Resource::Cloud(cloud.id.clone()))?,
+            Permission::Get,
+        )?;
+        Ok(self.records.folders(&cloud.id, page_token, size)?)
     }
 
     /// Deletes a folder that holds no secrets and no service accounts, and the bindings on
