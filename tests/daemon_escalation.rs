@@ -185,3 +185,171 @@ async fn ownership_is_granted_on_the_first_start_only() {
         daemon.log()
     );
 }
+
+/// Runs the CLI as `nobody`.
+fn as_nobody(daemon: &Daemon, args: &[&str]) -> std::process::Output {
+    use std::os::unix::process::CommandExt;
+    daemon
+        .cli()
+        .uid(lockbox_tests::NOBODY)
+        .gid(lockbox_tests::NOBODY)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_key_for_a_service_account_needs_the_reach_to_grant_its_roles() {
+    assert!(
+        lockbox_tests::is_root(),
+        "this test runs the CLI as another Unix user and must run as root (CI does)"
+    );
+    let (kms, daemon) = Daemon::with_kms("");
+    let status = std::process::Command::new("chgrp")
+        .arg(lockbox_tests::NOBODY.to_string())
+        .arg(daemon.socket())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let admin = daemon.client().await;
+    let folder = admin
+        .create_folder("", "team", "")
+        .await
+        .unwrap()
+        .resource_id;
+    let on_folder = LockboxResource::Folder(folder.clone());
+    change(
+        &admin,
+        on_folder.clone(),
+        true,
+        "lockbox.admin",
+        "user:nobody",
+    )
+    .await;
+    let account = |name: &'static str| {
+        let (admin, folder) = (admin.clone(), folder.clone());
+        async move {
+            admin
+                .create_service_account(&folder, name, "")
+                .await
+                .unwrap()
+                .id
+        }
+    };
+    let keys_dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        keys_dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let create_key = |sa: &str| {
+        let out = keys_dir.path().join(format!("{sa}.json"));
+        as_nobody(
+            &daemon,
+            &[
+                "iam",
+                "key",
+                "create",
+                "--service-account-id",
+                sa,
+                "--output",
+                out.to_str().unwrap(),
+            ],
+        )
+    };
+
+    // Within nobody's reach: a viewer of the folder nobody administers.
+    let within = account("within").await;
+    change(
+        &admin,
+        on_folder.clone(),
+        true,
+        "lockbox.viewer",
+        &format!("serviceAccount:{within}"),
+    )
+    .await;
+    lockbox_tests::success(&create_key(&within));
+
+    // Beyond it: a reader of a secret elsewhere, and an owner of the organization.
+    let elsewhere = admin
+        .create_secret(secret("elsewhere", vec![set("k", "v")]))
+        .await
+        .unwrap()
+        .resource_id;
+    let reader = account("reader").await;
+    change(
+        &admin,
+        LockboxResource::Secret(elsewhere),
+        true,
+        "lockbox.payloadViewer",
+        &format!("serviceAccount:{reader}"),
+    )
+    .await;
+    let err = lockbox_tests::failure(&create_key(&reader), "PERMISSION_DENIED");
+    assert!(err.contains("lockbox.payloadViewer"), "{err}");
+    let (clouds, _) = admin.list_clouds(Page::default()).await.unwrap();
+    let owner = account("owner").await;
+    change(
+        &admin,
+        LockboxResource::Organization(clouds[0].organization_id.clone()),
+        true,
+        "organization-manager.organizations.owner",
+        &format!("serviceAccount:{owner}"),
+    )
+    .await;
+    lockbox_tests::failure(&create_key(&owner), "PERMISSION_DENIED");
+
+    // Beyond it in the other authority: a decrypter of a KMS key nobody does not administer.
+    let decrypter = account("decrypter").await;
+    let k = kms.client().await;
+    let key = k
+        .create_symmetric_key(lockbox_client::proto::kms::CreateSymmetricKey {
+            folder_id: "f".into(),
+            name: String::new(),
+            description: String::new(),
+            labels: Default::default(),
+            default_algorithm: lockbox_client::proto::kms::SymmetricAlgorithm::Aes256,
+            rotation_period: None,
+            deletion_protection: false,
+        })
+        .await
+        .unwrap()
+        .id;
+    k.update_access_bindings(
+        lockbox_client::proto::kms::ResourceRef::Key(key),
+        vec![AccessBindingDelta {
+            action: AccessBindingAction::Add,
+            binding: AccessBinding {
+                role_id: "kms.keys.decrypter".into(),
+                subject: format!("serviceAccount:{decrypter}"),
+            },
+        }],
+    )
+    .await
+    .unwrap();
+    let err = lockbox_tests::failure(&create_key(&decrypter), "PERMISSION_DENIED");
+    assert!(err.contains("lockbox-kms"), "{err}");
+    // The owner of everything may.
+    admin
+        .create_service_account_key(&decrypter, "")
+        .await
+        .unwrap();
+
+    // Deleting a key of an account beyond reach is refused the same way.
+    let key = admin.create_service_account_key(&reader, "").await.unwrap();
+    let err = lockbox_tests::failure(
+        &as_nobody(
+            &daemon,
+            &[
+                "iam",
+                "key",
+                "delete",
+                "--service-account-id",
+                &reader,
+                &key.id,
+            ],
+        ),
+        "PERMISSION_DENIED",
+    );
+    assert!(err.contains("may not act as"), "{err}");
+}

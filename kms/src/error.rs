@@ -32,10 +32,24 @@ pub enum KmsError {
     /// A relay sent, on behalf of another subject, a request only the subject itself may
     /// make.
     #[error(
-        "{0} may not be relayed: a relay may send Encrypt, Decrypt, ReEncrypt and \
-         GenerateDataKey on behalf of others; everything else must come from the caller itself"
+        "{0} may not be relayed: a relay may send Encrypt, Decrypt, ReEncrypt, \
+         GenerateDataKey and CheckMayActAs on behalf of others; everything else must come from \
+         the caller itself"
     )]
     NotRelayable(&'static str),
+    /// The caller may not act as a subject holding roles it could not grant.
+    #[error(
+        "{caller} may not act as {subject}: {subject} holds roles on {resource} that only a \
+         kms.admin there may grant"
+    )]
+    MayNotActAs {
+        /// The subject, e.g. a service account.
+        subject: String,
+        /// Where it holds a role beyond the caller's reach.
+        resource: String,
+        /// Who asked.
+        caller: String,
+    },
     /// The resource's state does not allow the operation.
     #[error("{0}")]
     FailedPrecondition(String),
@@ -59,7 +73,8 @@ impl AnswerError for KmsError {
             KmsError::AlreadyExists(_) => ErrorCode::AlreadyExists,
             KmsError::PermissionDenied { .. }
             | KmsError::NotARelay(_)
-            | KmsError::NotRelayable(_) => ErrorCode::PermissionDenied,
+            | KmsError::NotRelayable(_)
+            | KmsError::MayNotActAs { .. } => ErrorCode::PermissionDenied,
             KmsError::FailedPrecondition(_) => ErrorCode::FailedPrecondition,
             KmsError::ResourceExhausted(_) => ErrorCode::ResourceExhausted,
             KmsError::Internal(_) => ErrorCode::Internal,

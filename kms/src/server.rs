@@ -108,8 +108,10 @@ fn request_name(body: &[u8]) -> &'static str {
 }
 
 /// Whether a relay may send `request` on behalf of another subject: only the cryptographic
-/// operations a secrets daemon performs for its callers. Key management, bindings and
-/// everything else are the subject's own to ask for.
+/// operations a secrets daemon performs for its callers, and the check it makes before
+/// letting a caller mint a key of a service account (a question about the caller's own
+/// reach, which changes nothing). Key management, bindings and everything else are the
+/// subject's own to ask for.
 fn relayable(request: &KmsRequest) -> bool {
     matches!(
         request,
@@ -117,6 +119,7 @@ fn relayable(request: &KmsRequest) -> bool {
             | KmsRequest::Decrypt { .. }
             | KmsRequest::ReEncrypt { .. }
             | KmsRequest::GenerateDataKey { .. }
+            | KmsRequest::CheckMayActAs { .. }
     )
 }
 
@@ -393,6 +396,10 @@ async fn dispatch(
                 .collect::<Result<Vec<_>, _>>()?;
             kms.update_access_bindings(caller, &resource, BindingUpdate::Deltas(deltas))
                 .await?;
+            A::Done
+        }
+        R::CheckMayActAs { subject } => {
+            kms.check_may_act_as(caller, &subject)?;
             A::Done
         }
         R::DangerAdvanceClock { seconds } => {

@@ -443,6 +443,15 @@ pub enum KmsRequest {
         /// Seconds to move forward.
         seconds: u64,
     },
+    /// Whether the caller could grant every role `subject` holds in the KMS (it holds
+    /// `kms.admin` wherever the subject has a binding): answered `Done`, or
+    /// `PermissionDenied` naming a resource it could not. lockboxd asks on behalf of a
+    /// caller about to mint (or delete) a key of a service account, since whoever holds
+    /// the key acts with the account's KMS roles too.
+    CheckMayActAs {
+        /// The subject whose roles count, e.g. `serviceAccount:<id>`.
+        subject: String,
+    },
 }
 
 /// A successful answer from `lockbox-kms`.

@@ -158,6 +158,25 @@ impl KmsLink {
         .await
     }
 
+    /// `PermissionDenied` (from lockbox-kms) unless `caller` could grant every KMS role
+    /// `subject` holds.
+    pub async fn check_may_act_as(
+        &self,
+        caller: &Principal,
+        subject: &str,
+    ) -> Result<(), LockboxError> {
+        self.with_channel(|channel| async move {
+            let request = KmsRequest::CheckMayActAs {
+                subject: subject.into(),
+            };
+            match channel.call(Some(caller), &request).await? {
+                KmsResponse::Done => Ok(()),
+                other => Err(unexpected(&other)),
+            }
+        })
+        .await
+    }
+
     /// Creates a symmetric key for the daemon's own use, in `folder_id`.
     pub async fn create_own_key(
         &self,

@@ -246,7 +246,7 @@ impl Lockbox {
 
     /// Whether `caller` may grant `role` on `chain`: it needs every permission the role
     /// carries, and only owners grant owner roles.
-    fn may_grant(&self, caller: &Caller, chain: &[Resource], role: &str) -> bool {
+    pub(super) fn may_grant(&self, caller: &Caller, chain: &[Resource], role: &str) -> bool {
         if is_owner_role(role) {
             let bindings = self.bindings.read().unwrap_or_else(|p| p.into_inner());
             return chain.iter().any(|r| {

@@ -65,6 +65,56 @@ impl Lockbox {
         Ok(account)
     }
 
+    /// `PermissionDenied` unless `caller` may act as `account`: whoever holds a key of the
+    /// account acts with every role it holds, so only someone who could grant each of them
+    /// may mint or delete one. In lockboxd that is the rule for granting (the role within
+    /// the caller's own reach where it is bound, owners reaching everything); lockbox-kms
+    /// checks the account's KMS roles the same way.
+    fn check_may_act_as(
+        &self,
+        caller: &Caller,
+        account: &ServiceAccountRecord,
+    ) -> Result<(), LockboxError> {
+        let subject = format!("serviceAccount:{}", account.id);
+        let held: Vec<(Resource, String)> = self
+            .bindings
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .flat_map(|(resource, rb)| {
+                rb.list()
+                    .iter()
+                    .filter(|b| b.subject == subject)
+                    .map(|b| (resource.clone(), b.role.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        for (resource, role) in held {
+            if !self.may_grant(caller, &self.chain(&resource)?, &role) {
+                return Err(LockboxError::PermissionDenied(format!(
+                    "{} may not act as {subject}: it holds {role} on {resource}, beyond the \
+                     caller's own roles",
+                    caller.subject()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// [`check_may_act_as`](Self::check_may_act_as) in both authorities: lockboxd's roles
+    /// first, then lockbox-kms's, asked on the caller's behalf. Outside the writer lock (the
+    /// KMS is not waited for under it); the caller checks lockboxd's part again under it.
+    async fn check_may_act_as_everywhere(
+        &self,
+        caller: &Caller,
+        account: &ServiceAccountRecord,
+    ) -> Result<(), LockboxError> {
+        self.check_may_act_as(caller, account)?;
+        self.kms
+            .check_may_act_as(&caller.principal, &format!("serviceAccount:{}", account.id))
+            .await
+    }
+
     /// A service account, or `NotFound`.
     fn account(&self, id: &str) -> Result<ServiceAccountRecord, LockboxError> {
         validate::id("service_account_id", id)?;
@@ -161,7 +211,9 @@ impl Lockbox {
             .await
     }
 
-    /// Creates a key pair for an account; only the public half is stored.
+    /// Creates a key pair for an account; only the public half is stored. Needs the right
+    /// to change bindings on its folder and to grant every role it holds, in both
+    /// authorities.
     pub async fn create_service_account_key(
         &self,
         caller: &Caller,
@@ -169,8 +221,11 @@ impl Lockbox {
         description: &str,
     ) -> Result<NewKey, LockboxError> {
         validate::description("description", description)?;
+        let account = self.authorized_account(caller, id, Permission::SetAccessBindings)?;
+        self.check_may_act_as_everywhere(caller, &account).await?;
         let writer = self.write_lock().await;
         let account = self.authorized_account(caller, id, Permission::SetAccessBindings)?;
+        self.check_may_act_as(caller, &account)?;
         let (public_key, private_key_pem) = tokens::new_key_pair()?;
         let record = ServiceAccountKeyRecord {
             id: new_id(ids::SERVICE_ACCOUNT_KEY),
@@ -198,7 +253,8 @@ impl Lockbox {
         Ok(self.records.service_account_keys(&account.id)?)
     }
 
-    /// Deletes a key; tokens signed with it are refused from then on.
+    /// Deletes a key; tokens signed with it are refused from then on. Needs what creating
+    /// one does.
     pub async fn delete_service_account_key(
         &self,
         caller: &Caller,
@@ -206,8 +262,11 @@ impl Lockbox {
         key_id: &str,
     ) -> Result<(), LockboxError> {
         validate::id("key_id", key_id)?;
+        let account = self.authorized_account(caller, id, Permission::SetAccessBindings)?;
+        self.check_may_act_as_everywhere(caller, &account).await?;
         let writer = self.write_lock().await;
         let account = self.authorized_account(caller, id, Permission::SetAccessBindings)?;
+        self.check_may_act_as(caller, &account)?;
         if self
             .records
             .service_account_key(&account.id, key_id)?

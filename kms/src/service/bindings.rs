@@ -54,6 +54,31 @@ impl Kms {
         }
     }
 
+    /// `PermissionDenied` unless `caller` holds `kms.admin` (the right to change bindings)
+    /// wherever `subject` has a binding: whoever may act as the subject gets those roles,
+    /// so only someone who could have granted them may.
+    pub fn check_may_act_as(&self, caller: &Caller<'_>, subject: &str) -> Result<(), KmsError> {
+        let snap = self.snapshot();
+        for (resource, bindings) in &snap.state.bindings {
+            if bindings.iter().any(|b| b.subject == subject) {
+                Self::authorize_resource(&snap, caller, resource, Permission::UpdateAccessBindings)
+                    .map_err(|e| match e {
+                        KmsError::PermissionDenied {
+                            resource,
+                            subject: who,
+                            ..
+                        } => KmsError::MayNotActAs {
+                            subject: subject.to_owned(),
+                            resource,
+                            caller: who,
+                        },
+                        other => other,
+                    })?;
+            }
+        }
+        Ok(())
+    }
+
     /// Bindings attached directly to `resource`.
     pub fn list_access_bindings(
         &self,
