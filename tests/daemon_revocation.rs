@@ -170,7 +170,7 @@ async fn a_refused_token_closes_the_connection() {
     let client = daemon.client().await;
     let err = client.authenticate("not-a-token").await.unwrap_err();
     refused(&err, "not a compact JWS");
-    let err = client.get_secret("e6q0000000000000000").await.unwrap_err();
+    let err = client.get_secret("e6q00000000000000000").await.unwrap_err();
     assert!(matches!(err, CallError::Disconnected(_)), "{err}");
 }
 
