@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers abort the test on failure
 
 use lockbox_client::proto::ErrorCode;
-use lockbox_client::proto::common::{AccessBinding, AccessBindingAction, AccessBindingDelta, Page};
+use lockbox_client::proto::common::Page;
 use lockbox_client::proto::lockbox::LockboxResource;
 use lockbox_client::{CallError, LockboxClient, error_code};
 use lockbox_daemon::store::records::Records;
@@ -21,23 +21,7 @@ async fn change(
     role: &str,
     subject: &str,
 ) {
-    admin
-        .update_access_bindings(
-            resource,
-            vec![AccessBindingDelta {
-                action: if add {
-                    AccessBindingAction::Add
-                } else {
-                    AccessBindingAction::Remove
-                },
-                binding: AccessBinding {
-                    role_id: role.into(),
-                    subject: subject.into(),
-                },
-            }],
-        )
-        .await
-        .unwrap();
+    lockbox_tests::change_binding(admin, &resource, add, role, subject).await;
 }
 
 fn refused(err: &CallError, code: ErrorCode, needle: &str) {
@@ -205,12 +189,7 @@ async fn a_key_for_a_service_account_needs_the_reach_to_grant_its_roles() {
         "this test runs the CLI as another Unix user and must run as root (CI does)"
     );
     let (kms, daemon) = Daemon::with_kms("");
-    let status = std::process::Command::new("chgrp")
-        .arg(lockbox_tests::NOBODY.to_string())
-        .arg(daemon.socket())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    daemon.open_socket_to_nobody();
     let admin = daemon.client().await;
     let folder = admin
         .create_folder("", "team", "")
@@ -301,32 +280,12 @@ async fn a_key_for_a_service_account_needs_the_reach_to_grant_its_roles() {
 
     // Beyond it in the other authority: a decrypter of a KMS key nobody does not administer.
     let decrypter = account("decrypter").await;
-    let k = kms.client().await;
-    let key = k
-        .create_symmetric_key(lockbox_client::proto::kms::CreateSymmetricKey {
-            folder_id: "f".into(),
-            name: String::new(),
-            description: String::new(),
-            labels: Default::default(),
-            default_algorithm: lockbox_client::proto::kms::SymmetricAlgorithm::Aes256,
-            rotation_period: None,
-            deletion_protection: false,
-        })
-        .await
-        .unwrap()
-        .id;
-    k.update_access_bindings(
-        lockbox_client::proto::kms::ResourceRef::Key(key),
-        vec![AccessBindingDelta {
-            action: AccessBindingAction::Add,
-            binding: AccessBinding {
-                role_id: "kms.keys.decrypter".into(),
-                subject: format!("serviceAccount:{decrypter}"),
-            },
-        }],
+    let decrypter_subject = format!("serviceAccount:{decrypter}");
+    lockbox_tests::kms_key_with(
+        &kms.client().await,
+        &[("kms.keys.decrypter", decrypter_subject.as_str())],
     )
-    .await
-    .unwrap();
+    .await;
     let err = lockbox_tests::failure(&create_key(&decrypter), "PERMISSION_DENIED");
     assert!(err.contains("lockbox-kms"), "{err}");
     // The owner of everything may.

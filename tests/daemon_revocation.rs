@@ -20,19 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 async fn grant(admin: &LockboxClient, resource: LockboxResource, role: &str, subject: &str) {
-    admin
-        .update_access_bindings(
-            resource,
-            vec![AccessBindingDelta {
-                action: AccessBindingAction::Add,
-                binding: AccessBinding {
-                    role_id: role.into(),
-                    subject: subject.into(),
-                },
-            }],
-        )
-        .await
-        .unwrap();
+    lockbox_tests::change_binding(admin, &resource, true, role, subject).await;
 }
 
 /// A secret the service account `sa` may read, and a key of the account.
@@ -130,20 +118,26 @@ async fn an_expired_token_ends_its_connection() {
     closed(&client, &id).await;
 }
 
+/// A client holding `key`, signing its tokens at the time the returned clock tells.
+async fn signing_in_by_itself(daemon: &Daemon, key: &KeyFile) -> (LockboxClient, Arc<AtomicI64>) {
+    let clock = Arc::new(AtomicI64::new(now()));
+    let tokens_at = clock.clone();
+    let client = LockboxClient::connect_as_with_clock(
+        &daemon.socket(),
+        key,
+        Arc::new(move || tokens_at.load(Ordering::SeqCst)),
+    )
+    .await
+    .unwrap();
+    (client, clock)
+}
+
 #[tokio::test]
 async fn a_client_holding_the_key_signs_in_again_by_itself() {
     let (_kms, daemon) = Daemon::with_kms("");
     let admin = daemon.client().await;
     let (id, key) = readable_secret(&admin).await;
-    let clock = Arc::new(AtomicI64::new(now()));
-    let tokens_at = clock.clone();
-    let robot = LockboxClient::connect_as_with_clock(
-        &daemon.socket(),
-        &key,
-        Arc::new(move || tokens_at.load(Ordering::SeqCst)),
-    )
-    .await
-    .unwrap();
+    let (robot, clock) = signing_in_by_itself(&daemon, &key).await;
     assert_eq!(map(&robot.get_payload(&id, None).await.unwrap())["k"], "v");
 
     // Both clocks move past the token's lifetime: the client renews before sending.
@@ -282,12 +276,7 @@ async fn a_connection_has_the_groups_its_process_holds() {
     );
     let listed = test_group("lockbox-test-members");
     let (kms, daemon) = Daemon::with_kms("");
-    let status = std::process::Command::new("chgrp")
-        .arg(NOBODY.to_string())
-        .arg(daemon.socket())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    daemon.open_socket_to_nobody();
     let admin = daemon.client().await;
     let id = admin
         .create_secret(secret("s", vec![set("k", "v")]))
@@ -325,37 +314,15 @@ async fn a_connection_has_the_groups_its_process_holds() {
     );
 
     // The KMS decides on the same groups lockboxd received from the kernel.
-    let k = kms.client().await;
-    let key = lockbox_client::proto::kms::CreateSymmetricKey {
-        folder_id: "f".into(),
-        name: "by-group".into(),
-        description: String::new(),
-        labels: Default::default(),
-        default_algorithm: lockbox_client::proto::kms::SymmetricAlgorithm::Aes256,
-        rotation_period: None,
-        deletion_protection: false,
-    };
-    let key = k.create_symmetric_key(key).await.unwrap().id;
-    for (role, subject) in [
-        ("kms.keys.encrypterDecrypter", my_subject()),
-        (
-            "kms.keys.decrypter",
-            "group:lockbox-test-members".to_owned(),
-        ),
-    ] {
-        k.update_access_bindings(
-            lockbox_client::proto::kms::ResourceRef::Key(key.clone()),
-            vec![AccessBindingDelta {
-                action: AccessBindingAction::Add,
-                binding: AccessBinding {
-                    role_id: role.into(),
-                    subject,
-                },
-            }],
-        )
-        .await
-        .unwrap();
-    }
+    let me = my_subject();
+    let key = lockbox_tests::kms_key_with(
+        &kms.client().await,
+        &[
+            ("kms.keys.encrypterDecrypter", me.as_str()),
+            ("kms.keys.decrypter", "group:lockbox-test-members"),
+        ],
+    )
+    .await;
     let mut keyed = secret("kms-keyed", vec![set("k", "w")]);
     keyed.kms_key_id = key;
     let keyed = admin.create_secret(keyed).await.unwrap().resource_id;
@@ -384,15 +351,7 @@ async fn reading_as_a_service_account_still_works_across_the_connection_s_age() 
     let (_kms, daemon) = Daemon::with_kms("max_connection_age = 60\n");
     let admin = daemon.client().await;
     let (id, key) = readable_secret(&admin).await;
-    let clock = Arc::new(AtomicI64::new(now()));
-    let tokens_at = clock.clone();
-    let robot = LockboxClient::connect_as_with_clock(
-        &daemon.socket(),
-        &key,
-        Arc::new(move || tokens_at.load(Ordering::SeqCst)),
-    )
-    .await
-    .unwrap();
+    let (robot, clock) = signing_in_by_itself(&daemon, &key).await;
     admin.danger_advance_clock(61).await.unwrap();
     clock.fetch_add(61, Ordering::SeqCst);
     assert_eq!(map(&robot.get_payload(&id, None).await.unwrap())["k"], "v");
@@ -400,32 +359,11 @@ async fn reading_as_a_service_account_still_works_across_the_connection_s_age() 
 
 /// A KMS key in folder `f` that `subjects` may encrypt and decrypt with.
 async fn shared_kms_key(kms: &Kms, subjects: &[&str]) -> String {
-    let k = kms.client().await;
-    let key = lockbox_client::proto::kms::CreateSymmetricKey {
-        folder_id: "f".into(),
-        name: String::new(),
-        description: String::new(),
-        labels: Default::default(),
-        default_algorithm: lockbox_client::proto::kms::SymmetricAlgorithm::Aes256,
-        rotation_period: None,
-        deletion_protection: false,
-    };
-    let key = k.create_symmetric_key(key).await.unwrap().id;
-    for subject in subjects {
-        k.update_access_bindings(
-            lockbox_client::proto::kms::ResourceRef::Key(key.clone()),
-            vec![AccessBindingDelta {
-                action: AccessBindingAction::Add,
-                binding: AccessBinding {
-                    role_id: "kms.keys.encrypterDecrypter".into(),
-                    subject: (*subject).to_owned(),
-                },
-            }],
-        )
-        .await
-        .unwrap();
-    }
-    key
+    let grants: Vec<(&str, &str)> = subjects
+        .iter()
+        .map(|s| ("kms.keys.encrypterDecrypter", *s))
+        .collect();
+    lockbox_tests::kms_key_with(&kms.client().await, &grants).await
 }
 
 /// A KMS, a gate in front of it, a daemon behind the gate and an administrator's client.

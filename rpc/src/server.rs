@@ -1,6 +1,11 @@
 //! The accept loop: one task per connection, a hello first, then request frames answered by a
 //! [`Handler`]. Responses to everything that arrived in one read go back in one write.
 //!
+//! A connection's identity lapses: at its maximum age (by the handler's clock), or when the
+//! handler says its session ended ([`Next::Close`]). Every request already received from
+//! then on is refused with `Unauthenticated`, so none of them runs, and the connection
+//! closes; clients open a new one and send them again (`redial`).
+//!
 //! The listener and the shutdown signal come from the caller, so tests start a real server on
 //! a temp socket and stop it cleanly. A semaphore caps connections; on shutdown every
 //! connection finishes the requests it has read, flushes its answers and closes, and
@@ -272,38 +277,20 @@ async fn connection<H: Handler>(
     tokio::pin!(stopped);
     loop {
         if handler.now() >= expires_at {
-            let refusal = Error::new(
-                ErrorCode::Unauthenticated,
-                format!(
-                    "this connection reached its maximum age ({} s); reconnect",
-                    config.max_connection_age
-                ),
+            let why = format!(
+                "this connection reached its maximum age ({} s); reconnect",
+                config.max_connection_age
             );
-            return close(
-                &mut reader,
-                &mut write,
-                &mut out,
-                &refusal,
-                config.max_frame,
-            )
-            .await;
+            return close(&mut reader, &mut write, &mut out, why, config.max_frame).await;
         }
         loop {
             match reader.try_next() {
                 Ok(Some(body)) => {
                     if handler.call(&session, body, &mut out).await == Next::Close {
-                        let refusal = Error::new(
-                            ErrorCode::Unauthenticated,
-                            "not run: an earlier request on this connection ended its session; reconnect",
-                        );
-                        return close(
-                            &mut reader,
-                            &mut write,
-                            &mut out,
-                            &refusal,
-                            config.max_frame,
-                        )
-                        .await;
+                        let why = "not run: an earlier request on this connection ended its \
+                                   session; reconnect";
+                        return close(&mut reader, &mut write, &mut out, why, config.max_frame)
+                            .await;
                     }
                 }
                 Ok(None) => break,
@@ -341,16 +328,17 @@ async fn connection<H: Handler>(
     }
 }
 
-/// Ends a session: answers every request already received with `refusal`, so none of them
-/// runs and the client knows it may send them again on a new connection, sends what is
-/// pending and closes.
+/// Ends a session: answers every request already received with `Unauthenticated` and
+/// `why`, so none of them runs and the client knows it may send them again on a new
+/// connection, sends what is pending and closes.
 async fn close<R: tokio::io::AsyncRead + Unpin>(
     reader: &mut FrameReader<R>,
     write: &mut crate::stream::WriteHalf,
     out: &mut Wiping,
-    refusal: &Error,
+    why: impl Into<String>,
     max_frame: u32,
 ) -> Result<(), ReadError> {
+    let refusal = Error::new(ErrorCode::Unauthenticated, why);
     while let Ok(Some(body)) = reader.try_next() {
         respond::<()>(out, request_id(body), Err(refusal.clone()), max_frame);
     }

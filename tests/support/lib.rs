@@ -358,13 +358,79 @@ impl Kms {
 
     /// Lets the unprivileged `nobody` user connect: socket group `nogroup`.
     pub fn open_socket_to_nobody(&self) {
-        let status = Command::new("chgrp")
-            .arg("65534")
-            .arg(self.socket())
-            .status()
-            .unwrap();
-        assert!(status.success());
+        open_to_nobody(&self.socket());
     }
+}
+
+/// Adds (`add`) or removes the binding of `role` to `subject` on `resource` in lockboxd.
+pub async fn change_binding(
+    c: &lockbox_client::LockboxClient,
+    resource: &lockbox_client::proto::lockbox::LockboxResource,
+    add: bool,
+    role: &str,
+    subject: &str,
+) {
+    use lockbox_client::proto::common::{AccessBinding, AccessBindingAction, AccessBindingDelta};
+    let action = if add {
+        AccessBindingAction::Add
+    } else {
+        AccessBindingAction::Remove
+    };
+    c.update_access_bindings(
+        resource.clone(),
+        vec![AccessBindingDelta {
+            action,
+            binding: AccessBinding {
+                role_id: role.into(),
+                subject: subject.into(),
+            },
+        }],
+    )
+    .await
+    .unwrap();
+}
+
+/// A new AES-256 key in KMS folder `f`, with each `(role, subject)` of `grants` bound on it.
+pub async fn kms_key_with(kms: &KmsClient, grants: &[(&str, &str)]) -> String {
+    use lockbox_client::proto::common::{AccessBinding, AccessBindingAction, AccessBindingDelta};
+    use lockbox_client::proto::kms::{CreateSymmetricKey, ResourceRef, SymmetricAlgorithm};
+    let key = kms
+        .create_symmetric_key(CreateSymmetricKey {
+            folder_id: "f".into(),
+            name: String::new(),
+            description: String::new(),
+            labels: Default::default(),
+            default_algorithm: SymmetricAlgorithm::Aes256,
+            rotation_period: None,
+            deletion_protection: false,
+        })
+        .await
+        .unwrap()
+        .id;
+    let deltas = grants
+        .iter()
+        .map(|(role, subject)| AccessBindingDelta {
+            action: AccessBindingAction::Add,
+            binding: AccessBinding {
+                role_id: (*role).into(),
+                subject: (*subject).into(),
+            },
+        })
+        .collect();
+    kms.update_access_bindings(ResourceRef::Key(key.clone()), deltas)
+        .await
+        .unwrap();
+    key
+}
+
+/// Lets `nobody` connect to `socket` (mode 0660) by giving it nobody's group.
+fn open_to_nobody(socket: &Path) {
+    let status = Command::new("chgrp")
+        .arg(NOBODY.to_string())
+        .arg(socket)
+        .status()
+        .unwrap();
+    assert!(status.success());
 }
 
 /// Uid and gid of `nobody` on Debian.
@@ -508,6 +574,11 @@ impl Daemon {
                 std::fs::read_to_string(comm).is_ok_and(|name| name.trim() == "tokio-rt-worker")
             })
             .count()
+    }
+
+    /// Lets the Unix user `nobody` connect to the daemon's socket.
+    pub fn open_socket_to_nobody(&self) {
+        open_to_nobody(&self.socket());
     }
 
     /// A client of the daemon.

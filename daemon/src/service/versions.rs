@@ -73,11 +73,11 @@ pub(super) fn validate_changes(changes: &[EntryChange]) -> Result<(), LockboxErr
 /// it holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum BaseVisible {
-    /// It may: errors name the missing key and the size.
+    /// It may: the size error names the size.
     Yes,
-    /// It may not (an editor): removing a key the base lacks is not an error, and the size
-    /// error names only the limit, so no answer tells which keys the base has or how large
-    /// it is.
+    /// It may not (an editor): the size error names only the limit, so no answer tells how
+    /// large the base is. (Which keys it has is metadata, `payload_entry_keys`, that an
+    /// editor reads anyway.)
     No,
 }
 
@@ -97,7 +97,7 @@ pub(super) fn apply_changes(
             EntryChange::Remove(key) => {
                 let before = entries.len();
                 entries.retain(|e| e.key != key);
-                if entries.len() == before && visible == BaseVisible::Yes {
+                if entries.len() == before {
                     return Err(LockboxError::InvalidArgument(format!(
                         "payload_entries: cannot remove {key:?}: the base version has no such key"
                     )));
