@@ -445,11 +445,20 @@ impl LockboxClient {
     }
 
     async fn payload<R: Serialize>(&self, request: &R) -> Result<Payload, CallError> {
-        // The answer is read where it lies; see `Payload`.
+        // The answer is read where it lies; see `Payload`. The most frequent call: the
+        // connection in use is taken without an `await`, and not cloned again.
+        let channel = match self.redial.usable() {
+            Ok(channel) => channel,
+            Err(stale) => self.redial.channel_after(stale).await?,
+        };
+        let answer = Payload::read(channel.call_raw(None, request).await?);
+        if !answer.as_ref().is_err_and(CallError::is_lapsed) {
+            return answer;
+        }
         self.redial
-            .call_with(
-                |channel| async move { Payload::read(channel.call_raw(None, request).await?) },
-            )
+            .again_if_lapsed(answer, &channel, |fresh| async move {
+                Payload::read(fresh.call_raw(None, request).await?)
+            })
             .await
     }
 

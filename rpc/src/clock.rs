@@ -23,6 +23,56 @@ impl Clock for SystemClock {
     }
 }
 
+/// The wall clock in whole seconds, as a thread of its own last read it: a read is one atomic
+/// load instead of a system clock read. Servers tell time on every batch of requests
+/// (connection ages, token expiry), and whole seconds are all they need; the value is at
+/// most [`TICK`](Self::TICK) behind.
+#[derive(Debug)]
+pub struct TickingClock {
+    /// Unix seconds at the last tick.
+    now: AtomicI64,
+}
+
+impl TickingClock {
+    /// How often the clock is read.
+    pub const TICK: std::time::Duration = std::time::Duration::from_millis(100);
+
+    /// The process's ticking clock, started on first use; the system clock itself if its
+    /// thread cannot start.
+    pub fn shared() -> Arc<dyn Clock> {
+        static CLOCK: std::sync::OnceLock<Arc<dyn Clock>> = std::sync::OnceLock::new();
+        CLOCK
+            .get_or_init(|| {
+                let clock = Arc::new(TickingClock {
+                    now: AtomicI64::new(SystemClock.now()),
+                });
+                let ticking = clock.clone();
+                let started = std::thread::Builder::new()
+                    .name("clock".into())
+                    .spawn(move || {
+                        loop {
+                            std::thread::sleep(TickingClock::TICK);
+                            ticking.now.store(SystemClock.now(), Ordering::Relaxed);
+                        }
+                    });
+                match started {
+                    Ok(_) => clock,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "no clock thread; reading the system clock each time");
+                        Arc::new(SystemClock)
+                    }
+                }
+            })
+            .clone()
+    }
+}
+
+impl Clock for TickingClock {
+    fn now(&self) -> i64 {
+        self.now.load(Ordering::Relaxed)
+    }
+}
+
 /// A clock that only moves when told to. Used by tests through the server's danger-only
 /// `DangerAdvanceClock` request.
 #[derive(Debug)]
@@ -72,7 +122,7 @@ impl TimeSource {
     /// The clock to read.
     pub fn clock(&self) -> Arc<dyn Clock> {
         match self {
-            TimeSource::System => Arc::new(SystemClock),
+            TimeSource::System => TickingClock::shared(),
             TimeSource::Manual(c) => c.clone(),
         }
     }
@@ -98,6 +148,17 @@ impl TimeSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_ticking_clock_follows_the_system_clock() {
+        let ticking = TickingClock::shared();
+        let (before, read, after) = (SystemClock.now(), ticking.now(), SystemClock.now());
+        // At most one tick behind, which is well under a second.
+        assert!(
+            (before - 1..=after).contains(&read),
+            "{before} {read} {after}"
+        );
+    }
 
     #[test]
     fn manual_clock_moves_only_when_advanced() {

@@ -104,18 +104,32 @@ impl<Resp: DeserializeOwned + Send + 'static> Redial<Resp> {
     /// The connection to send on: the one in use, or a new one when it has closed or is due
     /// for renewal.
     pub async fn channel(&self) -> Result<Channel<Resp>, CallError> {
-        let (channel, renew_at) = {
-            let current = lock(&self.current);
-            (current.channel.clone(), current.renew_at)
-        };
-        let due = match (&self.prepare, renew_at) {
+        match self.usable() {
+            Ok(channel) => Ok(channel),
+            Err(stale) => self.channel_after(stale).await,
+        }
+    }
+
+    /// The connection to send on in place of `stale`, which [`usable`](Self::usable) refused:
+    /// a new one, or `stale` itself when the connection is pinned (calls on it then fail).
+    pub async fn channel_after(&self, stale: Channel<Resp>) -> Result<Channel<Resp>, CallError> {
+        Ok(self.redial(&stale).await?.unwrap_or(stale))
+    }
+
+    /// The connection in use if it can be sent on as it is; else `Err` with it, to redial.
+    /// The common case, without an `await`.
+    #[inline]
+    pub fn usable(&self) -> Result<Channel<Resp>, Channel<Resp>> {
+        let current = lock(&self.current);
+        let due = match (&self.prepare, current.renew_at) {
             (Some(p), Some(at)) => p.now() >= at,
             _ => false,
         };
-        if channel.is_closed() || due {
-            return Ok(self.redial(&channel).await?.unwrap_or(channel));
+        if current.channel.is_closed() || due {
+            Err(current.channel.clone())
+        } else {
+            Ok(current.channel.clone())
         }
-        Ok(channel)
     }
 
     /// A new connection in place of `stale` (or the one another call already opened), to
@@ -158,10 +172,25 @@ impl<Resp: DeserializeOwned + Send + 'static> Redial<Resp> {
     {
         let channel = self.channel().await?;
         let answer = call(channel.clone()).await;
+        self.again_if_lapsed(answer, &channel, call).await
+    }
+
+    /// `answer`, or, if it says the identity of `channel` lapsed, what `call` answers on a
+    /// new connection (when one can be opened).
+    pub async fn again_if_lapsed<T, F, Fut>(
+        &self,
+        answer: Result<T, CallError>,
+        channel: &Channel<Resp>,
+        call: F,
+    ) -> Result<T, CallError>
+    where
+        F: Fn(Channel<Resp>) -> Fut,
+        Fut: Future<Output = Result<T, CallError>>,
+    {
         if !lapsed(&answer) {
             return answer;
         }
-        match self.redial(&channel).await? {
+        match self.redial(channel).await? {
             Some(fresh) => call(fresh).await,
             None => answer,
         }
