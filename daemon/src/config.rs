@@ -23,13 +23,21 @@ pub struct FileConfig {
     pub kms_socket: Option<PathBuf>,
     /// KMS folder where the daemon keeps the key wrapping its keyring.
     pub kms_folder: Option<String>,
-    /// Connections served at once.
+    /// Connections served at once (default 1,024).
     pub max_connections: Option<usize>,
+    /// Connections one Unix user may hold at once (default 256, at most `max_connections`).
+    pub max_connections_per_user: Option<usize>,
     /// Largest frame body, bytes.
     pub max_frame: Option<u32>,
     /// Seconds a connection acts as the identity it was opened with before the client
     /// must reconnect (default 900).
     pub max_connection_age: Option<u64>,
+    /// Seconds a connection may send nothing, or leave its answers unread, before it is
+    /// closed (default 300).
+    pub idle_timeout: Option<u64>,
+    /// Seconds lockboxd waits for an answer from lockbox-kms before the request that needed
+    /// it fails with `Unavailable` (default 10).
+    pub kms_timeout: Option<u64>,
     /// Subjects made `organization-manager.organizations.owner` of the default organization
     /// when no access binding exists yet (default: user:root and the daemon's own user).
     pub admins: Option<Vec<String>>,
@@ -44,8 +52,25 @@ pub struct FileConfig {
     pub limits: Limits,
 }
 
+/// How long lockboxd waits for lockbox-kms unless configured.
+pub const DEFAULT_KMS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Secrets kept in the read cache unless configured.
 pub const DEFAULT_READ_CACHE_ENTRIES: usize = 65_536;
+
+impl FileConfig {
+    /// The listening settings among these.
+    pub fn listen_settings(&self) -> lockbox_rpc::listen::Settings {
+        lockbox_rpc::listen::Settings {
+            socket_mode: self.socket_mode.clone(),
+            max_frame: self.max_frame,
+            max_connections: self.max_connections,
+            max_connections_per_user: self.max_connections_per_user,
+            max_connection_age: self.max_connection_age,
+            idle_timeout: self.idle_timeout,
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

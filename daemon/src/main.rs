@@ -47,6 +47,7 @@ fn main() -> std::process::ExitCode {
 fn run(cli: Cli) -> Result<()> {
     let file: FileConfig =
         listen::read_config(cli.config.as_deref()).map_err(anyhow::Error::msg)?;
+    let settings = file.listen_settings();
     let data_dir = cli
         .data_dir
         .or(file.data_dir)
@@ -55,12 +56,18 @@ fn run(cli: Cli) -> Result<()> {
         cli.socket
             .or(file.socket)
             .unwrap_or_else(|| DEFAULT_LOCKBOX_SOCKET.into()),
-        file.socket_mode.as_deref(),
-        file.max_frame,
-        file.max_connections,
-        file.max_connection_age,
+        &settings,
+        file.limits.largest_answer(),
     )
     .map_err(anyhow::Error::msg)?;
+    endpoint
+        .reserve_files(RocksStore::MAX_OPEN_FILES + OTHER_FILES)
+        .map_err(anyhow::Error::msg)?;
+    let kms_timeout = match file.kms_timeout {
+        Some(0) => anyhow::bail!("kms_timeout: must be at least 1 (seconds)"),
+        Some(s) => Duration::from_secs(s),
+        None => config::DEFAULT_KMS_TIMEOUT,
+    };
     let kms_socket = cli
         .kms_socket
         .or(file.kms_socket)
@@ -81,7 +88,7 @@ fn run(cli: Cli) -> Result<()> {
     let defaults = bootstrap(&records, time.clock().now(), &admins)?;
     let lockbox = Arc::new(Lockbox::new(
         records,
-        KmsLink::new(kms_socket),
+        KmsLink::new(kms_socket, kms_timeout),
         time,
         file.limits,
         defaults,
@@ -102,6 +109,10 @@ fn run(cli: Cli) -> Result<()> {
         Ok(served?)
     })
 }
+
+/// Files lockboxd opens besides its connections and RocksDB's tables: the KMS link, the
+/// database's logs and locks, the runtime's own descriptors, libraries.
+const OTHER_FILES: u64 = 64;
 
 /// The administrators of a fresh install: root and the user lockboxd runs as.
 fn default_admins() -> Vec<String> {

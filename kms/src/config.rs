@@ -24,13 +24,18 @@ pub struct FileConfig {
     pub socket: Option<PathBuf>,
     /// Permission bits of the socket, as an octal string ("0660").
     pub socket_mode: Option<String>,
-    /// Connections served at once.
+    /// Connections served at once (default 1,024).
     pub max_connections: Option<usize>,
+    /// Connections one Unix user may hold at once (default 256, at most `max_connections`).
+    pub max_connections_per_user: Option<usize>,
     /// Largest frame body, bytes.
     pub max_frame: Option<u32>,
     /// Seconds a connection acts as the identity it was opened with before the client
     /// must reconnect (default 900).
     pub max_connection_age: Option<u64>,
+    /// Seconds a connection may send nothing, or leave its answers unread, before it is
+    /// closed (default 300).
+    pub idle_timeout: Option<u64>,
     /// Runtime worker threads (default: half the CPUs, at least one; the KMS's clients run
     /// on the same machine and need the rest).
     pub worker_threads: Option<usize>,
@@ -45,6 +50,20 @@ pub fn default_unseal_file(state_dir: &Path) -> PathBuf {
     match std::env::var_os("CREDENTIALS_DIRECTORY") {
         Some(dir) => PathBuf::from(dir).join(UNSEAL_FILE),
         None => state_dir.join(UNSEAL_FILE),
+    }
+}
+
+impl FileConfig {
+    /// The listening settings among these.
+    pub fn listen_settings(&self) -> lockbox_rpc::listen::Settings {
+        lockbox_rpc::listen::Settings {
+            socket_mode: self.socket_mode.clone(),
+            max_frame: self.max_frame,
+            max_connections: self.max_connections,
+            max_connections_per_user: self.max_connections_per_user,
+            max_connection_age: self.max_connection_age,
+            idle_timeout: self.idle_timeout,
+        }
     }
 }
 

@@ -176,6 +176,7 @@ fn run_serve(args: ServeArgs) -> Result<()> {
     lockbox_kms::hardening::forbid_core_dumps().context("disabling core dumps")?;
     let file: FileConfig =
         listen::read_config(args.config.as_deref()).map_err(anyhow::Error::msg)?;
+    let settings = file.listen_settings();
     let state_dir = args
         .state_dir
         .or(file.state_dir)
@@ -188,12 +189,13 @@ fn run_serve(args: ServeArgs) -> Result<()> {
         args.socket
             .or(file.socket)
             .unwrap_or_else(|| DEFAULT_KMS_SOCKET.into()),
-        file.socket_mode.as_deref(),
-        file.max_frame,
-        file.max_connections,
-        file.max_connection_age,
+        &settings,
+        LARGEST_ANSWER,
     )
     .map_err(anyhow::Error::msg)?;
+    endpoint
+        .reserve_files(OTHER_FILES)
+        .map_err(anyhow::Error::msg)?;
 
     let material = UnsealMaterial::read(&unseal_path)?;
     let keystore = Keystore::new(state_dir.join(config::KEYSTORE_FILE), material);
@@ -220,6 +222,14 @@ fn run_serve(args: ServeArgs) -> Result<()> {
         Ok(served?)
     })
 }
+
+/// The largest answer the KMS must be able to send: a ciphertext of the largest plaintext,
+/// with the ids and lengths around it (lists that would not fit are refused one by one).
+const LARGEST_ANSWER: u32 = (lockbox_proto::kms::MAX_PLAINTEXT + 4096) as u32;
+
+/// Files the KMS opens besides its connections: the keystore and its temporary file, the
+/// runtime's own descriptors, libraries.
+const OTHER_FILES: u64 = 64;
 
 /// Runs due rotations and destructions, waking at the next due time (at least once a minute).
 async fn maintenance_loop(kms: Arc<Kms>) {

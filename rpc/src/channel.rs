@@ -6,6 +6,12 @@
 //! (which may hold plaintext) is made on the way; [`Channel::call_raw`] instead hands the
 //! caller a wiped copy of the body, for answers it reads in place itself. When the connection
 //! fails every waiting call gets [`CallError::Disconnected`].
+//!
+//! Nothing waits for ever on a server that stopped answering: connecting, hello included,
+//! gives up after [`CONNECT_TIMEOUT`], and a channel opened with a call deadline fails calls
+//! left unanswered that long with [`CallError::TimedOut`]. The deadline costs a call no timer:
+//! a watchdog task counts ticks of a quarter of it, each call notes the tick it was sent in,
+//! and calls four ticks old are failed, so one waits between the deadline and a quarter more.
 
 use crate::connection::FrameReader;
 use crate::stream::{ReadHalf, Stream, WriteHalf};
@@ -17,8 +23,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot};
 
@@ -42,6 +49,10 @@ pub enum CallError {
     /// The connection broke before the answer arrived.
     #[error("connection to {0} lost")]
     Disconnected(&'static str),
+    /// The server did not answer within the channel's call deadline. The request may still
+    /// run.
+    #[error("{0} did not answer within {1:?}")]
+    TimedOut(&'static str, std::time::Duration),
     /// The server sent something this client does not understand.
     #[error("protocol error: {0}")]
     Protocol(String),
@@ -82,24 +93,50 @@ enum Waiter<Resp> {
     /// Wants the response decoded.
     Decoded(oneshot::Sender<Result<Resp, CallError>>),
     /// Wants the response's frame body as it came.
-    Raw(oneshot::Sender<Wiping>),
+    Raw(oneshot::Sender<Result<Wiping, CallError>>),
+}
+
+impl<Resp> Waiter<Resp> {
+    /// Ends the call with `error`.
+    fn fail(self, error: CallError) {
+        // The caller may have given up waiting; that is fine.
+        match self {
+            Waiter::Decoded(tx) => {
+                let _ = tx.send(Err(error));
+            }
+            Waiter::Raw(tx) => {
+                let _ = tx.send(Err(error));
+            }
+        }
+    }
+}
+
+/// A call waiting for its response, and the watchdog tick it was sent in.
+struct Waiting<Resp> {
+    sent: u32,
+    waiter: Waiter<Resp>,
 }
 
 /// Calls waiting for their response, by request id.
-type PendingMap<Resp> = HashMap<u64, Waiter<Resp>, IdHashing>;
+type PendingMap<Resp> = HashMap<u64, Waiting<Resp>, IdHashing>;
 type Pending<Resp> = Mutex<PendingMap<Resp>>;
 
 /// A pipelined connection to a lockbox server whose responses are `Resp`. Cheap to clone;
-/// clones share the connection.
+/// clones share the connection, which closes when the last clone is dropped.
 pub struct Channel<Resp> {
     /// State shared with the reader and writer tasks.
     inner: Arc<Inner<Resp>>,
+    /// Encoded request frames for the writer task, wiped when dropped (a request may carry
+    /// a new version's payload). Only channels hold it: once the last is dropped, the writer
+    /// task sees the queue end and closes the connection.
+    outgoing: mpsc::UnboundedSender<Wiping>,
 }
 
 impl<Resp> Clone for Channel<Resp> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
+            outgoing: self.outgoing.clone(),
         }
     }
 }
@@ -118,9 +155,6 @@ impl<Resp> std::fmt::Debug for Channel<Resp> {
 const REQUEST_CAPACITY: usize = 256;
 
 struct Inner<Resp> {
-    /// Encoded request frames for the writer task, wiped when dropped (a request may carry
-    /// a new version's payload).
-    outgoing: mpsc::UnboundedSender<Wiping>,
     /// Calls waiting for their response, by request id.
     pending: Pending<Resp>,
     /// Next request id; starts at 1 because id 0 answers unreadable frames.
@@ -131,58 +165,55 @@ struct Inner<Resp> {
     service: &'static str,
     /// Set once the reader or writer task has stopped.
     closed: std::sync::atomic::AtomicBool,
+    /// The watchdog's tick count (see the module documentation).
+    tick: AtomicU32,
 }
 
-impl<Resp: DeserializeOwned + Send + 'static> Channel<Resp> {
-    /// Connects to the socket at `path`, expecting `service` there.
-    pub async fn connect(path: &Path, service: Service, client: &str) -> Result<Self, CallError> {
-        let name = service.process_name();
-        let connect_error = |reason: String| CallError::Connect {
-            service: name,
-            path: path.to_owned(),
-            reason,
-        };
-        let stream = Stream::connect(path)
-            .await
-            .map_err(|e| connect_error(e.to_string()))?;
-        let (read, mut write) = stream.into_split();
-        let mut hello = Vec::new();
-        frame::encode(
-            &Hello::new(service, client),
-            &mut hello,
-            frame::DEFAULT_MAX_FRAME,
-        )
-        .map_err(|e| CallError::Protocol(e.to_string()))?;
-        write
-            .write_all(&hello)
-            .await
-            .map_err(|e| connect_error(e.to_string()))?;
-        let mut reader = FrameReader::new(read, frame::DEFAULT_MAX_FRAME);
-        let body = match reader.next().await {
-            Ok(Some(body)) => body,
-            Ok(None) => return Err(connect_error("the server closed the connection".into())),
-            Err(e) => return Err(connect_error(e.to_string())),
-        };
-        let reply: HelloReply = frame::decode(body).map_err(|e| {
-            connect_error(format!(
-                "not a {name} socket or an incompatible version ({e})"
-            ))
-        })?;
-        let info = reply.map_err(CallError::Server)?;
-        reader.set_max_frame(info.max_frame);
+/// How long connecting to a server, its hello reply included, may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Watchdog ticks after the one it was sent in past which an unanswered call fails.
+const DEADLINE_TICKS: u32 = 4;
+
+impl<Resp: DeserializeOwned + Send + 'static> Channel<Resp> {
+    /// Connects to the socket at `path`, expecting `service` there; calls wait for their
+    /// answer as long as the connection lives.
+    pub async fn connect(path: &Path, service: Service, client: &str) -> Result<Self, CallError> {
+        Self::connect_with_deadline(path, service, client, None).await
+    }
+
+    /// Connects as [`connect`](Self::connect) does; with a `deadline`, a call left
+    /// unanswered that long fails with [`CallError::TimedOut`].
+    pub async fn connect_with_deadline(
+        path: &Path,
+        service: Service,
+        client: &str,
+        deadline: Option<Duration>,
+    ) -> Result<Self, CallError> {
+        let name = service.process_name();
+        let opened = tokio::time::timeout(CONNECT_TIMEOUT, open(path, service, client)).await;
+        let (reader, write, info) = opened.unwrap_or_else(|_| {
+            Err(CallError::Connect {
+                service: name,
+                path: path.to_owned(),
+                reason: format!("no hello reply within {CONNECT_TIMEOUT:?}"),
+            })
+        })?;
         let (outgoing, queue) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
-            outgoing,
             pending: Mutex::default(),
             next_id: AtomicU64::new(1),
             info,
             service: name,
             closed: false.into(),
+            tick: AtomicU32::new(0),
         });
         tokio::spawn(write_loop(write, queue, inner.clone()));
         tokio::spawn(read_loop(reader, inner.clone()));
-        Ok(Self { inner })
+        if let Some(deadline) = deadline {
+            tokio::spawn(watchdog(Arc::downgrade(&inner), deadline));
+        }
+        Ok(Self { inner, outgoing })
     }
 
     /// What the server reported in its hello reply (including who it thinks we are).
@@ -214,7 +245,7 @@ impl<Resp: DeserializeOwned + Send + 'static> Channel<Resp> {
         let answer = self.send(on_behalf_of, body, Waiter::Raw)?;
         answer
             .await
-            .map_err(|_| CallError::Disconnected(self.inner.service))
+            .unwrap_or(Err(CallError::Disconnected(self.inner.service)))
     }
 
     /// Queues `body` for the writer with `waiter` registered for its response, and returns
@@ -250,9 +281,16 @@ impl<Resp: DeserializeOwned + Send + 'static> Channel<Resp> {
             if inner.closed.load(Ordering::Acquire) {
                 return Err(CallError::Disconnected(inner.service));
             }
-            pending.insert(id, waiter(tx));
+            let sent = inner.tick.load(Ordering::Relaxed);
+            pending.insert(
+                id,
+                Waiting {
+                    sent,
+                    waiter: waiter(tx),
+                },
+            );
         }
-        if inner.outgoing.send(frame_bytes).is_err() {
+        if self.outgoing.send(frame_bytes).is_err() {
             lock(&inner.pending).remove(&id);
             return Err(CallError::Disconnected(inner.service));
         }
@@ -315,6 +353,84 @@ async fn write_loop<Resp>(
     inner.close();
 }
 
+/// Connects and exchanges hellos: the reader (set to the server's frame limit), the writer,
+/// and what the server said about itself.
+async fn open(
+    path: &Path,
+    service: Service,
+    client: &str,
+) -> Result<(FrameReader<ReadHalf>, WriteHalf, ServerInfo), CallError> {
+    let name = service.process_name();
+    let connect_error = |reason: String| CallError::Connect {
+        service: name,
+        path: path.to_owned(),
+        reason,
+    };
+    let stream = Stream::connect(path)
+        .await
+        .map_err(|e| connect_error(e.to_string()))?;
+    let (read, mut write) = stream.into_split();
+    let mut hello = Vec::new();
+    frame::encode(
+        &Hello::new(service, client),
+        &mut hello,
+        frame::DEFAULT_MAX_FRAME,
+    )
+    .map_err(|e| CallError::Protocol(e.to_string()))?;
+    // A server refusing the connection (at a connection cap) answers without reading the
+    // hello and closes, so the hello may not go through: its reply, if any, says why.
+    let sent = write.write_all(&hello).await;
+    let mut reader = FrameReader::new(read, frame::DEFAULT_MAX_FRAME);
+    let body = match reader.next().await {
+        Ok(Some(body)) => body,
+        Ok(None) | Err(_) if sent.is_err() => {
+            return Err(connect_error(
+                sent.err().map(|e| e.to_string()).unwrap_or_default(),
+            ));
+        }
+        Ok(None) => return Err(connect_error("the server closed the connection".into())),
+        Err(e) => return Err(connect_error(e.to_string())),
+    };
+    let reply: HelloReply = frame::decode(body).map_err(|e| {
+        connect_error(format!(
+            "not a {name} socket or an incompatible version ({e})"
+        ))
+    })?;
+    let info = reply.map_err(CallError::Server)?;
+    reader.set_max_frame(info.max_frame);
+    Ok((reader, write, info))
+}
+
+/// Fails calls left unanswered for the deadline, until the channel is gone or closed.
+async fn watchdog<Resp>(inner: std::sync::Weak<Inner<Resp>>, deadline: Duration) {
+    let mut ticks = tokio::time::interval(deadline / DEADLINE_TICKS);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        if inner.closed.load(Ordering::Acquire) {
+            return;
+        }
+        let now = inner.tick.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+        let expired: Vec<Waiter<Resp>> = {
+            let mut pending = lock(&inner.pending);
+            let late: Vec<u64> = pending
+                .iter()
+                .filter(|(_, w)| now.wrapping_sub(w.sent) > DEADLINE_TICKS)
+                .map(|(id, _)| *id)
+                .collect();
+            late.iter()
+                .filter_map(|id| pending.remove(id))
+                .map(|w| w.waiter)
+                .collect()
+        };
+        for waiter in expired {
+            waiter.fail(CallError::TimedOut(inner.service, deadline));
+        }
+    }
+}
+
 async fn read_loop<Resp: DeserializeOwned>(
     mut reader: FrameReader<ReadHalf>,
     inner: Arc<Inner<Resp>>,
@@ -323,7 +439,7 @@ async fn read_loop<Resp: DeserializeOwned>(
         let Ok((id, _)) = postcard::take_from_bytes::<u64>(body) else {
             break;
         };
-        let Some(waiter) = lock(&inner.pending).remove(&id) else {
+        let Some(Waiting { waiter, .. }) = lock(&inner.pending).remove(&id) else {
             continue;
         };
         // The caller may have given up waiting; that is fine.
@@ -338,7 +454,7 @@ async fn read_loop<Resp: DeserializeOwned>(
             Waiter::Raw(tx) => {
                 let mut copy = Wiping::new(Vec::with_capacity(body.len()));
                 copy.extend_wiped(body);
-                let _ = tx.send(copy);
+                let _ = tx.send(Ok(copy));
             }
         }
     }
@@ -445,5 +561,78 @@ mod tests {
         })
         .unwrap();
         assert_eq!(borrowed, owned);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn connecting_to_a_server_that_never_answers_gives_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        // Bound and listening, so the connection is made, but nobody accepts or answers.
+        let _listener = UnixListener::bind(&path).unwrap();
+        let started = tokio::time::Instant::now();
+        let refused = Channel::<String>::connect(&path, Service::Lockbox, "test")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&refused, CallError::Connect { reason, .. } if reason.contains("no hello reply")),
+            "{refused:?}"
+        );
+        assert_eq!(started.elapsed(), CONNECT_TIMEOUT);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_left_unanswered_fails_at_the_deadline_and_others_go_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        // Greets, answers request 2 only once request 3 came, and never answers 1.
+        let server = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let (read, mut write) = Stream::new(stream).unwrap().into_split();
+            let mut reader = FrameReader::new(read, frame::DEFAULT_MAX_FRAME);
+            reader.next().await.unwrap().unwrap();
+            let reply: HelloReply = Ok(ServerInfo {
+                version: PROTOCOL_VERSION,
+                service: Service::Lockbox,
+                max_frame: frame::DEFAULT_MAX_FRAME,
+                subject: "user:test".into(),
+            });
+            let mut out = Vec::new();
+            frame::encode(&reply, &mut out, frame::DEFAULT_MAX_FRAME).unwrap();
+            write.write_all(&out).await.unwrap();
+            for _ in 0..3 {
+                reader.next().await.unwrap().unwrap();
+            }
+            out.clear();
+            let answer = Response {
+                id: 2,
+                result: Ok::<_, Error>("late".to_owned()),
+            };
+            frame::encode(&answer, &mut out, frame::DEFAULT_MAX_FRAME).unwrap();
+            write.write_all(&out).await.unwrap();
+            std::future::pending::<()>().await;
+        });
+        let deadline = Duration::from_secs(8);
+        let channel: Channel<String> =
+            Channel::connect_with_deadline(&path, Service::Lockbox, "test", Some(deadline))
+                .await
+                .unwrap();
+        let started = tokio::time::Instant::now();
+        let unanswered = channel.call(None, &1u32).await.unwrap_err();
+        assert!(
+            matches!(unanswered, CallError::TimedOut(_, d) if d == deadline),
+            "{unanswered:?}"
+        );
+        let waited = started.elapsed();
+        assert!(
+            waited >= deadline && waited <= deadline * 5 / 4,
+            "{waited:?}"
+        );
+        let second = channel.call(None, &2u32);
+        let third = channel.call_raw(None, &3u32);
+        let (second, third) = tokio::join!(second, third);
+        assert_eq!(second.unwrap(), "late");
+        assert!(matches!(third, Err(CallError::TimedOut(..))), "{third:?}");
+        server.abort();
     }
 }

@@ -108,6 +108,15 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
+    /// Gives back the memory a large frame or a burst grew the buffer by, once nothing is
+    /// pending in it (the old buffer is wiped on drop).
+    pub fn shrink(&mut self) {
+        if self.start == self.end && self.buf.len() > 2 * READ_CHUNK {
+            self.buf = Wiping::new(vec![0; READ_CHUNK]);
+            (self.start, self.end) = (0, 0);
+        }
+    }
+
     /// Drops consumed bytes from the front of the buffer, wiping them.
     fn compact(&mut self) {
         if self.start == self.end {
@@ -208,7 +217,10 @@ mod tests {
             assert_eq!(frame::decode::<String>(body).unwrap(), expected);
         }
         writer.await.unwrap();
-        assert!(reader.buf.len() > READ_CHUNK);
+        assert!(reader.buf.len() > 2 * READ_CHUNK);
+        reader.shrink();
+        assert_eq!(reader.buf.len(), READ_CHUNK);
+        assert!(reader.next().await.unwrap().is_none());
     }
 
     #[tokio::test]

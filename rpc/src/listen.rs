@@ -9,6 +9,7 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::UnixListener;
 
 /// Reads the TOML configuration file at `path`; with none, every setting keeps its default.
@@ -33,6 +34,32 @@ pub fn exit_status(name: &str, result: Result<(), impl std::fmt::Display>) -> Ex
     }
 }
 
+/// The listening settings both servers' configuration files share, as read: each left out
+/// keeps its default.
+#[derive(Debug, Default, Clone)]
+pub struct Settings {
+    /// Permission bits of the socket, as an octal string (default "0660").
+    pub socket_mode: Option<String>,
+    /// Largest frame body, bytes (default 1 MiB).
+    pub max_frame: Option<u32>,
+    /// Connections served at once (default 1,024).
+    pub max_connections: Option<usize>,
+    /// Connections one Unix user may hold at once (default 256).
+    pub max_connections_per_user: Option<usize>,
+    /// Seconds a connection acts as the identity it was opened with (default 900).
+    pub max_connection_age: Option<u64>,
+    /// Seconds a connection may stay silent, or leave its answers unread, before it is
+    /// closed (default 300).
+    pub idle_timeout: Option<u64>,
+}
+
+/// Largest `max_frame` accepted: every connection may buffer a frame this large.
+pub const MAX_FRAME_LIMIT: u32 = 16 << 20;
+
+/// File descriptors a connection may hold at once: its socket, and a duplicate of it while
+/// a write waits for the peer to read.
+const FILES_PER_CONNECTION: u64 = 2;
+
 /// Where and how a server listens: what `serve` needs beyond its handler.
 #[derive(Debug, Clone)]
 pub struct Endpoint {
@@ -45,30 +72,91 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// The endpoint the settings both servers' configuration files share describe, each
-    /// left out keeping its default: mode "0660", the protocol's frame limit, 1,024
-    /// connections, connections that live 15 minutes.
-    pub fn new(
-        socket: PathBuf,
-        socket_mode: Option<&str>,
-        max_frame: Option<u32>,
-        max_connections: Option<usize>,
-        max_connection_age: Option<u64>,
-    ) -> Result<Self, String> {
+    /// The endpoint `settings` describe, checked: a frame limit of at least `min_frame` (the
+    /// largest answer the service must be able to send) and at most [`MAX_FRAME_LIMIT`], at
+    /// least one connection, a per-user cap within the global one, and timeouts of at least
+    /// a second. The message of an error names the setting.
+    pub fn new(socket: PathBuf, settings: &Settings, min_frame: u32) -> Result<Self, String> {
         let defaults = ServerConfig::default();
-        if max_connection_age == Some(0) {
-            return Err("max_connection_age: must be at least 1 (seconds)".into());
+        let max_frame = settings.max_frame.unwrap_or(defaults.max_frame);
+        if !(min_frame..=MAX_FRAME_LIMIT).contains(&max_frame) {
+            return Err(format!(
+                "max_frame: {max_frame} is outside {min_frame}..={MAX_FRAME_LIMIT} bytes (the \
+                 largest answer this service sends must fit in a frame, and every connection \
+                 may buffer one)"
+            ));
         }
+        let max_connections = settings.max_connections.unwrap_or(defaults.max_connections);
+        if !(1..=tokio::sync::Semaphore::MAX_PERMITS).contains(&max_connections) {
+            return Err(format!(
+                "max_connections: must be at least 1, not {max_connections}"
+            ));
+        }
+        let per_user = settings
+            .max_connections_per_user
+            .unwrap_or(defaults.max_connections_per_user.min(max_connections));
+        if !(1..=max_connections).contains(&per_user) {
+            return Err(format!(
+                "max_connections_per_user: {per_user} is outside 1..={max_connections} (at \
+                 least one, and no more than max_connections)"
+            ));
+        }
+        let seconds = |name: &str, value: Option<u64>, default: u64| match value {
+            Some(0) => Err(format!("{name}: must be at least 1 (seconds)")),
+            Some(s) => Ok(s),
+            None => Ok(default),
+        };
+        let max_connection_age = seconds(
+            "max_connection_age",
+            settings.max_connection_age,
+            defaults.max_connection_age,
+        )?;
+        let idle_timeout = seconds(
+            "idle_timeout",
+            settings.idle_timeout,
+            defaults.idle_timeout.as_secs(),
+        )?;
         Ok(Self {
             socket,
-            mode: parse_socket_mode(socket_mode.unwrap_or("0660"))?,
+            mode: parse_socket_mode(settings.socket_mode.as_deref().unwrap_or("0660"))?,
             config: ServerConfig {
-                max_frame: max_frame.unwrap_or(defaults.max_frame),
-                max_connections: max_connections.unwrap_or(defaults.max_connections),
-                max_connection_age: max_connection_age.unwrap_or(defaults.max_connection_age),
+                max_frame,
+                max_connections,
+                max_connections_per_user: per_user,
+                max_connection_age,
+                idle_timeout: Duration::from_secs(idle_timeout),
                 ..defaults
             },
         })
+    }
+
+    /// Makes sure the process may open the files its connections need, plus `reserve` for
+    /// everything else it opens: raises the soft limit on open files to the hard one, and
+    /// refuses a `max_connections` the limit cannot serve, with the numbers and the fix.
+    pub fn reserve_files(&self, reserve: u64) -> Result<(), String> {
+        use rustix::process::{Resource, getrlimit, setrlimit};
+        let mut limit = getrlimit(Resource::Nofile);
+        if limit.current < limit.maximum {
+            let raised = rustix::process::Rlimit {
+                current: limit.maximum,
+                maximum: limit.maximum,
+            };
+            if setrlimit(Resource::Nofile, raised).is_ok() {
+                limit = raised;
+            }
+        }
+        let needed = (self.config.max_connections as u64)
+            .saturating_mul(FILES_PER_CONNECTION)
+            .saturating_add(reserve);
+        match limit.current {
+            Some(have) if have < needed => Err(format!(
+                "max_connections: {} connections need up to {needed} open files ({} each and \
+                 {reserve} for the rest of the process), but this process may open {have}; \
+                 lower max_connections or raise the limit (LimitNOFILE= in the unit, ulimit -n)",
+                self.config.max_connections, FILES_PER_CONNECTION
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Binds the socket, tells the service manager that `name` is ready, serves `handler`
@@ -220,23 +308,76 @@ mod tests {
 
     #[test]
     fn endpoint_settings_default_and_refuse_open_modes() {
-        let e = Endpoint::new("/s".into(), None, None, None, None).unwrap();
+        let e = Endpoint::new("/s".into(), &Settings::default(), 4096).unwrap();
         assert_eq!((e.mode, e.config.max_connections), (0o660, 1024));
+        assert_eq!(e.config.max_connections_per_user, 256);
         assert_eq!(e.config.max_frame, lockbox_proto::frame::DEFAULT_MAX_FRAME);
         assert_eq!(e.config.max_connection_age, 900);
-        let e = Endpoint::new("/s".into(), Some("0600"), Some(4096), Some(8), Some(60)).unwrap();
+        assert_eq!(e.config.idle_timeout, Duration::from_secs(300));
+        let settings = Settings {
+            socket_mode: Some("0600".into()),
+            max_frame: Some(4096),
+            max_connections: Some(8),
+            max_connections_per_user: None,
+            max_connection_age: Some(60),
+            idle_timeout: Some(5),
+        };
+        let e = Endpoint::new("/s".into(), &settings, 4096).unwrap();
         assert_eq!(
             (
                 e.mode,
                 e.config.max_frame,
                 e.config.max_connections,
-                e.config.max_connection_age
+                e.config.max_connections_per_user,
+                e.config.max_connection_age,
+                e.config.idle_timeout.as_secs(),
             ),
-            (0o600, 4096, 8, 60)
+            (0o600, 4096, 8, 8, 60, 5)
         );
-        assert!(Endpoint::new("/s".into(), Some("0666"), None, None, None).is_err());
-        let zero = Endpoint::new("/s".into(), None, None, None, Some(0)).unwrap_err();
-        assert!(zero.contains("max_connection_age"), "{zero}");
+    }
+
+    #[test]
+    fn endpoint_settings_out_of_range_are_refused_by_name() {
+        let refused = |change: fn(&mut Settings), name: &str| {
+            let mut settings = Settings::default();
+            change(&mut settings);
+            let err = Endpoint::new("/s".into(), &settings, 4096).unwrap_err();
+            assert!(err.starts_with(&format!("{name}:")), "{err}");
+        };
+        refused(|s| s.socket_mode = Some("0666".into()), "socket_mode");
+        refused(|s| s.max_connection_age = Some(0), "max_connection_age");
+        refused(|s| s.idle_timeout = Some(0), "idle_timeout");
+        refused(|s| s.max_connections = Some(0), "max_connections");
+        refused(
+            |s| s.max_connections_per_user = Some(0),
+            "max_connections_per_user",
+        );
+        refused(
+            |s| {
+                s.max_connections = Some(4);
+                s.max_connections_per_user = Some(5);
+            },
+            "max_connections_per_user",
+        );
+        refused(|s| s.max_frame = Some(4095), "max_frame");
+        refused(|s| s.max_frame = Some(MAX_FRAME_LIMIT + 1), "max_frame");
+    }
+
+    #[test]
+    fn a_file_limit_too_low_for_the_connections_is_refused() {
+        let settings = Settings {
+            max_connections: Some(usize::MAX >> 4),
+            ..Settings::default()
+        };
+        let e = Endpoint::new("/s".into(), &settings, 4096).unwrap();
+        let err = e.reserve_files(64).unwrap_err();
+        assert!(err.contains("LimitNOFILE"), "{err}");
+        let one = Settings {
+            max_connections: Some(1),
+            ..Settings::default()
+        };
+        let e = Endpoint::new("/s".into(), &one, 4096).unwrap();
+        assert_eq!(e.reserve_files(1), Ok(()));
     }
 
     #[test]

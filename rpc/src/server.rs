@@ -6,14 +6,21 @@
 //! then on is refused with `Unauthenticated`, so none of them runs, and the connection
 //! closes; clients open a new one and send them again (`redial`).
 //!
+//! What one peer can hold is bounded. Connections are capped in all and per Unix user; past
+//! either cap a new connection gets an error in place of its hello reply and is closed at
+//! once, so a user at the cap cannot keep others waiting in the listen backlog. Answers wait
+//! for a write once [`MAX_PENDING_OUTPUT`] bytes are pending, and no more requests are read
+//! until the peer has taken them, so a peer that pipelines without reading pins a bounded
+//! buffer, not one answer per request. A connection that stays silent, or leaves its answers
+//! unread, for the idle timeout is closed; buffers grown by a burst shrink back after it.
+//!
 //! The listener and the shutdown signal come from the caller, so tests start a real server on
-//! a temp socket and stop it cleanly. A semaphore caps connections; on shutdown every
-//! connection finishes the requests it has read, flushes its answers and closes, and
-//! [`serve`] returns when all have.
+//! a temp socket and stop it cleanly. On shutdown every connection finishes the requests it
+//! has read, flushes its answers and closes, and [`serve`] returns when all have.
 
 use crate::connection::{FrameReader, ReadError};
 use crate::peer::PeerCred;
-use crate::stream::Stream;
+use crate::stream::{Stream, WriteHalf};
 use lockbox_proto::frame::{self, FrameError, FrameWriter};
 use lockbox_proto::hello::{self, Hello, HelloPrefix, HelloReply, ServerInfo, Service};
 use lockbox_proto::{Error, ErrorCode, Request, Response, Wiping};
@@ -32,8 +39,11 @@ use tokio::task::JoinSet;
 pub struct ServerConfig {
     /// Largest frame body accepted or sent.
     pub max_frame: u32,
-    /// Connections served at once; further ones wait in the listen backlog.
+    /// Connections served at once; further ones are refused with `ResourceExhausted`.
     pub max_connections: usize,
+    /// Connections one Unix user may hold at once; further ones are refused with
+    /// `ResourceExhausted`.
+    pub max_connections_per_user: usize,
     /// How long a new connection may take to send its hello.
     pub hello_timeout: Duration,
     /// Seconds, by the handler's clock, a connection acts as the identity it was opened
@@ -41,6 +51,9 @@ pub struct ServerConfig {
     /// connection closed; the client reconnects, and the kernel reports its credentials
     /// afresh. Bounds how long a process keeps the roles of a group it has since dropped.
     pub max_connection_age: u64,
+    /// How long a connection may send nothing, or leave answers unread, before it is closed.
+    /// A silent connection closes between this and a quarter more.
+    pub idle_timeout: Duration,
 }
 
 /// Connection lifetime unless configured, seconds.
@@ -51,11 +64,20 @@ impl Default for ServerConfig {
         Self {
             max_frame: frame::DEFAULT_MAX_FRAME,
             max_connections: 1024,
+            max_connections_per_user: 256,
             hello_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
             max_connection_age: DEFAULT_MAX_CONNECTION_AGE,
         }
     }
 }
+
+/// Answer bytes a connection may hold before it waits for the peer to read them (and so
+/// stops reading requests); an answer may take it past this by at most one frame.
+pub const MAX_PENDING_OUTPUT: usize = 128 * 1024;
+
+/// Capacity of a connection's answer buffer; after a burst it shrinks back to this.
+const OUTPUT_CAPACITY: usize = 64 * 1024;
 
 /// A service behind the accept loop.
 pub trait Handler: Send + Sync + 'static {
@@ -189,18 +211,11 @@ pub async fn serve<H: Handler>(
 ) {
     let (stop_tx, stop_rx) = watch::channel(false);
     let permits = Arc::new(Semaphore::new(config.max_connections));
+    let seats = Arc::new(Seats::new(config.max_connections_per_user));
     let config = Arc::new(config);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
-        let permit = tokio::select! {
-            permit = permits.clone().acquire_owned() => match permit {
-                Ok(p) => p,
-                // The semaphore is never closed.
-                Err(_) => break,
-            },
-            () = &mut shutdown => break,
-        };
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
@@ -213,14 +228,49 @@ pub async fn serve<H: Handler>(
             },
             () = &mut shutdown => break,
         };
+        let peer = match PeerCred::of(&stream) {
+            Ok(peer) => peer,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read a new connection's credentials");
+                continue;
+            }
+        };
+        let name = handler.service().process_name();
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::warn!(uid = peer.uid, "connection refused: all connections in use");
+            refuse(
+                &stream,
+                format!(
+                    "{name} is serving its limit of {} connections; try again later",
+                    config.max_connections
+                ),
+                config.max_frame,
+            );
+            continue;
+        };
+        let Some(seat) = seats.take(peer.uid) else {
+            tracing::warn!(
+                uid = peer.uid,
+                "connection refused: the user's connections are all in use"
+            );
+            refuse(
+                &stream,
+                format!(
+                    "uid {} already holds {} connections to {name}, its limit; close some",
+                    peer.uid, config.max_connections_per_user
+                ),
+                config.max_frame,
+            );
+            continue;
+        };
         let handler = handler.clone();
         let config = config.clone();
         let stop = stop_rx.clone();
         connections.spawn(async move {
-            if let Err(e) = connection(stream, &*handler, &config, stop).await {
+            if let Err(e) = connection(stream, peer, &*handler, &config, stop).await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
-            drop(permit);
+            drop((seat, permit));
         });
         // Reap finished connections so the set does not grow without bound.
         while connections.try_join_next().is_some() {}
@@ -229,17 +279,104 @@ pub async fn serve<H: Handler>(
     while connections.join_next().await.is_some() {}
 }
 
+/// Answers a connection over a cap with `why` in place of its hello reply, without waiting
+/// for its hello or for it to read, and closes it. The reply is small and the socket new, so
+/// one non-blocking write takes it whole; if not, the peer sees the connection close.
+fn refuse(stream: &UnixStream, why: String, max_frame: u32) {
+    let reply: HelloReply = Err(Error::new(ErrorCode::ResourceExhausted, why));
+    let mut out = Vec::new();
+    encode_or_log(&reply, &mut out, max_frame);
+    let _ = stream.try_write(&out);
+}
+
+/// Connections held per Unix user, capped.
+struct Seats {
+    held: std::sync::Mutex<std::collections::HashMap<u32, usize>>,
+    limit: usize,
+}
+
+impl Seats {
+    fn new(limit: usize) -> Self {
+        Self {
+            held: Default::default(),
+            limit,
+        }
+    }
+
+    /// A seat for one more connection of `uid`, or `None` at its cap.
+    fn take(self: &Arc<Self>, uid: u32) -> Option<Seat> {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        let count = held.entry(uid).or_default();
+        if *count >= self.limit {
+            return None;
+        }
+        *count += 1;
+        Some(Seat {
+            seats: self.clone(),
+            uid,
+        })
+    }
+}
+
+/// One connection's place in its user's count, given back when dropped.
+struct Seat {
+    seats: Arc<Seats>,
+    uid: u32,
+}
+
+impl Drop for Seat {
+    fn drop(&mut self) {
+        let mut held = self.seats.held.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = held.get_mut(&self.uid) {
+            *count -= 1;
+            if *count == 0 {
+                held.remove(&self.uid);
+            }
+        }
+    }
+}
+
+/// Writes all of `out` and clears it (wiping what it held), giving up with `TimedOut` when
+/// the peer leaves it unread for `timeout`. The common case, a socket with room, is a plain
+/// write with no timer.
+async fn send(write: &mut WriteHalf, out: &mut Wiping, timeout: Duration) -> std::io::Result<()> {
+    let mut written = 0;
+    while written < out.len() {
+        match write.try_write(&out[written..]) {
+            Ok(n) => written += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                tokio::time::timeout(timeout, write.write_all(&out[written..]))
+                    .await
+                    .map_err(|_| {
+                        std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "the peer left its answers unread past the idle timeout",
+                        )
+                    })??;
+                break;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    out.wipe_and_clear();
+    if out.capacity() > 2 * OUTPUT_CAPACITY {
+        // A burst grew the buffer: give the memory back (the old buffer is wiped on drop).
+        *out = Wiping::new(Vec::with_capacity(OUTPUT_CAPACITY));
+    }
+    Ok(())
+}
+
 async fn connection<H: Handler>(
     stream: UnixStream,
+    peer: PeerCred,
     handler: &H,
     config: &ServerConfig,
     stop: watch::Receiver<bool>,
 ) -> Result<(), ReadError> {
-    let peer = PeerCred::of(&stream)?;
     let (read, mut write) = Stream::new(stream)?.into_split();
     let mut reader = FrameReader::new(read, config.max_frame);
     // Answers may carry plaintexts: wiped once written, and the buffer when it is dropped.
-    let mut out = Wiping::new(Vec::with_capacity(64 * 1024));
+    let mut out = Wiping::new(Vec::with_capacity(OUTPUT_CAPACITY));
 
     let hello = match tokio::time::timeout(config.hello_timeout, reader.next()).await {
         Ok(Ok(Some(body))) => check_hello(body, handler.service()),
@@ -261,8 +398,7 @@ async fn connection<H: Handler>(
         Err(e) => Err(e.clone()),
     };
     encode_or_log(&reply, &mut out, config.max_frame);
-    write.write_all(&out).await?;
-    out.clear();
+    send(&mut write, &mut out, config.idle_timeout).await?;
     let Ok(session) = session else {
         return Ok(());
     };
@@ -275,13 +411,19 @@ async fn connection<H: Handler>(
     let mut stop_waiter = stop.clone();
     let stopped = stop_waiter.changed();
     tokio::pin!(stopped);
+    // Likewise one idle timer, firing every quarter of the idle timeout: a request only
+    // counts a batch, and the connection closes after four quiet quarters in a row.
+    let quarter = config.idle_timeout / 4;
+    let idle = tokio::time::sleep(quarter);
+    tokio::pin!(idle);
+    let (mut batches, mut seen, mut quiet) = (0u64, 0u64, 0u32);
     loop {
         if handler.now() >= expires_at {
             let why = format!(
                 "this connection reached its maximum age ({} s); reconnect",
                 config.max_connection_age
             );
-            return close(&mut reader, &mut write, &mut out, why, config.max_frame).await;
+            return close(&mut reader, &mut write, &mut out, why, config).await;
         }
         loop {
             match reader.try_next() {
@@ -289,8 +431,11 @@ async fn connection<H: Handler>(
                     if handler.call(&session, body, &mut out).await == Next::Close {
                         let why = "not run: an earlier request on this connection ended its \
                                    session; reconnect";
-                        return close(&mut reader, &mut write, &mut out, why, config.max_frame)
-                            .await;
+                        return close(&mut reader, &mut write, &mut out, why, config).await;
+                    }
+                    if out.len() >= MAX_PENDING_OUTPUT {
+                        // Read no further until the peer takes these.
+                        send(&mut write, &mut out, config.idle_timeout).await?;
                     }
                 }
                 Ok(None) => break,
@@ -299,31 +444,45 @@ async fn connection<H: Handler>(
                     // and close.
                     let error = frame_error(&e);
                     respond::<()>(&mut out, 0, Err(error), config.max_frame);
-                    write.write_all(&out).await?;
+                    send(&mut write, &mut out, config.idle_timeout).await?;
                     return Err(e.into());
                 }
             }
         }
         if !out.is_empty() {
-            write.write_all(&out).await?;
-            out.wipe_and_clear();
+            send(&mut write, &mut out, config.idle_timeout).await?;
         }
+        reader.shrink();
         if *stop.borrow() {
             return Ok(());
         }
-        tokio::select! {
-            // Reads first: the stop signal is polled only while no bytes are waiting.
-            biased;
-            read = reader.fill() => {
-                if read? == 0 {
-                    return if reader.has_partial_frame() {
-                        Err(ReadError::Truncated)
-                    } else {
-                        Ok(())
-                    };
+        batches += 1;
+        loop {
+            tokio::select! {
+                // Reads first: the stop signal and the timer are polled only while no bytes
+                // are waiting.
+                biased;
+                read = reader.fill() => {
+                    if read? == 0 {
+                        return if reader.has_partial_frame() {
+                            Err(ReadError::Truncated)
+                        } else {
+                            Ok(())
+                        };
+                    }
+                    break;
+                }
+                _ = &mut stopped => return Ok(()),
+                () = &mut idle => {
+                    quiet = if batches == seen { quiet + 1 } else { 0 };
+                    seen = batches;
+                    if quiet >= 4 {
+                        tracing::debug!("closing an idle connection");
+                        return Ok(());
+                    }
+                    idle.as_mut().reset(tokio::time::Instant::now() + quarter);
                 }
             }
-            _ = &mut stopped => return Ok(()),
         }
     }
 }
@@ -333,17 +492,24 @@ async fn connection<H: Handler>(
 /// connection, sends what is pending and closes.
 async fn close<R: tokio::io::AsyncRead + Unpin>(
     reader: &mut FrameReader<R>,
-    write: &mut crate::stream::WriteHalf,
+    write: &mut WriteHalf,
     out: &mut Wiping,
     why: impl Into<String>,
-    max_frame: u32,
+    config: &ServerConfig,
 ) -> Result<(), ReadError> {
     let refusal = Error::new(ErrorCode::Unauthenticated, why);
     while let Ok(Some(body)) = reader.try_next() {
-        respond::<()>(out, request_id(body), Err(refusal.clone()), max_frame);
+        respond::<()>(
+            out,
+            request_id(body),
+            Err(refusal.clone()),
+            config.max_frame,
+        );
+        if out.len() >= MAX_PENDING_OUTPUT {
+            send(write, out, config.idle_timeout).await?;
+        }
     }
-    write.write_all(out).await?;
-    out.wipe_and_clear();
+    send(write, out, config.idle_timeout).await?;
     Ok(())
 }
 
@@ -386,5 +552,184 @@ fn frame_error(e: &FrameError) -> Error {
 fn encode_or_log<T: Serialize>(message: &T, out: &mut Vec<u8>, max: u32) {
     if let Err(e) = frame::encode(message, out, max) {
         tracing::error!(error = %e, "could not encode a hello reply");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::channel::{CallError, Channel};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::AsyncReadExt;
+
+    /// Answers a request whose body is a size with that many bytes, counting the calls.
+    struct Sized {
+        calls: AtomicUsize,
+    }
+
+    impl Handler for Sized {
+        type Session = ();
+
+        fn service(&self) -> Service {
+            Service::Lockbox
+        }
+
+        fn open(&self, _: PeerCred) -> Result<(), Error> {
+            Ok(())
+        }
+
+        fn subject(&self, (): &()) -> String {
+            "user:test".into()
+        }
+
+        async fn call(&self, (): &(), body: &[u8], out: &mut Vec<u8>) -> Next {
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            let request: Request<u32> = decode_request(body).unwrap();
+            let answer = vec![7u8; request.body as usize];
+            respond(
+                out,
+                request.id,
+                Ok::<_, Error>(answer),
+                frame::DEFAULT_MAX_FRAME,
+            );
+            Next::Continue
+        }
+    }
+
+    struct Running {
+        path: std::path::PathBuf,
+        handler: Arc<Sized>,
+        _dir: tempfile::TempDir,
+    }
+
+    fn start(config: ServerConfig) -> Running {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let handler = Arc::new(Sized {
+            calls: AtomicUsize::new(0),
+        });
+        tokio::spawn(serve(
+            listener,
+            handler.clone(),
+            config,
+            std::future::pending(),
+        ));
+        Running {
+            path,
+            handler,
+            _dir: dir,
+        }
+    }
+
+    /// A raw connection that has exchanged hellos.
+    async fn greeted(path: &std::path::Path) -> UnixStream {
+        let mut stream = UnixStream::connect(path).await.unwrap();
+        let mut hello = Vec::new();
+        frame::encode(
+            &Hello::new(Service::Lockbox, "test"),
+            &mut hello,
+            frame::DEFAULT_MAX_FRAME,
+        )
+        .unwrap();
+        stream.write_all(&hello).await.unwrap();
+        let mut prefix = [0u8; 4];
+        stream.read_exact(&mut prefix).await.unwrap();
+        let mut reply = vec![0; u32::from_be_bytes(prefix) as usize];
+        stream.read_exact(&mut reply).await.unwrap();
+        frame::decode::<HelloReply>(&reply).unwrap().unwrap();
+        stream
+    }
+
+    fn requests(count: u64, size: u32) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for id in 1..=count {
+            let request = Request {
+                id,
+                on_behalf_of: None,
+                body: size,
+            };
+            frame::encode(&request, &mut bytes, frame::DEFAULT_MAX_FRAME).unwrap();
+        }
+        bytes
+    }
+
+    /// Reads until the server closes the stream; the bytes read.
+    async fn read_to_close(stream: &mut UnixStream) -> usize {
+        let mut all = Vec::new();
+        stream.read_to_end(&mut all).await.unwrap();
+        all.len()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_never_reads_stops_the_server_reading_and_is_closed_when_idle() {
+        let server = start(ServerConfig::default());
+        let mut stream = greeted(&server.path).await;
+        // A thousand pipelined requests for 64 KiB answers, none of them read.
+        stream.write_all(&requests(1000, 64 * 1024)).await.unwrap();
+        // Paused time moves only once every task waits: the server is stuck writing.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let answered = server.handler.calls.load(Ordering::Relaxed);
+        assert!(
+            (1..50).contains(&answered),
+            "{answered} answers were made for a peer that reads none"
+        );
+        // The write waits at most the idle timeout; then the connection closes with what the
+        // socket held.
+        tokio::time::sleep(ServerConfig::default().idle_timeout).await;
+        let read = read_to_close(&mut stream).await;
+        assert!(read < 50 * 64 * 1024, "{read}");
+        assert_eq!(server.handler.calls.load(Ordering::Relaxed), answered);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_connection_is_closed_after_the_idle_timeout_and_a_busy_one_is_not() {
+        let idle = ServerConfig::default().idle_timeout;
+        let server = start(ServerConfig::default());
+        let mut silent = greeted(&server.path).await;
+        let opened = tokio::time::Instant::now();
+        let closed = tokio::spawn(async move {
+            assert_eq!(read_to_close(&mut silent).await, 0);
+            opened.elapsed()
+        });
+        let busy: Channel<Vec<u8>> = Channel::connect(&server.path, Service::Lockbox, "test")
+            .await
+            .unwrap();
+        for _ in 0..6 {
+            tokio::time::sleep(idle / 2).await;
+            busy.call(None, &1u32).await.unwrap();
+        }
+        let lived = closed.await.unwrap();
+        assert!(lived >= idle && lived <= idle * 5 / 4, "{lived:?}");
+        assert_eq!(busy.call(None, &1u32).await.unwrap(), vec![7]);
+    }
+
+    #[tokio::test]
+    async fn connections_over_a_cap_are_refused_with_the_reason() {
+        let server = start(ServerConfig {
+            max_connections: 3,
+            max_connections_per_user: 2,
+            ..ServerConfig::default()
+        });
+        let connect = || Channel::<Vec<u8>>::connect(&server.path, Service::Lockbox, "test");
+        let first = connect().await.unwrap();
+        let second = connect().await.unwrap();
+        let refused = connect().await.unwrap_err();
+        let CallError::Server(e) = &refused else {
+            panic!("{refused:?}")
+        };
+        assert_eq!(e.code, ErrorCode::ResourceExhausted, "{e:?}");
+        assert!(e.message.contains("already holds 2 connections"), "{e:?}");
+        // Dropping a channel closes its connection, and the server gives its seat back once
+        // it sees that.
+        drop(first);
+        let third = loop {
+            match connect().await {
+                Ok(c) => break c,
+                Err(_) => tokio::task::yield_now().await,
+            }
+        };
+        assert_eq!(third.call(None, &2u32).await.unwrap(), vec![7, 7]);
+        assert_eq!(second.call(None, &1u32).await.unwrap(), vec![7]);
     }
 }

@@ -113,6 +113,20 @@ impl WriteHalf {
     fn socket(&self) -> &StdStream {
         self.fd.get_ref()
     }
+
+    /// Writes what the socket takes now, without waiting: `WouldBlock` when it takes
+    /// nothing, or while an earlier write is still waiting for the peer.
+    pub fn try_write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.writable.is_some() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        loop {
+            match self.socket().write(buf) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                other => return other,
+            }
+        }
+    }
 }
 
 impl AsyncWrite for WriteHalf {

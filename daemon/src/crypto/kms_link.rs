@@ -1,7 +1,9 @@
 //! The daemon's link to `lockbox-kms`: the few calls it makes (encrypt and decrypt data keys
 //! on behalf of a caller, manage its own keyring key), over one pipelined connection that
 //! opens on first use, reopens after a failure, and turns an unreachable KMS into
-//! `Unavailable` without affecting anything that does not need it.
+//! `Unavailable` without affecting anything that does not need it. Every call has a deadline:
+//! a KMS that hangs fails the requests that need it after the link's timeout, and holds
+//! nothing else up.
 
 use crate::error::LockboxError;
 use lockbox_proto::hello::Service;
@@ -14,6 +16,7 @@ use lockbox_rpc::{CallError, Channel};
 use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Mutex;
+use std::time::Duration;
 
 /// How lockboxd introduces itself in its hello to the KMS.
 const CLIENT_NAME: &str = concat!("lockboxd/", env!("CARGO_PKG_VERSION"));
@@ -49,14 +52,18 @@ pub struct KmsLink {
     socket: PathBuf,
     /// The open connection, if there is one.
     channel: Mutex<Option<Channel<KmsResponse>>>,
+    /// How long a call, or connecting, may wait for the KMS.
+    timeout: Duration,
 }
 
 impl KmsLink {
-    /// A link to the KMS at `socket`; nothing connects until the first call.
-    pub fn new(socket: PathBuf) -> Self {
+    /// A link to the KMS at `socket` whose calls wait at most `timeout` (to within a quarter
+    /// of it); nothing connects until the first call.
+    pub fn new(socket: PathBuf, timeout: Duration) -> Self {
         Self {
             socket,
             channel: Mutex::new(None),
+            timeout,
         }
     }
 
@@ -69,7 +76,15 @@ impl KmsLink {
         if let Some(c) = self.cached() {
             return Ok(c);
         }
-        let fresh = Channel::connect(&self.socket, Service::Kms, CLIENT_NAME).await?;
+        let connecting = Channel::connect_with_deadline(
+            &self.socket,
+            Service::Kms,
+            CLIENT_NAME,
+            Some(self.timeout),
+        );
+        let fresh = tokio::time::timeout(self.timeout, connecting)
+            .await
+            .map_err(|_| CallError::TimedOut(Service::Kms.process_name(), self.timeout))??;
         *self.channel.lock().unwrap_or_else(|p| p.into_inner()) = Some(fresh.clone());
         tracing::info!(socket = %self.socket.display(), "connected to lockbox-kms");
         Ok(fresh)
@@ -80,7 +95,8 @@ impl KmsLink {
     }
 
     /// Runs `call`, reconnecting and retrying once if the connection was lost or the KMS
-    /// ended it at its maximum age (all KMS calls the daemon makes are safe to repeat).
+    /// ended it at its maximum age (all KMS calls the daemon makes are safe to repeat). A
+    /// call past the deadline is not repeated: the KMS is hung or overloaded.
     async fn with_channel<T, F, Fut>(&self, call: F) -> Result<T, LockboxError>
     where
         F: Fn(Channel<KmsResponse>) -> Fut,
@@ -97,7 +113,8 @@ impl KmsLink {
                 }
                 Err(e) if attempt == 0 && e.is_lapsed() => self.forget(),
                 Err(e) => {
-                    if !matches!(e, CallError::Server(_)) {
+                    // A hung KMS is not helped by more connections waiting in its backlog.
+                    if !matches!(e, CallError::Server(_) | CallError::TimedOut(..)) {
                         self.forget();
                     }
                     return Err(e.into());

@@ -54,6 +54,15 @@ pub struct Limits {
     pub live_tokens: usize,
 }
 
+impl Limits {
+    /// The largest payload answer these limits allow, bytes: a payload of `payload_bytes`
+    /// encodes in at most four times as many (a one-byte key and an empty value take four),
+    /// plus the ids and lengths around it. The frame limit must be at least this.
+    pub fn largest_answer(&self) -> u32 {
+        u32::try_from(self.payload_bytes.saturating_mul(4).saturating_add(4096)).unwrap_or(u32::MAX)
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Self {

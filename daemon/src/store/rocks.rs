@@ -33,12 +33,17 @@ fn engine(e: rocksdb::Error) -> StoreError {
 }
 
 impl RocksStore {
+    /// Table files RocksDB keeps open at most; beyond it, it closes and reopens them. Part of
+    /// the process's file budget, which connections share (`Endpoint::reserve_files`).
+    pub const MAX_OPEN_FILES: u64 = 512;
+
     /// Opens (creating if needed) the database in `dir`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let mut options = Options::default();
         options.create_if_missing(true);
         options.create_missing_column_families(true);
         options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        options.set_max_open_files(Self::MAX_OPEN_FILES as i32);
         // Applied batches wait in RocksDB's WAL buffer until the group syncer writes and
         // fsyncs them in one go (`sync`), instead of a write(2) per batch.
         options.set_manual_wal_flush(true);
