@@ -5,9 +5,13 @@
 //! A relayed decrypt happens on every payload read of a KMS-keyed secret, so this is on the
 //! hot path. Recording a decision formats one line into a shared buffer; a background thread
 //! drains the buffer to the output in chunks of whole lines, each at most [`CHUNK`] bytes so a
-//! write to a pipe (journald) is atomic and never interleaves with other log output. No line
-//! is ever dropped: when the writer falls [`MAX_BUFFERED`] bytes behind, recording waits for
-//! it.
+//! write to a pipe (journald) is atomic and never interleaves with other log output.
+//!
+//! The trail fails closed. A decision that cannot be recorded is refused: when the writer
+//! has stopped, when its last write failed (it keeps the lines it could not write and tries
+//! again every [`RETRY`]; recording resumes once a write succeeds), and when it is
+//! [`MAX_BUFFERED`] bytes behind for longer than [`MAX_WAIT`]. So no line is dropped, and a
+//! recorder never blocks its thread for long.
 //!
 //! The writer wakes for the first line after a quiet spell; under a steady stream it then
 //! writes what gathered at most every [`INTERVAL`], so a busy KMS pays a few hundred
@@ -19,21 +23,36 @@
 
 use std::fmt::Write as _;
 use std::io::Write;
-use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Largest single write: `PIPE_BUF` on Linux.
 const CHUNK: usize = 4096;
-/// Bytes waiting for the writer before recording blocks.
+/// Bytes waiting for the writer before recording waits.
 const MAX_BUFFERED: usize = 8 << 20;
+/// How long recording waits for room before it refuses the decision.
+const MAX_WAIT: Duration = Duration::from_secs(1);
 /// How long the writer lets lines gather after a write, while they keep coming.
-const INTERVAL: std::time::Duration = std::time::Duration::from_millis(2);
+const INTERVAL: Duration = Duration::from_millis(2);
+/// How long the writer waits before trying a failed write again.
+const RETRY: Duration = Duration::from_secs(1);
 
+/// The trail of this process, once started.
+static SINK: OnceLock<Arc<Sink>> = OnceLock::new();
+
+/// Why a decision could not be recorded; the decision must then be refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the audit trail cannot be written ({0}); relayed requests are refused until it can")]
+pub struct AuditError(String);
+
+/// An audit trail: a buffer of lines and the thread writing them.
 struct Sink {
     state: Mutex<State>,
-    /// Signalled when the buffer gains data (for the writer) or is drained (for recorders
-    /// and [`flush`]).
+    /// Signalled when the buffer gains data (for the writer) or is drained, or the writer's
+    /// health changes (for recorders and [`flush`]).
     changed: Condvar,
+    /// How long the writer waits before trying a failed write again.
+    retry: Duration,
 }
 
 struct State {
@@ -43,9 +62,11 @@ struct State {
     writing: bool,
     /// Whether the writer is asleep until a line arrives: only then does a recorder signal.
     idle: bool,
+    /// The error of the writer's last write, until a write succeeds again.
+    failure: Option<String>,
+    /// Whether the writer thread is running.
+    alive: bool,
 }
-
-static SINK: OnceLock<Sink> = OnceLock::new();
 
 /// One relayed decision.
 #[derive(Debug, Clone, Copy)]
@@ -67,104 +88,189 @@ pub struct Decision<'a> {
 /// Starts the background writer; every later decision is written to `out`. Only the first
 /// call has an effect.
 pub fn start(out: impl Write + Send + 'static) {
-    let sink = Sink {
-        state: Mutex::new(State {
-            buffer: String::with_capacity(64 * 1024),
-            writing: false,
-            idle: false,
-        }),
-        changed: Condvar::new(),
-    };
-    if SINK.set(sink).is_ok() {
+    if SINK.get().is_some() {
+        return;
+    }
+    let sink = Sink::new(RETRY);
+    if SINK.set(sink.clone()).is_ok() {
+        sink.spawn_writer(out);
+    }
+}
+
+/// Records a relayed decision; an error when it cannot be (see the module documentation).
+pub fn record(decision: Decision<'_>) -> Result<(), AuditError> {
+    match SINK.get() {
+        Some(sink) => sink.record(&decision, now_micros()),
+        None => {
+            tracing::info!(
+                relay = decision.relay,
+                subject = decision.subject,
+                permission = decision.permission,
+                resource = format!("{} {}", decision.resource_kind, decision.resource_id),
+                allowed = decision.allowed,
+                "relayed request"
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Waits until every decision recorded so far has been written (at shutdown), or the writer
+/// cannot write them.
+pub fn flush() {
+    if let Some(sink) = SINK.get() {
+        sink.flush();
+    }
+}
+
+impl Sink {
+    fn new(retry: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(State {
+                buffer: String::with_capacity(64 * 1024),
+                writing: false,
+                idle: false,
+                failure: None,
+                alive: true,
+            }),
+            changed: Condvar::new(),
+            retry,
+        })
+    }
+
+    fn spawn_writer(self: &Arc<Self>, out: impl Write + Send + 'static) {
+        let sink = self.clone();
         let spawned = std::thread::Builder::new()
             .name("audit-writer".into())
-            .spawn(move || write_loop(out));
+            .spawn(move || {
+                let _alive = Alive(&sink);
+                sink.write_loop(out);
+            });
         if let Err(e) = spawned {
             tracing::error!(error = %e, "cannot start the audit writer");
+            self.lock().alive = false;
         }
     }
-}
 
-/// Records a relayed decision.
-pub fn record(decision: Decision<'_>) {
-    let Some(sink) = SINK.get() else {
-        tracing::info!(
-            relay = decision.relay,
-            subject = decision.subject,
-            permission = decision.permission,
-            resource = format!("{} {}", decision.resource_kind, decision.resource_id),
-            allowed = decision.allowed,
-            "relayed request"
-        );
-        return;
-    };
-    let mut state = lock(&sink.state);
-    while state.buffer.len() >= MAX_BUFFERED {
-        state = wait(&sink.changed, state);
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Appends and swaps leave the state valid even if a holder panicked.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
-    format_line(&mut state.buffer, now_micros(), &decision);
-    let wake = std::mem::take(&mut state.idle);
-    drop(state);
-    if wake {
-        sink.changed.notify_all();
+
+    fn record(&self, decision: &Decision<'_>, micros: i64) -> Result<(), AuditError> {
+        let mut state = self.lock();
+        let deadline = Instant::now() + MAX_WAIT;
+        loop {
+            if !state.alive {
+                return Err(AuditError("its writer has stopped".into()));
+            }
+            if let Some(failure) = &state.failure {
+                return Err(AuditError(format!("writing it failed: {failure}")));
+            }
+            if state.buffer.len() < MAX_BUFFERED {
+                break;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(AuditError(format!(
+                    "its writer is {MAX_BUFFERED} bytes behind"
+                )));
+            }
+            state = self
+                .changed
+                .wait_timeout(state, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        format_line(&mut state.buffer, micros, decision);
+        let wake = std::mem::take(&mut state.idle);
+        drop(state);
+        if wake {
+            self.changed.notify_all();
+        }
+        Ok(())
     }
-}
 
-/// Waits until every decision recorded so far has been written (at shutdown).
-pub fn flush() {
-    let Some(sink) = SINK.get() else { return };
-    let mut state = lock(&sink.state);
-    while !state.buffer.is_empty() || state.writing {
-        state = wait(&sink.changed, state);
-    }
-}
-
-fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
-    // Appends and swaps leave the state valid even if a holder panicked.
-    state.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn wait<'a>(changed: &Condvar, guard: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
-    changed.wait(guard).unwrap_or_else(|p| p.into_inner())
-}
-
-fn write_loop(mut out: impl Write) {
-    let Some(sink) = SINK.get() else { return };
-    let mut pending = String::with_capacity(64 * 1024);
-    loop {
+    fn flush(&self) {
+        let mut state = self.lock();
+        while (!state.buffer.is_empty() || state.writing) && state.alive && state.failure.is_none()
         {
-            let mut state = lock(&sink.state);
-            state.writing = false;
-            if pending.capacity() > MAX_BUFFERED {
-                pending = String::with_capacity(64 * 1024);
-            }
-            // Recorders waiting for room, and `flush`, may go on.
-            sink.changed.notify_all();
-            while state.buffer.is_empty() {
-                state.idle = true;
-                state = wait(&sink.changed, state);
-            }
-            state.idle = false;
-            std::mem::swap(&mut state.buffer, &mut pending);
-            state.writing = true;
+            state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
         }
-        sink.changed.notify_all();
-        for chunk in whole_line_chunks(&pending, CHUNK) {
-            if let Err(e) = out.write_all(chunk.as_bytes()) {
-                tracing::error!(error = %e, "writing the audit trail failed");
+    }
+
+    fn write_loop(&self, mut out: impl Write) {
+        let mut pending = String::with_capacity(64 * 1024);
+        loop {
+            {
+                let mut state = self.lock();
+                state.writing = false;
+                if pending.capacity() > MAX_BUFFERED {
+                    pending = String::with_capacity(64 * 1024);
+                }
+                // Recorders waiting for room, and `flush`, may go on.
+                self.changed.notify_all();
+                while state.buffer.is_empty() {
+                    state.idle = true;
+                    state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
+                }
+                state.idle = false;
+                std::mem::swap(&mut state.buffer, &mut pending);
+                state.writing = true;
+            }
+            self.changed.notify_all();
+            let mut written = 0;
+            let mut failure = None;
+            for chunk in whole_line_chunks(&pending, CHUNK) {
+                if let Err(e) = out.write_all(chunk.as_bytes()) {
+                    failure = Some(e);
+                    break;
+                }
+                written += chunk.len();
+            }
+            let flushed = match failure {
+                Some(e) => Err(e),
+                None => out.flush(),
+            };
+            if let Err(e) = flushed {
+                tracing::error!(error = %e, "writing the audit trail failed; refusing relayed \
+                                             requests until it can be written");
+                let mut state = self.lock();
+                // Keep what was not written, ahead of anything recorded since.
+                state.buffer.insert_str(0, &pending[written..]);
+                state.failure = Some(e.to_string());
+                drop(state);
+                self.changed.notify_all();
+                pending.clear();
+                std::thread::sleep(self.retry);
+                continue;
+            }
+            pending.clear();
+            // Lines arrived while writing: a steady stream. Let more gather before the next
+            // write, unless the buffer is filling fast.
+            let gather = {
+                let mut state = self.lock();
+                if state.failure.take().is_some() {
+                    tracing::info!("the audit trail is written again; relayed requests resume");
+                    self.changed.notify_all();
+                }
+                !state.buffer.is_empty() && state.buffer.len() < MAX_BUFFERED / 2
+            };
+            if gather {
+                std::thread::sleep(INTERVAL);
             }
         }
-        let _ = out.flush();
-        pending.clear();
-        // Lines arrived while writing: a steady stream. Let more gather before the next
-        // write, unless the buffer is filling fast.
-        let gather = {
-            let state = lock(&sink.state);
-            !state.buffer.is_empty() && state.buffer.len() < MAX_BUFFERED / 2
-        };
-        if gather {
-            std::thread::sleep(INTERVAL);
-        }
+    }
+}
+
+/// Marks the writer stopped when its thread ends, by a panic included.
+struct Alive<'a>(&'a Sink);
+
+impl Drop for Alive<'_> {
+    fn drop(&mut self) {
+        tracing::error!("the audit writer stopped; refusing relayed requests");
+        self.0.lock().alive = false;
+        self.0.changed.notify_all();
     }
 }
 
@@ -179,9 +285,14 @@ fn whole_line_chunks(text: &str, max: usize) -> impl Iterator<Item = &str> {
         let end = if rest.len() <= max {
             rest.len()
         } else {
-            match rest[..max].rfind('\n') {
+            // Searched as bytes: `max` may fall inside a character, a line end never does.
+            let bytes = rest.as_bytes();
+            match bytes[..max].iter().rposition(|&b| b == b'\n') {
                 Some(i) => i + 1,
-                None => rest.find('\n').map_or(rest.len(), |i| i + 1),
+                None => bytes
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .map_or(rest.len(), |i| i + 1),
             }
         };
         let (chunk, tail) = rest.split_at(end);
@@ -407,6 +518,116 @@ mod tests {
                 assert_eq!(line, formatted(micros, &d), "{text:?} at {micros}");
             }
         }
+    }
+
+    #[test]
+    fn a_chunk_limit_inside_a_character_splits_at_a_line_end() {
+        // The limit falls between the two bytes of the "é".
+        let text = format!("{}\u{e9}\nnext\n", "a".repeat(CHUNK - 1));
+        let chunks: Vec<&str> = whole_line_chunks(&text, CHUNK).collect();
+        assert_eq!(chunks.concat(), text);
+        assert_eq!(
+            chunks.len(),
+            2,
+            "{:?}",
+            chunks.iter().map(|c| c.len()).collect::<Vec<_>>()
+        );
+    }
+
+    /// An output that fails while `broken` is set, and keeps what it was given.
+    #[derive(Clone, Default)]
+    struct Flaky {
+        broken: Arc<std::sync::atomic::AtomicBool>,
+        panic: Arc<std::sync::atomic::AtomicBool>,
+        written: Arc<Mutex<Vec<u8>>>,
+    }
+
+    impl Write for Flaky {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            use std::sync::atomic::Ordering::SeqCst;
+            assert!(!self.panic.load(SeqCst), "the output blew up");
+            if self.broken.load(SeqCst) {
+                return Err(std::io::Error::other("disk full"));
+            }
+            self.written.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn decision(subject: &str) -> Decision<'_> {
+        Decision {
+            relay: "user:lockbox",
+            subject,
+            permission: "kms.keys.decrypt",
+            resource_kind: "key",
+            resource_id: "abj0123",
+            allowed: true,
+        }
+    }
+
+    /// Waits until the sink's state satisfies `done`.
+    fn wait_until(sink: &Sink, done: impl Fn(&State) -> bool) {
+        let mut state = sink.lock();
+        while !done(&state) {
+            state = sink.changed.wait(state).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_failed_write_refuses_decisions_until_the_lines_it_kept_are_written() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let out = Flaky::default();
+        let sink = Sink::new(Duration::from_millis(10));
+        sink.spawn_writer(out.clone());
+        sink.record(&decision("user:first"), 0).unwrap();
+        sink.flush();
+        out.broken.store(true, SeqCst);
+        sink.record(&decision("user:kept"), 0).unwrap();
+        wait_until(&sink, |s| s.failure.is_some());
+        let refused = sink.record(&decision("user:refused"), 0).unwrap_err();
+        assert!(refused.to_string().contains("disk full"), "{refused}");
+
+        out.broken.store(false, SeqCst);
+        wait_until(&sink, |s| {
+            s.failure.is_none() && s.buffer.is_empty() && !s.writing
+        });
+        sink.record(&decision("user:after"), 0).unwrap();
+        sink.flush();
+        let written = String::from_utf8(out.written.lock().unwrap().clone()).unwrap();
+        let subjects: Vec<&str> = written
+            .lines()
+            .map(|l| {
+                l.split(" subject=")
+                    .nth(1)
+                    .unwrap()
+                    .split(' ')
+                    .next()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(
+            subjects,
+            ["\"user:first\"", "\"user:kept\"", "\"user:after\""]
+        );
+    }
+
+    #[test]
+    fn a_dead_writer_refuses_decisions() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let out = Flaky::default();
+        out.panic.store(true, SeqCst);
+        let sink = Sink::new(Duration::from_millis(10));
+        sink.spawn_writer(out);
+        sink.record(&decision("user:last"), 0).unwrap();
+        wait_until(&sink, |s| !s.alive);
+        let refused = sink.record(&decision("user:refused"), 0).unwrap_err();
+        assert!(refused.to_string().contains("stopped"), "{refused}");
+        // Flushing does not wait for a writer that is gone.
+        sink.flush();
     }
 
     #[test]

@@ -60,6 +60,10 @@ pub enum KmsError {
     /// the same to the caller.
     #[error("decryption failed: the ciphertext, key or aad_context do not match")]
     DecryptionFailed,
+    /// The KMS cannot serve the request now (e.g. its audit trail cannot be written); it may
+    /// succeed later.
+    #[error("{0}")]
+    Unavailable(String),
     /// Something failed inside the KMS (e.g. the keystore could not be written).
     #[error("{0}")]
     Internal(String),
@@ -77,6 +81,7 @@ impl AnswerError for KmsError {
             | KmsError::MayNotActAs { .. } => ErrorCode::PermissionDenied,
             KmsError::FailedPrecondition(_) => ErrorCode::FailedPrecondition,
             KmsError::ResourceExhausted(_) => ErrorCode::ResourceExhausted,
+            KmsError::Unavailable(_) => ErrorCode::Unavailable,
             KmsError::Internal(_) => ErrorCode::Internal,
         }
     }

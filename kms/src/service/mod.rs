@@ -239,6 +239,7 @@ impl Kms {
             None => ("folder", folder),
         };
         if let Some(relay) = caller.relay {
+            // A decision that leaves no trace is not made.
             crate::audit::record(crate::audit::Decision {
                 relay,
                 subject: caller.principal.subject,
@@ -246,7 +247,8 @@ impl Kms {
                 resource_kind,
                 resource_id,
                 allowed,
-            });
+            })
+            .map_err(|e| KmsError::Unavailable(e.to_string()))?;
         }
         if allowed {
             Ok(())
