@@ -7,51 +7,15 @@ use lockbox_client::proto::frame;
 use lockbox_client::proto::hello::{Hello, HelloPrefix, HelloReply, Service};
 use lockbox_client::proto::{ErrorCode, Response};
 use lockbox_tests::payload::{secret, set};
+use lockbox_tests::wire::{closed, connected_to, raw, read_frame};
 use lockbox_tests::{Daemon, Kms, KmsOptions};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::time::Duration;
-
-/// Reads one frame body from a blocking stream; `None` when the server closed.
-fn read_frame(stream: &mut UnixStream) -> Option<Vec<u8>> {
-    let mut prefix = [0u8; 4];
-    stream.read_exact(&mut prefix).ok()?;
-    let mut body = vec![0u8; u32::from_be_bytes(prefix) as usize];
-    stream.read_exact(&mut body).ok()?;
-    Some(body)
-}
-
-fn raw(socket: &Path) -> UnixStream {
-    let s = UnixStream::connect(socket).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s
-}
 
 /// A connection to lockbox-kms that has completed the hello.
 fn connected(socket: &Path) -> UnixStream {
     connected_to(socket, Service::Kms)
-}
-
-/// A connection to `service` that has completed the hello.
-fn connected_to(socket: &Path, service: Service) -> UnixStream {
-    let mut s = raw(socket);
-    let mut buf = Vec::new();
-    frame::encode(
-        &Hello::new(service, "test"),
-        &mut buf,
-        frame::DEFAULT_MAX_FRAME,
-    )
-    .unwrap();
-    s.write_all(&buf).unwrap();
-    let reply: HelloReply = frame::decode(&read_frame(&mut s).unwrap()).unwrap();
-    reply.unwrap();
-    s
-}
-
-fn closed(stream: &mut UnixStream) -> bool {
-    let mut b = [0u8; 1];
-    matches!(stream.read(&mut b), Ok(0) | Err(_))
 }
 
 async fn still_serves(kms: &Kms) {

@@ -8,6 +8,7 @@
 use lockbox_client::KmsClient;
 
 pub mod gate;
+pub mod wire;
 use std::ffi::OsStr;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
@@ -329,6 +330,11 @@ impl Kms {
         self.server.stop();
     }
 
+    /// The running server's process id.
+    pub fn pid(&self) -> u32 {
+        self.server.pid()
+    }
+
     /// Waits for the server to exit on its own (e.g. after an injected crash).
     pub fn wait_exit(&mut self) -> std::process::ExitStatus {
         self.server.wait_exit()
@@ -560,6 +566,11 @@ impl Daemon {
     /// Stops the daemon with SIGTERM.
     pub fn stop(&mut self) {
         self.server.stop();
+    }
+
+    /// The running daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.server.pid()
     }
 
     /// Threads of the running daemon that are tokio runtime workers (named `tokio-rt-worker`).
