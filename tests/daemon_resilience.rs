@@ -26,6 +26,15 @@ fn rss(pid: u32) -> u64 {
     kib * 1024
 }
 
+/// Sends `sig` (`-STOP`, `-CONT`) to process `pid`.
+fn signal(pid: u32, sig: &str) {
+    let status = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
 /// Median and worst of `samples`.
 fn summary(mut samples: Vec<Duration>) -> (Duration, Duration) {
     samples.sort();
@@ -168,13 +177,7 @@ async fn a_user_at_the_connection_cap_does_not_keep_another_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_kms_fails_only_the_reads_that_need_it_and_only_for_the_deadline() {
-    let mut kms = Kms::init(KmsOptions {
-        enrol_daemon: true,
-        ..KmsOptions::default()
-    });
-    kms.start();
-    let mut daemon = Daemon::new(&kms, "kms_timeout = 1\n");
-    daemon.start();
+    let (kms, daemon) = Daemon::with_kms("kms_timeout = 1\n");
     let client = daemon.client().await;
     let me = my_subject();
     let key = lockbox_tests::kms_key_with(
@@ -192,18 +195,11 @@ async fn a_hung_kms_fails_only_the_reads_that_need_it_and_only_for_the_deadline(
         .resource_id;
     client.get_payload(&keyed, None).await.unwrap();
 
-    let signal = |sig: &str| {
-        let status = Command::new("kill")
-            .args([sig, &kms.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    };
-    signal("-STOP");
+    signal(kms.pid(), "-STOP");
     let started = Instant::now();
     let hung = client.get_payload(&keyed, None).await.unwrap_err();
     let waited = started.elapsed();
-    signal("-CONT");
+    signal(kms.pid(), "-CONT");
     let CallError::Server(e) = &hung else {
         panic!("{hung:?}")
     };
@@ -220,32 +216,18 @@ async fn a_hung_kms_fails_only_the_reads_that_need_it_and_only_for_the_deadline(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn while_the_kms_hangs_keyring_reads_go_on() {
-    let mut kms = Kms::init(KmsOptions {
-        enrol_daemon: true,
-        ..KmsOptions::default()
-    });
-    kms.start();
-    let mut daemon = Daemon::new(&kms, "kms_timeout = 3600\n");
-    daemon.start();
+    let (kms, daemon) = Daemon::with_kms("kms_timeout = 3600\n");
     let client = daemon.client().await;
     let plain = client
         .create_secret(secret("plain", vec![set("k", "ring")]))
         .await
         .unwrap()
         .resource_id;
-    let status = Command::new("kill")
-        .args(["-STOP", &kms.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    signal(kms.pid(), "-STOP");
     for _ in 0..100 {
         assert_eq!(client.get_payload(&plain, None).await.unwrap().len(), 1);
     }
-    let status = Command::new("kill")
-        .args(["-CONT", &kms.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    signal(kms.pid(), "-CONT");
 }
 
 #[test]

@@ -468,9 +468,8 @@ mod tests {
     use lockbox_proto::hello::PROTOCOL_VERSION;
     use tokio::net::UnixListener;
 
-    /// A server that accepts one connection, greets it, answers request 1 with a body the
-    /// client cannot decode as a `String` and request 2 with a `String`, then hangs up.
-    async fn scripted_server(listener: UnixListener) {
+    /// Accepts one connection and exchanges hellos on it.
+    async fn greet(listener: &UnixListener) -> (FrameReader<ReadHalf>, WriteHalf) {
         let (stream, _) = listener.accept().await.unwrap();
         let (read, mut write) = Stream::new(stream).unwrap().into_split();
         let mut reader = FrameReader::new(read, frame::DEFAULT_MAX_FRAME);
@@ -484,6 +483,14 @@ mod tests {
         let mut out = Vec::new();
         frame::encode(&reply, &mut out, frame::DEFAULT_MAX_FRAME).unwrap();
         write.write_all(&out).await.unwrap();
+        (reader, write)
+    }
+
+    /// A server that accepts one connection, greets it, answers request 1 with a body the
+    /// client cannot decode as a `String` and request 2 with a `String`, then hangs up.
+    async fn scripted_server(listener: UnixListener) {
+        let (mut reader, mut write) = greet(&listener).await;
+        let mut out = Vec::new();
         for _ in 0..2 {
             let body = reader.next().await.unwrap().unwrap();
             let request: Request<u32> = frame::decode(body).unwrap();
@@ -587,19 +594,8 @@ mod tests {
         let listener = UnixListener::bind(&path).unwrap();
         // Greets, answers request 2 only once request 3 came, and never answers 1.
         let server = tokio::spawn(async move {
-            let (stream, _) = listener.accept().await.unwrap();
-            let (read, mut write) = Stream::new(stream).unwrap().into_split();
-            let mut reader = FrameReader::new(read, frame::DEFAULT_MAX_FRAME);
-            reader.next().await.unwrap().unwrap();
-            let reply: HelloReply = Ok(ServerInfo {
-                version: PROTOCOL_VERSION,
-                service: Service::Lockbox,
-                max_frame: frame::DEFAULT_MAX_FRAME,
-                subject: "user:test".into(),
-            });
+            let (mut reader, mut write) = greet(&listener).await;
             let mut out = Vec::new();
-            frame::encode(&reply, &mut out, frame::DEFAULT_MAX_FRAME).unwrap();
-            write.write_all(&out).await.unwrap();
             for _ in 0..3 {
                 reader.next().await.unwrap().unwrap();
             }
