@@ -128,7 +128,12 @@ impl Prepare<LockboxResponse> for SignIn {
                     ))
                 })?;
             let answer = channel
-                .call(None, &LockboxRequest::Authenticate { token })
+                .call(
+                    None,
+                    &LockboxRequest::Authenticate {
+                        token: lockbox_proto::token::Bearer::new(token),
+                    },
+                )
                 .await?;
             expect!(answer, LockboxResponse::Authenticated { .. } => ())?;
             Ok(Some(now + crate::sa::TOKEN_LIFETIME - RENEW_MARGIN))
@@ -185,7 +190,7 @@ impl LockboxClient {
     pub async fn authenticate(&self, token: &str) -> Result<String, CallError> {
         self.redial.pin();
         let request = LockboxRequest::Authenticate {
-            token: token.into(),
+            token: lockbox_proto::token::Bearer::new(token.into()),
         };
         let r = self.redial.channel().await?.call(None, &request).await?;
         expect!(r, LockboxResponse::Authenticated { subject } => subject)

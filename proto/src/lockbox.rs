@@ -419,7 +419,7 @@ pub enum LockboxRequest {
     /// Act as a service account for the rest of the connection: a compact ES256 JWS signed
     /// with one of its keys (`kid`), `iss` the account, `aud` "lockboxd", at most an hour
     /// long, used once.
-    Authenticate { token: String },
+    Authenticate { token: crate::token::Bearer },
     /// Create a service account.
     CreateServiceAccount {
         /// Folder; empty means the default folder.

@@ -6,6 +6,36 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 
+/// A signed token as it travels in `Authenticate`: encoded exactly as its text, redacted in
+/// `Debug` (a request may be logged) and wiped when dropped.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Bearer(String);
+
+impl Bearer {
+    /// Wraps a token's text.
+    pub fn new(token: String) -> Self {
+        Self(token)
+    }
+
+    /// The token's text.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Drop for Bearer {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
+impl std::fmt::Debug for Bearer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Bearer([REDACTED; {}])", self.0.len())
+    }
+}
+
 /// The only algorithm accepted.
 pub const ALGORITHM: &str = "ES256";
 /// Audience of tokens for `lockboxd`.
@@ -86,6 +116,20 @@ pub fn parse(token: &str) -> Option<Parsed> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_bearer_token_is_encoded_as_its_text_and_never_shown() {
+        let token = Bearer::new("eyJhbGciOi.secret-claims.signature".into());
+        assert_eq!(
+            postcard::to_allocvec(&token).unwrap(),
+            postcard::to_allocvec("eyJhbGciOi.secret-claims.signature").unwrap()
+        );
+        let request = crate::lockbox::LockboxRequest::Authenticate { token };
+        let shown = format!("{request:?}");
+        assert!(!shown.contains("secret-claims"), "{shown}");
+        assert!(shown.contains("REDACTED"), "{shown}");
+    }
+
     use super::*;
 
     #[test]

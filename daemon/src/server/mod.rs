@@ -138,7 +138,7 @@ impl Handler for LockboxHandler {
                 "lockboxd does not accept requests on behalf of other subjects".into(),
             )),
             LockboxRequest::Authenticate { token } => {
-                let answer = authenticate(&self.lockbox, session, &token);
+                let answer = authenticate(&self.lockbox, session, token.expose());
                 // A refused token ends the connection: a caller does not get to try again
                 // and again on one socket.
                 let next = if answer.is_ok() {
