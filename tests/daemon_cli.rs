@@ -293,3 +293,36 @@ fn clouds_and_folders_through_the_cli() {
         "NOT_FOUND",
     );
 }
+
+#[test]
+fn an_endless_payload_file_is_refused_not_read_into_memory() {
+    let (_kms, daemon) = Daemon::with_kms("");
+    let err = failure(
+        &daemon.run([
+            "secret",
+            "create",
+            "--name",
+            "endless",
+            "--payload-file",
+            "/dev/zero",
+        ]),
+        "RESOURCE_EXHAUSTED",
+    );
+    assert!(err.contains("/dev/zero: more than"), "{err}");
+    // Same for stdin that never ends.
+    let out = daemon
+        .cli()
+        .args([
+            "secret",
+            "create",
+            "--name",
+            "endless",
+            "--payload-file",
+            "-",
+        ])
+        .stdin(std::fs::File::open("/dev/zero").unwrap())
+        .output()
+        .unwrap();
+    let err = failure(&out, "RESOURCE_EXHAUSTED");
+    assert!(err.contains("stdin: more than"), "{err}");
+}

@@ -378,3 +378,55 @@ async fn the_replay_cache_is_bounded_and_forgets_expired_tokens() {
     let token = key.sign_token(LOCKBOXD_AUDIENCE, later, 60).unwrap();
     daemon.client().await.authenticate(&token).await.unwrap();
 }
+
+#[test]
+fn a_key_file_never_goes_through_an_existing_file_or_symlink() {
+    use std::os::unix::fs::PermissionsExt;
+    let (_kms, daemon) = Daemon::with_kms("");
+    let created = json(&daemon.run([
+        "iam",
+        "service-account",
+        "create",
+        "--name",
+        "deployer",
+        "--format",
+        "json",
+    ]));
+    let sa = created["id"].as_str().unwrap().to_owned();
+    let dir = daemon_dir(&daemon);
+    // A file others may read, and a symlink to a file elsewhere, where the key is to go.
+    let readable = dir.join("readable.json");
+    std::fs::write(&readable, "old").unwrap();
+    std::fs::set_permissions(&readable, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let elsewhere = dir.join("elsewhere");
+    std::fs::write(&elsewhere, "untouched").unwrap();
+    let link = dir.join("link.json");
+    std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+    for target in [&readable, &link] {
+        success(&daemon.run([
+            "iam",
+            "key",
+            "create",
+            "--service-account-id",
+            &sa,
+            "--output",
+            target.to_str().unwrap(),
+        ]));
+        let meta = std::fs::symlink_metadata(target).unwrap();
+        assert!(meta.is_file(), "{} is not a plain file", target.display());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert!(
+            std::fs::read_to_string(target)
+                .unwrap()
+                .contains("PRIVATE KEY")
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), "untouched");
+    // Nothing is left behind beside them.
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.contains(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}

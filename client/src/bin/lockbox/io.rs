@@ -14,20 +14,59 @@ pub(crate) fn invalid(message: impl Into<String>) -> anyhow::Error {
     .into()
 }
 
-/// Reads a whole file, or stdin for `-`.
-pub(crate) fn read_input(path: &Path) -> Result<Vec<u8>> {
-    if path == Path::new("-") {
-        let mut buf = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut buf)
-            .context("reading stdin")?;
-        Ok(buf)
+/// The most the CLI reads from a payload file or stdin: the largest frame a server accepts,
+/// which no valid payload's JSON exceeds.
+pub(crate) const MAX_PAYLOAD_INPUT: usize =
+    lockbox_client::proto::frame::DEFAULT_MAX_FRAME as usize;
+
+/// The most the CLI reads for a KMS input (a plaintext, a ciphertext as raw bytes or base64,
+/// a message to sign): well above the largest the KMS accepts.
+pub(crate) const MAX_KMS_INPUT: usize = 4 * lockbox_client::proto::kms::MAX_PLAINTEXT;
+
+/// Reads a whole file, or stdin for `-`, refusing one longer than `limit` bytes (with
+/// RESOURCE_EXHAUSTED, before reading further): `/dev/urandom` or a wrong file ends with an
+/// error, not with the CLI's memory. The bytes may be secrets, so every buffer they pass
+/// through is wiped.
+pub(crate) fn read_input(path: &Path, limit: usize) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+    let mut buf = zeroize::Zeroizing::new(Vec::with_capacity(limit.min(64 * 1024) + 1));
+    let mut chunk = zeroize::Zeroizing::new(vec![0u8; 64 * 1024]);
+    let (name, mut input): (String, Box<dyn Read>) = if path == Path::new("-") {
+        ("stdin".into(), Box::new(std::io::stdin()))
     } else {
-        std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+        let file =
+            std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+        (path.display().to_string(), Box::new(file))
+    };
+    loop {
+        let n = match input.read(&mut chunk[..]) {
+            Ok(0) => return Ok(buf),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e).with_context(|| format!("reading {name}")),
+        };
+        if buf.len() + n > limit {
+            return Err(
+                lockbox_client::CallError::Server(lockbox_client::proto::Error::new(
+                    lockbox_client::proto::ErrorCode::ResourceExhausted,
+                    format!("{name}: more than {limit} bytes, the most this input may hold"),
+                ))
+                .into(),
+            );
+        }
+        if buf.capacity() < buf.len() + n {
+            // Grow by hand so the old allocation is wiped, not freed as it was.
+            let mut grown =
+                zeroize::Zeroizing::new(Vec::with_capacity((2 * buf.capacity()).min(limit) + n));
+            grown.extend_from_slice(&buf);
+            buf = grown;
+        }
+        buf.extend_from_slice(&chunk[..n]);
     }
 }
 
-/// Writes bytes to a file (mode 0600: outputs may be plaintexts), or stdout for `-`.
+/// Writes bytes to a file (mode 0600: outputs may be plaintexts or private keys), or stdout
+/// for `-`. The file is written whole under a new name beside it, never through an existing
+/// file or symlink (whose mode or target someone else chose), synced, and renamed into place.
 pub(crate) fn write_output(path: &Path, bytes: &[u8]) -> Result<()> {
     if path == Path::new("-") {
         let mut out = std::io::stdout().lock();
@@ -36,14 +75,26 @@ pub(crate) fn write_output(path: &Path, bytes: &[u8]) -> Result<()> {
         return Ok(());
     }
     use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    file.write_all(bytes)?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| invalid(format!("{}: not a file name", path.display())))?;
+    let mut temporary = name.to_owned();
+    temporary.push(format!(".{}.tmp", std::process::id()));
+    let temporary = path.with_file_name(temporary);
+    let written = (|| -> std::io::Result<()> {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temporary)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, path)
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&temporary);
+        return Err(e).with_context(|| format!("writing {}", path.display()));
+    }
     Ok(())
 }
 

@@ -1,7 +1,9 @@
 //! `lockbox kms …`: symmetric keys, symmetric crypto, signature keys and access bindings.
 
 use crate::Format;
-use crate::io::{invalid, parse_duration, parse_hex, parse_labels, read_input, write_output};
+use crate::io::{
+    MAX_KMS_INPUT, invalid, parse_duration, parse_hex, parse_labels, read_input, write_output,
+};
 use crate::pages::{PageArgs, collect_pages};
 use crate::render::{self, b64, print};
 use anyhow::Result;
@@ -555,7 +557,7 @@ async fn symmetric_crypto(
             plaintext_file,
             ciphertext_file,
         } => {
-            let plaintext = zeroize::Zeroizing::new(read_input(&plaintext_file)?);
+            let plaintext = read_input(&plaintext_file, MAX_KMS_INPUT)?;
             let c = client
                 .encrypt(
                     &id,
@@ -655,14 +657,14 @@ async fn symmetric_crypto(
 /// Reads a ciphertext file: raw bytes, or base64 text as the CLI prints it.
 fn read_ciphertext(path: &Path) -> Result<Vec<u8>> {
     use base64::Engine;
-    let raw = read_input(path)?;
+    let raw = read_input(path, MAX_KMS_INPUT)?;
     let trimmed = std::str::from_utf8(&raw).ok().map(str::trim);
     if let Some(text) = trimmed
         && let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(text)
     {
         return Ok(decoded);
     }
-    Ok(raw)
+    Ok(raw.to_vec())
 }
 
 async fn signature_key(
@@ -719,7 +721,7 @@ async fn signature_crypto(
             message_file,
             signature_file,
         } => {
-            let message = read_input(&message_file)?;
+            let message = read_input(&message_file, MAX_KMS_INPUT)?;
             let sig = client.sign(&id, &message).await?;
             (id, sig, signature_file)
         }

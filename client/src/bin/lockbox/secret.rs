@@ -2,7 +2,9 @@
 
 use crate::Format;
 use crate::access::{self, AccessAction};
-use crate::io::{invalid, parse_duration, parse_labels, read_input, write_output};
+use crate::io::{
+    MAX_PAYLOAD_INPUT, invalid, parse_duration, parse_labels, read_input, write_output,
+};
 use crate::pages::PageArgs;
 use crate::render::{self, print};
 use anyhow::Result;
@@ -300,7 +302,7 @@ pub(crate) enum PayloadCommand {
 fn payload_changes(args: PayloadArgs) -> Result<Vec<PayloadEntryChange>> {
     let text = match (args.payload, args.payload_file) {
         (Some(p), _) => zeroize::Zeroizing::new(p.into_bytes()),
-        (None, Some(f)) => zeroize::Zeroizing::new(read_input(&f)?),
+        (None, Some(f)) => read_input(&f, MAX_PAYLOAD_INPUT)?,
         (None, None) => return Ok(Vec::new()),
     };
     let items: Vec<Value> = serde_json::from_slice(&text)
