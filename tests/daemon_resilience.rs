@@ -261,3 +261,31 @@ fn settings_that_cannot_work_are_refused_at_start_by_name() {
     let err = broken.start_expecting_failure();
     assert!(err.contains("max_frame"), "{err}");
 }
+
+#[test]
+fn lockboxd_keeps_its_data_private_and_dumps_no_core() {
+    use std::os::unix::fs::PermissionsExt;
+    let (_kms, mut daemon) = Daemon::with_kms("");
+    let mode = std::fs::metadata(daemon.data_dir())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", daemon.pid())).unwrap();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap();
+    assert_eq!(
+        core.split_whitespace().collect::<Vec<_>>()[4..6],
+        ["0", "0"],
+        "{core}"
+    );
+    // The log says whether memory is locked, either way.
+    assert!(daemon.log().contains("memory"), "{}", daemon.log());
+    daemon.stop();
+
+    std::fs::set_permissions(daemon.data_dir(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let refused = daemon.start_expecting_failure();
+    assert!(refused.contains("chmod 700"), "{refused}");
+}

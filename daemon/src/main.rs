@@ -45,6 +45,7 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    lockbox_rpc::hardening::harden("lockboxd").context("disabling core dumps")?;
     let file: FileConfig =
         listen::read_config(cli.config.as_deref()).map_err(anyhow::Error::msg)?;
     let settings = file.listen_settings();
@@ -80,8 +81,7 @@ fn run(cli: Cli) -> Result<()> {
     }
     let time = TimeSource::for_tests_if(cli.danger_test_clock);
 
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("creating {}", data_dir.display()))?;
+    lockbox_rpc::hardening::private_directory(&data_dir).map_err(anyhow::Error::msg)?;
     let store = RocksStore::open(&data_dir)?;
     let records = Records::new(Arc::new(store))?;
     let admins = file.admins.unwrap_or_else(default_admins);

@@ -13,7 +13,6 @@ pub mod audit;
 pub mod config;
 pub mod crypto;
 pub mod error;
-pub mod hardening;
 pub mod ids;
 pub mod keystore;
 pub mod model;

@@ -173,7 +173,7 @@ fn write_new_private_file(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 fn run_serve(args: ServeArgs) -> Result<()> {
-    lockbox_kms::hardening::forbid_core_dumps().context("disabling core dumps")?;
+    lockbox_rpc::hardening::harden("lockbox-kms").context("disabling core dumps")?;
     let file: FileConfig =
         listen::read_config(args.config.as_deref()).map_err(anyhow::Error::msg)?;
     let settings = file.listen_settings();

@@ -19,6 +19,7 @@
 pub mod channel;
 pub mod clock;
 pub mod connection;
+pub mod hardening;
 pub mod listen;
 pub mod notify;
 pub mod peer;
