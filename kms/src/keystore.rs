@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
 /// Test-only fault injection: when this variable is set, a save writes half the new keystore
-/// to the temp file and aborts the process, as a power cut mid-write would.
+/// to the temp file and aborts the process, as a power cut mid-write would. Only builds with
+/// debug assertions (the tests' dev builds) look at it; release builds do not contain it.
 pub const DANGER_CRASH_DURING_SAVE: &str = "LOCKBOX_KMS_DANGER_CRASH_DURING_SAVE";
 
 /// Why the keystore could not be read or written.
@@ -120,13 +121,19 @@ impl Keystore {
 
     /// Seals and atomically replaces the keystore with `state`.
     pub fn save(&self, state: &State) -> Result<(), KeystoreError> {
-        let plain =
-            Zeroizing::new(
-                postcard::to_allocvec(state).map_err(|e| KeystoreError::Contents {
-                    path: self.path.display().to_string(),
-                    reason: e.to_string(),
-                })?,
-            );
+        let contents = |e: postcard::Error| KeystoreError::Contents {
+            path: self.path.display().to_string(),
+            reason: e.to_string(),
+        };
+        // Serialised into a buffer of exactly its size, wiped when dropped: no growing vector
+        // leaves copies of the keys behind in freed memory.
+        let size = postcard::serialize_with_flavor::<_, postcard::ser_flavors::Size, usize>(
+            state,
+            Default::default(),
+        )
+        .map_err(contents)?;
+        let mut plain = Zeroizing::new(vec![0u8; size]);
+        postcard::to_slice(state, &mut plain).map_err(contents)?;
         let sealed = seal::seal(&self.material, &plain);
         let temp = self.temp_path();
         let mut file = OpenOptions::new()
@@ -136,6 +143,7 @@ impl Keystore {
             .mode(0o600)
             .open(&temp)
             .map_err(|e| self.io(e))?;
+        #[cfg(debug_assertions)]
         if std::env::var_os(DANGER_CRASH_DURING_SAVE).is_some() {
             let _ = file.write_all(&sealed[..sealed.len() / 2]);
             let _ = file.sync_all();
