@@ -81,30 +81,41 @@ pub(super) enum BaseVisible {
     No,
 }
 
-/// The base entries with `changes` applied, checked against the size limit.
+/// The base entries with `changes` applied, checked against the size limit. Keys are found
+/// through an index, so the work grows with the number of entries and changes, not with
+/// their product (a payload may hold tens of thousands of one-byte entries).
 pub(super) fn apply_changes(
-    mut entries: Vec<Entry>,
+    entries: Vec<Entry>,
     changes: Vec<EntryChange>,
     limit: usize,
     visible: BaseVisible,
 ) -> Result<Vec<Entry>, LockboxError> {
+    let mut slots: Vec<Option<Entry>> = entries.into_iter().map(Some).collect();
+    let mut index: std::collections::HashMap<String, usize> = slots
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| e.as_ref().map(|e| (e.key.clone(), i)))
+        .collect();
     for change in changes {
         match change {
-            EntryChange::Set(new) => match entries.iter_mut().find(|e| e.key == new.key) {
-                Some(existing) => *existing = new,
-                None => entries.push(new),
+            EntryChange::Set(new) => match index.get(&new.key) {
+                Some(&i) => slots[i] = Some(new),
+                None => {
+                    index.insert(new.key.clone(), slots.len());
+                    slots.push(Some(new));
+                }
             },
-            EntryChange::Remove(key) => {
-                let before = entries.len();
-                entries.retain(|e| e.key != key);
-                if entries.len() == before {
+            EntryChange::Remove(key) => match index.remove(&key) {
+                Some(i) => slots[i] = None,
+                None => {
                     return Err(LockboxError::InvalidArgument(format!(
                         "payload_entries: cannot remove {key:?}: the base version has no such key"
                     )));
                 }
-            }
+            },
         }
     }
+    let entries: Vec<Entry> = slots.into_iter().flatten().collect();
     let size: usize = entries.iter().map(|e| e.key.len() + e.value.len()).sum();
     if size > limit {
         return Err(LockboxError::ResourceExhausted(match visible {
