@@ -5,7 +5,7 @@
 
 use lockbox_client::CallError;
 use lockbox_client::proto::hello::Service;
-use lockbox_client::proto::lockbox::{LockboxRequest, LockboxResource};
+use lockbox_client::proto::lockbox::{AddVersion, LockboxRequest, LockboxResource};
 use lockbox_client::proto::{ErrorCode, Request, frame};
 use lockbox_tests::payload::{secret, set, set_binary};
 use lockbox_tests::wire::{connected_to, hello};
@@ -24,6 +24,16 @@ fn rss(pid: u32) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap();
     kib * 1024
+}
+
+/// A new version of `secret` setting `k` to `value`.
+fn version(secret: &str, value: &str) -> AddVersion {
+    AddVersion {
+        secret_id: secret.into(),
+        description: String::new(),
+        payload_entries: vec![set("k", value)],
+        base_version_id: None,
+    }
 }
 
 /// Sends `sig` (`-STOP`, `-CONT`) to process `pid`.
@@ -288,4 +298,55 @@ fn lockboxd_keeps_its_data_private_and_dumps_no_core() {
     std::fs::set_permissions(daemon.data_dir(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let refused = daemon.start_expecting_failure();
     assert!(refused.contains("chmod 700"), "{refused}");
+}
+
+#[tokio::test]
+async fn a_failed_sync_stops_every_write_and_lockboxd_restarts_on_what_the_disk_holds() {
+    let kms = {
+        let mut kms = Kms::init(KmsOptions {
+            enrol_daemon: true,
+            ..KmsOptions::default()
+        });
+        kms.start();
+        kms
+    };
+    let mut daemon = Daemon::new(&kms, "");
+    let trigger = kms.dir().join("disk-fails");
+    let trigger_text = trigger.to_str().unwrap().to_owned();
+    daemon.start_with(&[("LOCKBOXD_DANGER_FAIL_SYNC_IF", &trigger_text)]);
+    let client = daemon.client().await;
+    let kept = client
+        .create_secret(secret("kept", vec![set("k", "before")]))
+        .await
+        .unwrap()
+        .resource_id;
+
+    std::fs::write(&trigger, "").unwrap();
+    let failed = client
+        .add_version(version(&kept, "during"))
+        .await
+        .unwrap_err();
+    let CallError::Server(e) = &failed else {
+        panic!("{failed:?}")
+    };
+    assert_eq!(e.code, ErrorCode::Unavailable, "{e:?}");
+    assert!(
+        e.message.contains("may or may not have been saved"),
+        "{e:?}"
+    );
+    // lockboxd acknowledges nothing more and exits for its supervisor.
+    let status = daemon.wait_exit();
+    assert!(!status.success());
+    assert!(
+        daemon.log().contains("stopping for a restart"),
+        "{}",
+        daemon.log()
+    );
+
+    std::fs::remove_file(&trigger).unwrap();
+    daemon.start_with(&[("LOCKBOXD_DANGER_FAIL_SYNC_IF", &trigger_text)]);
+    let client = daemon.client().await;
+    let payload = client.get_payload(&kept, None).await.unwrap();
+    assert_eq!(payload.len(), 1);
+    client.add_version(version(&kept, "after")).await.unwrap();
 }

@@ -103,10 +103,26 @@ fn run(cli: Cli) -> Result<()> {
             tokio::spawn(lockbox.clone().unlock_keyring_until_done(kms_folder));
         }
         let destroyer = tokio::spawn(destruction_loop(lockbox.clone()));
+        let store = lockbox.clone();
         let handler = Arc::new(LockboxHandler::new(lockbox, endpoint.config.max_frame));
-        let served = endpoint.serve_until_signal("lockboxd", handler).await;
+        // A store that can no longer make writes durable stops the server as a signal would
+        // (every connection answers what it has read, so writers learn their outcome), and
+        // lockboxd exits for its supervisor to restart it on what the disk holds.
+        let failed = std::sync::Mutex::new(None);
+        let store_failed = async {
+            let why = store.store_failed().await;
+            tracing::error!("{why}; stopping for a restart");
+            *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+        };
+        let served = endpoint
+            .serve_until("lockboxd", handler, store_failed)
+            .await;
         destroyer.abort();
-        Ok(served?)
+        served?;
+        match failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            Some(why) => anyhow::bail!("storage failed, exiting for a restart: {why}"),
+            None => Ok(()),
+        }
     })
 }
 

@@ -166,10 +166,28 @@ impl Endpoint {
         name: &str,
         handler: Arc<H>,
     ) -> io::Result<()> {
+        self.serve_until(name, handler, std::future::pending())
+            .await
+    }
+
+    /// As [`serve_until_signal`](Self::serve_until_signal), stopping the same way (each
+    /// connection answers what it has read) also when `stop` completes.
+    pub async fn serve_until<H: Handler>(
+        &self,
+        name: &str,
+        handler: Arc<H>,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> io::Result<()> {
         let listener = bind(&self.socket, self.mode)?;
         tracing::info!(socket = %self.socket.display(), "{name} serving");
         crate::notify::ready();
-        serve(listener, handler, self.config.clone(), shutdown_signal()).await;
+        let shutdown = async {
+            tokio::select! {
+                () = shutdown_signal() => {}
+                () = stop => {}
+            }
+        };
+        serve(listener, handler, self.config.clone(), shutdown).await;
         let _ = std::fs::remove_file(&self.socket);
         tracing::info!("{name} stopped");
         Ok(())

@@ -570,6 +570,20 @@ impl Daemon {
         self.server.stop();
     }
 
+    /// Starts the daemon with extra environment and waits for readiness.
+    pub fn start_with(&mut self, env: &[(&str, &str)]) {
+        let mut cmd = self.command();
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        self.server.start(cmd);
+    }
+
+    /// Waits for the daemon to exit on its own.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        self.server.wait_exit()
+    }
+
     /// The running daemon's process id.
     pub fn pid(&self) -> u32 {
         self.server.pid()

@@ -209,6 +209,12 @@ impl Lockbox {
         Ok(applied?)
     }
 
+    /// Completes, with the reason, once the store can no longer make writes durable: the
+    /// process must then exit and be restarted on what the disk holds.
+    pub async fn store_failed(&self) -> std::sync::Arc<str> {
+        self.records.poisoned().await
+    }
+
     /// Waits until an applied batch is durable; many mutations share one sync.
     async fn durable(&self, ticket: Ticket) -> Result<(), LockboxError> {
         Ok(self.records.durable(ticket).await?)
@@ -339,7 +345,10 @@ impl Lockbox {
 impl From<StoreError> for LockboxError {
     fn from(e: StoreError) -> Self {
         tracing::error!(error = %e, "storage failure");
-        LockboxError::Internal(e.to_string())
+        match e {
+            StoreError::Poisoned(_) => LockboxError::Unavailable(e.to_string()),
+            _ => LockboxError::Internal(e.to_string()),
+        }
     }
 }
 

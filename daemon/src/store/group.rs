@@ -13,6 +13,13 @@
 //! before it is durable. Its writer has not been answered yet; should the machine crash in
 //! that window, the batch is lost and its writer was never told it succeeded. This is the
 //! same window as Redis with `appendfsync always`.
+//!
+//! A failed sync poisons the store: after it the kernel may have dropped the pages it could
+//! not write, so no later sync can be trusted to cover earlier batches. Every writer still
+//! waiting is told its change may or may not have been saved ([`StoreError::Poisoned`]), no
+//! further batch is applied, and [`GroupCommit::poisoned`] completes so the process can exit
+//! for its supervisor to restart it on what the disk holds. The same happens if the syncer
+//! thread dies.
 
 use super::{Batch, KvStore, StoreError};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -34,8 +41,9 @@ impl Ticket {
 struct Progress {
     /// Every ticket up to this one is durable.
     synced: u64,
-    /// The last failed sync: tickets up to this one may not be durable, and why.
-    failed: Option<(u64, Arc<str>)>,
+    /// Why the store is poisoned, once a sync failed or the syncer stopped: no ticket past
+    /// `synced` will become durable.
+    poisoned: Option<Arc<str>>,
 }
 
 struct Shared {
@@ -93,7 +101,11 @@ impl GroupCommit {
         let for_syncer = shared.clone();
         let syncer = std::thread::Builder::new()
             .name("wal-sync".into())
-            .spawn(move || sync_loop(&for_syncer))
+            .spawn(move || {
+                let watch = SyncerWatch(&for_syncer);
+                sync_loop(&for_syncer);
+                std::mem::forget(watch);
+            })
             .map_err(|e| StoreError::Open(format!("cannot start the WAL sync thread: {e}")))?;
         Ok(Self {
             shared,
@@ -105,6 +117,9 @@ impl GroupCommit {
     pub fn apply(&self, batch: Batch) -> Result<Ticket, StoreError> {
         if batch.is_empty() {
             return Ok(Ticket::NOTHING);
+        }
+        if let Some(why) = &self.shared.progress.borrow().poisoned {
+            return Err(StoreError::Poisoned(why.to_string()));
         }
         let ticket = {
             let mut applied = lock(&self.shared.applied);
@@ -136,18 +151,27 @@ impl GroupCommit {
                 if now.synced >= ticket.0 {
                     return Ok(());
                 }
-                if let Some((upto, reason)) = &now.failed
-                    && *upto >= ticket.0
-                {
-                    return Err(StoreError::Engine(format!(
-                        "the change was applied but could not be made durable: {reason}"
-                    )));
+                if let Some(why) = &now.poisoned {
+                    return Err(StoreError::Poisoned(why.to_string()));
                 }
             }
             progress
                 .changed()
                 .await
-                .map_err(|_| StoreError::Engine("the WAL sync thread stopped".into()))?;
+                .map_err(|_| StoreError::Poisoned("the WAL sync thread stopped".into()))?;
+        }
+    }
+
+    /// Completes, with the reason, once the store is poisoned.
+    pub async fn poisoned(&self) -> Arc<str> {
+        let mut progress = self.shared.progress.subscribe();
+        loop {
+            if let Some(why) = &progress.borrow_and_update().poisoned {
+                return why.clone();
+            }
+            if progress.changed().await.is_err() {
+                return "the WAL sync thread stopped".into();
+            }
         }
     }
 }
@@ -168,6 +192,23 @@ impl Drop for GroupCommit {
 const GATHER: Duration = Duration::from_micros(200);
 /// A group this large is synced without waiting out [`GATHER`].
 const FULL_GROUP: u64 = 64;
+
+/// Poisons the store if the syncer thread ends other than by being stopped (a panic); a
+/// normal end forgets it.
+struct SyncerWatch<'a>(&'a Shared);
+
+impl Drop for SyncerWatch<'_> {
+    fn drop(&mut self) {
+        tracing::error!("the WAL sync thread died");
+        poison(self.0, "the WAL sync thread died".into());
+    }
+}
+
+fn poison(shared: &Shared, why: Arc<str>) {
+    shared.progress.send_modify(|p| {
+        p.poisoned.get_or_insert(why);
+    });
+}
 
 fn sync_loop(shared: &Shared) {
     let mut done = 0;
@@ -206,13 +247,17 @@ fn sync_loop(shared: &Shared) {
         let result = shared.kv.sync();
         busy = *lock(&shared.applied) > target;
         done = target;
-        shared.progress.send_modify(|p| match result {
-            Ok(()) => p.synced = target,
+        match result {
+            Ok(()) => shared.progress.send_modify(|p| p.synced = target),
             Err(e) => {
-                tracing::error!(error = %e, "syncing the write-ahead log failed");
-                p.failed = Some((target, e.to_string().into()));
+                tracing::error!(error = %e, "syncing the write-ahead log failed; the store is poisoned");
+                poison(
+                    shared,
+                    format!("syncing the write-ahead log failed: {e}").into(),
+                );
+                return;
             }
-        });
+        }
     }
 }
 
@@ -306,15 +351,49 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_failed_sync_fails_the_tickets_it_covered() {
+    async fn a_failed_sync_poisons_the_store() {
         let kv = Arc::new(Counting::default());
         kv.fail_next.store(1, Ordering::SeqCst);
         let group = GroupCommit::new(kv.clone()).unwrap();
         let first = group.apply(one_put()).unwrap();
         let err = group.durable(first).await.unwrap_err();
+        assert!(matches!(err, StoreError::Poisoned(_)), "{err}");
         assert!(err.to_string().contains("disk on fire"), "{err}");
-        // The next sync works again.
-        let second = group.apply(one_put()).unwrap();
-        group.durable(second).await.unwrap();
+        // Nothing more is applied, though the disk might work again.
+        let refused = group.apply(one_put()).unwrap_err();
+        assert!(matches!(refused, StoreError::Poisoned(_)), "{refused}");
+        assert_eq!(kv.applied.load(Ordering::SeqCst), 1);
+        assert!(group.poisoned().await.contains("disk on fire"));
+    }
+
+    /// A store whose sync panics.
+    struct Exploding;
+
+    impl KvStore for Exploding {
+        fn get(&self, _: Table, _: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+            Ok(None)
+        }
+        fn scan(&self, _: Table, _: Scan<'_>) -> Result<Vec<Entry>, StoreError> {
+            Ok(Vec::new())
+        }
+        fn write(&self, _: Batch) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn apply(&self, _: Batch) -> Result<(), StoreError> {
+            Ok(())
+        }
+        #[allow(clippy::panic)]
+        fn sync(&self) -> Result<(), StoreError> {
+            panic!("the sync blew up")
+        }
+    }
+
+    #[tokio::test]
+    async fn a_dead_syncer_fails_its_waiters_instead_of_leaving_them_hanging() {
+        let group = GroupCommit::new(Arc::new(Exploding)).unwrap();
+        let ticket = group.apply(one_put()).unwrap();
+        let err = group.durable(ticket).await.unwrap_err();
+        assert!(err.to_string().contains("died"), "{err}");
+        assert!(group.apply(one_put()).is_err());
     }
 }

@@ -132,6 +132,13 @@ pub enum StoreError {
     /// The engine failed (I/O, corruption, …).
     #[error("storage failure: {0}")]
     Engine(String),
+    /// A write could not be made durable, so no later one can be trusted to be: the change
+    /// at hand may or may not have been saved, and the process must restart.
+    #[error(
+        "storage failed ({0}); this change may or may not have been saved, and lockboxd \
+         accepts no writes until it restarts"
+    )]
+    Poisoned(String),
     /// A stored value could not be decoded.
     #[error("stored record {table}/{key} is unreadable: {reason}")]
     Corrupt {

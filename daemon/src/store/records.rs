@@ -143,6 +143,12 @@ impl Records {
         self.group.durable(ticket).await
     }
 
+    /// Completes, with the reason, once a write could not be made durable (see
+    /// [`GroupCommit::poisoned`]).
+    pub async fn poisoned(&self) -> std::sync::Arc<str> {
+        self.group.poisoned().await
+    }
+
     fn get<T: DeserializeOwned>(&self, table: Table, key: &[u8]) -> Result<Option<T>, StoreError> {
         match self.kv.get(table, key)? {
             Some(bytes) => decode(table, key, &bytes).map(Some),

@@ -32,6 +32,9 @@ fn engine(e: rocksdb::Error) -> StoreError {
     StoreError::Engine(e.into_string())
 }
 
+/// Test-only: names a file whose existence makes every sync fail (debug builds only).
+pub const DANGER_FAIL_SYNC_IF: &str = "LOCKBOXD_DANGER_FAIL_SYNC_IF";
+
 impl RocksStore {
     /// Table files RocksDB keeps open at most; beyond it, it closes and reopens them. Part of
     /// the process's file budget, which connections share (`Endpoint::reserve_files`).
@@ -129,6 +132,16 @@ impl KvStore for RocksStore {
     }
 
     fn sync(&self) -> Result<(), StoreError> {
+        // Test-only fault injection, absent from release builds: fail every sync while the
+        // file the variable names exists, as a failing disk would.
+        #[cfg(debug_assertions)]
+        if let Some(trigger) = std::env::var_os(DANGER_FAIL_SYNC_IF)
+            && std::path::Path::new(&trigger).exists()
+        {
+            return Err(StoreError::Engine(format!(
+                "{DANGER_FAIL_SYNC_IF} is set and its file exists"
+            )));
+        }
         // Writes the WAL buffer out and fsyncs the WAL (every WAL file not yet synced,
         // should a memtable switch have started a new one).
         self.db.flush_wal(true).map_err(engine)
