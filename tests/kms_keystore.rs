@@ -186,3 +186,34 @@ async fn a_second_server_does_not_steal_a_live_socket() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_save_that_fails_after_the_rename_leaves_memory_as_the_disk_holds_it() {
+    let mut kms = Kms::init(KmsOptions::default());
+    kms.start_with(&[("LOCKBOX_KMS_DANGER_FAIL_AFTER_RENAME", "1")]);
+    let c = kms.client().await;
+    // The key is in the file: the caller is told the save is uncertain, and the KMS serves
+    // the key as the file holds it.
+    let err = c.create_symmetric_key(spec()).await.unwrap_err();
+    let CallError::Server(e) = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(
+        e.code,
+        lockbox_client::proto::ErrorCode::Unavailable,
+        "{e:?}"
+    );
+    assert!(e.message.contains("may not survive a crash"), "{e:?}");
+    let listed = c.list_symmetric_keys("f", Page::default()).await.unwrap();
+    assert_eq!(listed.0.len(), 1);
+    let id = listed.0[0].id.clone();
+    drop(c);
+    kms.stop();
+
+    // After a restart, the disk says the same.
+    kms.start();
+    let c = kms.client().await;
+    let listed = c.list_symmetric_keys("f", Page::default()).await.unwrap();
+    assert_eq!(listed.0.len(), 1);
+    assert_eq!(listed.0[0].id, id);
+}

@@ -17,6 +17,10 @@ use zeroize::Zeroizing;
 /// debug assertions (the tests' dev builds) look at it; release builds do not contain it.
 pub const DANGER_CRASH_DURING_SAVE: &str = "LOCKBOX_KMS_DANGER_CRASH_DURING_SAVE";
 
+/// Test-only fault injection (debug builds only): when this variable is set, every save fails
+/// just after the rename, as a directory fsync failing would.
+pub const DANGER_FAIL_AFTER_RENAME: &str = "LOCKBOX_KMS_DANGER_FAIL_AFTER_RENAME";
+
 /// Why the keystore could not be read or written.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -36,6 +40,15 @@ pub enum KeystoreError {
         path: String,
         /// The failure.
         source: SealError,
+    },
+    /// The new keystore replaced the old one, but making the replacement durable failed:
+    /// the file now holds the new state, which a crash might still undo.
+    #[error("keystore {path}: saved, but the save may not survive a crash: {source}")]
+    Uncertain {
+        /// The file.
+        path: String,
+        /// The failure.
+        source: std::io::Error,
     },
     /// The sealed contents are not a state this version understands.
     #[error("keystore {path}: {reason}")]
@@ -154,10 +167,21 @@ impl Keystore {
         file.sync_all().map_err(|e| self.io(e))?;
         drop(file);
         fs::rename(&temp, &self.path).map_err(|e| self.io(e))?;
+        // From here on the file holds the new state: a failure is not "not saved".
+        let uncertain = |source| KeystoreError::Uncertain {
+            path: self.path.display().to_string(),
+            source,
+        };
+        #[cfg(debug_assertions)]
+        if std::env::var_os(DANGER_FAIL_AFTER_RENAME).is_some() {
+            return Err(uncertain(std::io::Error::other(format!(
+                "{DANGER_FAIL_AFTER_RENAME} is set"
+            ))));
+        }
         let dir = self.path.parent().filter(|p| !p.as_os_str().is_empty());
         File::open(dir.unwrap_or(Path::new(".")))
             .and_then(|d| d.sync_all())
-            .map_err(|e| self.io(e))?;
+            .map_err(uncertain)?;
         Ok(())
     }
 }

@@ -20,7 +20,7 @@ pub use symmetric::{KeyMetaSpec, KeySpec, KeyUpdate};
 use crate::access::{BindingIndex, Permission, Principal};
 use crate::crypto::{Algorithm, VersionCipher};
 use crate::error::KmsError;
-use crate::keystore::Keystore;
+use crate::keystore::{Keystore, KeystoreError};
 use crate::model::{KeyMeta, KeyStatus, State, SymmetricKeyRecord, VersionStatus};
 use lockbox_proto::ids::IdHashing;
 use lockbox_rpc::clock::{Clock, ManualClock, TimeSource};
@@ -211,16 +211,39 @@ impl Kms {
         let mut next = current.state.clone();
         let out = change(&current, &mut next, self.clock.now())?;
         let keystore = self.keystore.clone();
-        let next = tokio::task::spawn_blocking(move || keystore.save(&next).map(|()| next))
-            .await
-            .map_err(|e| KmsError::Internal(format!("keystore save task failed: {e}")))?
-            .map_err(|e| {
+        let (next, saved) = tokio::task::spawn_blocking(move || {
+            let saved = keystore.save(&next);
+            (next, saved)
+        })
+        .await
+        .map_err(|e| KmsError::Internal(format!("keystore save task failed: {e}")))?;
+        match saved {
+            Ok(()) => {}
+            // The file holds the new state: memory follows it, so the two never disagree,
+            // and the caller learns the change may not survive a crash.
+            Err(e @ KeystoreError::Uncertain { .. }) => {
+                tracing::error!(error = %e, "keystore saved, but not durably; change applied");
+                self.publish(next)?;
+                return Err(KmsError::Unavailable(format!(
+                    "the change was applied, but {e}; check the disk"
+                )));
+            }
+            Err(e) => {
                 tracing::error!(error = %e, "keystore save failed; change not applied");
-                KmsError::Internal(format!("the keystore could not be saved: {e}"))
-            })?;
-        let snapshot = Arc::new(Snapshot::build(next)?);
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = snapshot;
+                return Err(KmsError::Internal(format!(
+                    "the keystore could not be saved: {e}"
+                )));
+            }
+        }
+        self.publish(next)?;
         Ok(out)
+    }
+
+    /// Makes `state` the one requests see.
+    fn publish(&self, state: State) -> Result<(), KmsError> {
+        let snapshot = Arc::new(Snapshot::build(state)?);
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = snapshot;
+        Ok(())
     }
 
     /// Checks that `caller` holds `permission` on `key` (in `folder`) or on `folder`.
