@@ -160,6 +160,14 @@ impl Server {
         }
     }
 
+    /// Kills the process with SIGKILL, as a crash or the OOM killer would, and reaps it.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// Waits for the process to exit on its own.
     fn wait_exit(&mut self) -> std::process::ExitStatus {
         self.child.take().expect("not running").wait().unwrap()
@@ -335,6 +343,11 @@ impl Kms {
     /// The running server's process id.
     pub fn pid(&self) -> u32 {
         self.server.pid()
+    }
+
+    /// Kills the server with SIGKILL and reaps it.
+    pub fn kill(&mut self) {
+        self.server.kill();
     }
 
     /// Waits for the server to exit on its own (e.g. after an injected crash).
@@ -587,6 +600,11 @@ impl Daemon {
     /// The running daemon's process id.
     pub fn pid(&self) -> u32 {
         self.server.pid()
+    }
+
+    /// Kills the daemon with SIGKILL and reaps it.
+    pub fn kill(&mut self) {
+        self.server.kill();
     }
 
     /// Threads of the running daemon that are tokio runtime workers (named `tokio-rt-worker`).
