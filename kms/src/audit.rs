@@ -159,7 +159,8 @@ impl Sink {
 
     fn record(&self, decision: &Decision<'_>, micros: i64) -> Result<(), AuditError> {
         let mut state = self.lock();
-        let deadline = Instant::now() + MAX_WAIT;
+        // Read the clock only once the buffer is full: recording is on every relayed decrypt.
+        let mut deadline = None;
         loop {
             if !state.alive {
                 return Err(AuditError("its writer has stopped".into()));
@@ -170,6 +171,7 @@ impl Sink {
             if state.buffer.len() < MAX_BUFFERED {
                 break;
             }
+            let deadline = *deadline.get_or_insert_with(|| Instant::now() + MAX_WAIT);
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(AuditError(format!(
