@@ -274,6 +274,8 @@ mod tests {
         /// `applied` as of each successful sync.
         synced_upto: Mutex<Vec<u64>>,
         fail_next: AtomicUsize,
+        /// Makes every sync panic, killing the syncer thread.
+        explode: std::sync::atomic::AtomicBool,
     }
 
     impl KvStore for Counting {
@@ -290,7 +292,9 @@ mod tests {
             self.applied.fetch_add(1, Ordering::SeqCst);
             Ok(())
         }
+        #[allow(clippy::panic)]
         fn sync(&self) -> Result<(), StoreError> {
+            assert!(!self.explode.load(Ordering::SeqCst), "the sync blew up");
             if self.fail_next.swap(0, Ordering::SeqCst) > 0 {
                 return Err(StoreError::Engine("disk on fire".into()));
             }
@@ -366,31 +370,11 @@ mod tests {
         assert!(group.poisoned().await.contains("disk on fire"));
     }
 
-    /// A store whose sync panics.
-    struct Exploding;
-
-    impl KvStore for Exploding {
-        fn get(&self, _: Table, _: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-            Ok(None)
-        }
-        fn scan(&self, _: Table, _: Scan<'_>) -> Result<Vec<Entry>, StoreError> {
-            Ok(Vec::new())
-        }
-        fn write(&self, _: Batch) -> Result<(), StoreError> {
-            Ok(())
-        }
-        fn apply(&self, _: Batch) -> Result<(), StoreError> {
-            Ok(())
-        }
-        #[allow(clippy::panic)]
-        fn sync(&self) -> Result<(), StoreError> {
-            panic!("the sync blew up")
-        }
-    }
-
     #[tokio::test]
     async fn a_dead_syncer_fails_its_waiters_instead_of_leaving_them_hanging() {
-        let group = GroupCommit::new(Arc::new(Exploding)).unwrap();
+        let kv = Arc::new(Counting::default());
+        kv.explode.store(true, Ordering::SeqCst);
+        let group = GroupCommit::new(kv).unwrap();
         let ticket = group.apply(one_put()).unwrap();
         let err = group.durable(ticket).await.unwrap_err();
         assert!(err.to_string().contains("died"), "{err}");
