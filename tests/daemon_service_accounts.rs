@@ -31,16 +31,7 @@ async fn account_with_key(admin: &LockboxClient) -> (String, KeyFile) {
 #[tokio::test]
 async fn a_service_account_acts_with_its_own_roles_through_the_cli() {
     let (_kms, daemon) = Daemon::with_kms("");
-    let created = json(&daemon.run([
-        "iam",
-        "service-account",
-        "create",
-        "--name",
-        "deployer",
-        "--format",
-        "json",
-    ]));
-    let sa = created["id"].as_str().unwrap().to_owned();
+    let sa = deployer_through_the_cli(&daemon);
     let key_file = daemon_dir(&daemon).join("key.json");
     success(&daemon.run([
         "iam",
@@ -108,6 +99,20 @@ async fn a_service_account_acts_with_its_own_roles_through_the_cli() {
         &as_robot(&["payload", "get", "--id", &id]),
         "UNAUTHENTICATED",
     );
+}
+
+/// Creates the service account `deployer` with the CLI; its id.
+fn deployer_through_the_cli(daemon: &Daemon) -> String {
+    let created = json(&daemon.run([
+        "iam",
+        "service-account",
+        "create",
+        "--name",
+        "deployer",
+        "--format",
+        "json",
+    ]));
+    created["id"].as_str().unwrap().to_owned()
 }
 
 fn daemon_dir(daemon: &Daemon) -> std::path::PathBuf {
@@ -383,16 +388,7 @@ async fn the_replay_cache_is_bounded_and_forgets_expired_tokens() {
 fn a_key_file_never_goes_through_an_existing_file_or_symlink() {
     use std::os::unix::fs::PermissionsExt;
     let (_kms, daemon) = Daemon::with_kms("");
-    let created = json(&daemon.run([
-        "iam",
-        "service-account",
-        "create",
-        "--name",
-        "deployer",
-        "--format",
-        "json",
-    ]));
-    let sa = created["id"].as_str().unwrap().to_owned();
+    let sa = deployer_through_the_cli(&daemon);
     let dir = daemon_dir(&daemon);
     // A file others may read, and a symlink to a file elsewhere, where the key is to go.
     let readable = dir.join("readable.json");

@@ -292,7 +292,6 @@ mod tests {
             self.applied.fetch_add(1, Ordering::SeqCst);
             Ok(())
         }
-        #[allow(clippy::panic)]
         fn sync(&self) -> Result<(), StoreError> {
             assert!(!self.explode.load(Ordering::SeqCst), "the sync blew up");
             if self.fail_next.swap(0, Ordering::SeqCst) > 0 {
