@@ -19,6 +19,7 @@ macro_rules! expect {
 
 pub mod kms;
 pub mod lockbox;
+pub mod payload_json;
 pub mod sa;
 
 pub use kms::KmsClient;

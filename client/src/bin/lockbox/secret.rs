@@ -8,14 +8,12 @@ use crate::io::{
 use crate::pages::PageArgs;
 use crate::render::{self, print};
 use anyhow::Result;
-use base64::Engine;
 use clap::{Args, Subcommand};
 use lockbox_client::LockboxClient;
-use lockbox_client::proto::SecretBytes;
 use lockbox_client::proto::common::Page;
 use lockbox_client::proto::lockbox::{
     AddVersion, CreateSecret, LockboxResource, PasswordPayloadSpecification, PayloadEntryChange,
-    PayloadValue, UpdateSecret,
+    UpdateSecret,
 };
 use serde_json::Value;
 use std::path::PathBuf;
@@ -305,39 +303,8 @@ fn payload_changes(args: PayloadArgs) -> Result<Vec<PayloadEntryChange>> {
         (None, Some(f)) => read_input(&f, MAX_PAYLOAD_INPUT)?,
         (None, None) => return Ok(Vec::new()),
     };
-    let items: Vec<Value> = serde_json::from_slice(&text)
-        .map_err(|e| invalid(format!("--payload: not a JSON list of entries: {e}")))?;
-    let mut changes = Vec::with_capacity(items.len());
-    for item in items {
-        let key = item["key"]
-            .as_str()
-            .ok_or_else(|| invalid("--payload: every entry needs a \"key\" string"))?
-            .to_owned();
-        let value = match (item.get("text_value"), item.get("binary_value")) {
-            (Some(Value::String(t)), None) => {
-                PayloadValue::Text(SecretBytes::new(t.as_bytes().to_vec()))
-            }
-            (None, Some(Value::String(b))) => PayloadValue::Binary(SecretBytes::new(
-                base64::engine::general_purpose::STANDARD
-                    .decode(b)
-                    .map_err(|e| {
-                        invalid(format!(
-                            "--payload: binary_value of {key:?} is not base64: {e}"
-                        ))
-                    })?,
-            )),
-            _ => {
-                return Err(invalid(format!(
-                    "--payload: entry {key:?} needs exactly one of text_value or binary_value (a string)"
-                )));
-            }
-        };
-        changes.push(PayloadEntryChange {
-            key,
-            value: Some(value),
-        });
-    }
-    Ok(changes)
+    lockbox_client::payload_json::parse_entries(&text)
+        .map_err(|e| invalid(format!("--payload: {e}")))
 }
 
 /// Resolves --id or --name (in the folder) to a secret id.
