@@ -249,6 +249,72 @@ async fn relayed_subjects_are_authorized_as_themselves() {
     }
 }
 
+/// Subjects come from user and group names, which may hold any character: lines of
+/// multi-byte names, of lengths that put the writer's 4,096-byte chunk limits inside
+/// characters, are written whole, and the KMS goes on serving (a writer that cut a chunk
+/// inside a character panicked, and every relayed request then waited for ever).
+#[tokio::test]
+async fn relayed_subjects_with_multi_byte_names_are_audited_whole() {
+    let me = {
+        let mut probe = Kms::init(KmsOptions::default());
+        probe.start();
+        probe.client().await.subject().to_owned()
+    };
+    let mut kms = Kms::init(KmsOptions {
+        relays: vec![me.clone()],
+        ..KmsOptions::default()
+    });
+    kms.start();
+    let admin = kms.client().await;
+    let key = admin.create_symmetric_key(spec("f")).await.unwrap();
+    let ct = encrypt_as_grantee(&admin, &key.id, "kms.keys.encrypterDecrypter", b"", b"x").await;
+    grant(
+        &admin,
+        ResourceRef::Key(key.id.clone()),
+        "kms.keys.decrypter",
+        "group:team",
+    )
+    .await;
+    // 2-, 3- and 4-byte characters, names of 1 to 200 of them: about 250 KiB of lines, sent
+    // all at once on one connection so they gather in the writer's buffer and many chunk
+    // limits fall inside lines, at offsets that vary from line to line.
+    let subjects: Vec<String> = (1..=200)
+        .map(|n| format!("user:{}", ["ü", "€", "😀"][n % 3].repeat(n)))
+        .collect();
+    let mut reads = tokio::task::JoinSet::new();
+    for subject in &subjects {
+        let relayed = admin.on_behalf_of(Principal {
+            subject: subject.clone(),
+            groups: vec!["group:team".into()],
+        });
+        let (key_id, ct) = (key.id.clone(), ct.clone());
+        reads.spawn(async move { relayed.decrypt(&key_id, b"", &ct).await });
+    }
+    // A generous bound, only so that a KMS that stopped answering fails the test instead of
+    // hanging it.
+    let all = async {
+        while let Some(read) = reads.join_next().await {
+            assert_eq!(read.unwrap().unwrap().plaintext.expose(), b"x");
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(60), all)
+        .await
+        .expect("the KMS stopped answering relayed decrypts");
+    // Still serving.
+    admin.decrypt(&key.id, b"", &ct).await.unwrap();
+    kms.stop();
+    let log = kms.log();
+    assert!(!log.contains("panicked"), "{log}");
+    for subject in &subjects {
+        let line = format!(
+            "AUDIT lockbox-kms relayed decision: relay={me:?} subject={subject:?} \
+             permission=kms.keys.decrypt key={:?} allowed=true\n",
+            key.id
+        );
+        assert_eq!(log.matches(&line).count(), 1, "{subject}: {log}");
+    }
+}
+
 #[tokio::test]
 async fn on_behalf_of_is_refused_from_callers_that_are_not_relays() {
     let mut kms = Kms::init(KmsOptions::default());
