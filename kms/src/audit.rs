@@ -36,6 +36,9 @@ const MAX_WAIT: Duration = Duration::from_secs(1);
 const INTERVAL: Duration = Duration::from_millis(2);
 /// How long the writer waits before trying a failed write again.
 const RETRY: Duration = Duration::from_secs(1);
+/// Capacity of each of the two line buffers; one grown past four times this by a burst (a
+/// slow output) is given back once written.
+const BUFFER_CAPACITY: usize = 64 * 1024;
 
 /// The trail of this process, once started.
 static SINK: OnceLock<Arc<Sink>> = OnceLock::new();
@@ -127,7 +130,7 @@ impl Sink {
     fn new(retry: Duration) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(State {
-                buffer: String::with_capacity(64 * 1024),
+                buffer: String::with_capacity(BUFFER_CAPACITY),
                 writing: false,
                 idle: false,
                 failure: None,
@@ -202,13 +205,14 @@ impl Sink {
     }
 
     fn write_loop(&self, mut out: impl Write) {
-        let mut pending = String::with_capacity(64 * 1024);
+        let mut pending = String::with_capacity(BUFFER_CAPACITY);
         loop {
             {
                 let mut state = self.lock();
                 state.writing = false;
-                if pending.capacity() > MAX_BUFFERED {
-                    pending = String::with_capacity(64 * 1024);
+                // The two buffers take turns here, so both shrink back after a burst.
+                if pending.capacity() > 4 * BUFFER_CAPACITY {
+                    pending = String::with_capacity(BUFFER_CAPACITY);
                 }
                 // Recorders waiting for room, and `flush`, may go on.
                 self.changed.notify_all();
@@ -615,6 +619,42 @@ mod tests {
             subjects,
             ["\"user:first\"", "\"user:kept\"", "\"user:after\""]
         );
+    }
+
+    /// An output that takes nothing while its gate is held.
+    struct Gated(Arc<Mutex<()>>);
+
+    impl Write for Gated {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let _open = self.0.lock().unwrap();
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn buffers_grown_by_a_burst_shrink_back_once_written() {
+        let gate = Arc::new(Mutex::new(()));
+        let held = gate.lock().unwrap();
+        let sink = Sink::new(Duration::from_millis(10));
+        sink.spawn_writer(Gated(gate.clone()));
+        sink.record(&decision("user:first"), 0).unwrap();
+        wait_until(&sink, |s| s.writing);
+        // While the output is stuck, a burst of about 1.5 MB gathers.
+        for _ in 0..10_000 {
+            sink.record(&decision("user:burst"), 0).unwrap();
+        }
+        assert!(sink.lock().buffer.capacity() > 4 * BUFFER_CAPACITY);
+        drop(held);
+        sink.flush();
+        // The next line is recorded into the buffer the burst was written from.
+        sink.record(&decision("user:after"), 0).unwrap();
+        sink.flush();
+        let capacity = sink.lock().buffer.capacity();
+        assert!(capacity <= 4 * BUFFER_CAPACITY, "{capacity}");
     }
 
     #[test]

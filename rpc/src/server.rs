@@ -13,6 +13,9 @@
 //! until the peer has taken them, so a peer that pipelines without reading pins a bounded
 //! buffer, not one answer per request. A connection that stays silent, or leaves its answers
 //! unread, for the idle timeout is closed; buffers grown by a burst shrink back after it.
+//! A connection lets the others run after every [`YIELD_EVERY`] requests of one read, so a
+//! peer that pipelines thousands of costly requests (full listing pages) in one write holds a
+//! worker thread for a few of them at a time, not for all.
 //!
 //! The listener and the shutdown signal come from the caller, so tests start a real server on
 //! a temp socket and stop it cleanly. On shutdown every connection finishes the requests it
@@ -75,6 +78,9 @@ impl Default for ServerConfig {
 /// Answer bytes a connection may hold before it waits for the peer to read them (and so
 /// stops reading requests); an answer may take it past this by at most one frame.
 pub const MAX_PENDING_OUTPUT: usize = 128 * 1024;
+
+/// Requests a connection answers from one read before it lets other tasks run.
+pub const YIELD_EVERY: u32 = 32;
 
 /// Capacity of a connection's answer buffer; after a burst it shrinks back to this.
 const OUTPUT_CAPACITY: usize = 64 * 1024;
@@ -425,6 +431,8 @@ async fn connection<H: Handler>(
             );
             return close(&mut reader, &mut write, &mut out, why, config).await;
         }
+        // Requests of this read answered since the connection last let other tasks run.
+        let mut run = 0u32;
         loop {
             match reader.try_next() {
                 Ok(Some(body)) => {
@@ -436,6 +444,13 @@ async fn connection<H: Handler>(
                     if out.len() >= MAX_PENDING_OUTPUT {
                         // Read no further until the peer takes these.
                         send(&mut write, &mut out, config.idle_timeout).await?;
+                    }
+                    run += 1;
+                    if run == YIELD_EVERY {
+                        // A handler that answers without waiting never gives the worker
+                        // back by itself; a long pipelined batch must not keep it.
+                        run = 0;
+                        tokio::task::yield_now().await;
                     }
                 }
                 Ok(None) => break,
@@ -565,7 +580,12 @@ mod tests {
     /// Answers a request whose body is a size with that many bytes, counting the calls.
     struct Sized {
         calls: AtomicUsize,
+        /// The number of calls before the last request for [`MARKER`] bytes.
+        marked: AtomicUsize,
     }
+
+    /// An answer size that notes when its request came.
+    const MARKER: u32 = 3;
 
     impl Handler for Sized {
         type Session = ();
@@ -585,6 +605,10 @@ mod tests {
         async fn call(&self, (): &(), body: &[u8], out: &mut Vec<u8>) -> Next {
             self.calls.fetch_add(1, Ordering::Relaxed);
             let request: Request<u32> = decode_request(body).unwrap();
+            if request.body == MARKER {
+                self.marked
+                    .store(self.calls.load(Ordering::Relaxed) - 1, Ordering::Relaxed);
+            }
             let answer = vec![7u8; request.body as usize];
             respond(
                 out,
@@ -608,6 +632,7 @@ mod tests {
         let listener = UnixListener::bind(&path).unwrap();
         let handler = Arc::new(Sized {
             calls: AtomicUsize::new(0),
+            marked: AtomicUsize::new(0),
         });
         tokio::spawn(serve(
             listener,
@@ -680,6 +705,30 @@ mod tests {
         let read = read_to_close(&mut stream).await;
         assert!(read < 50 * 64 * 1024, "{read}");
         assert_eq!(server.handler.calls.load(Ordering::Relaxed), answered);
+    }
+
+    #[tokio::test]
+    async fn a_long_pipelined_batch_lets_other_connections_in() {
+        let server = start(ServerConfig::default());
+        let mut greedy = greeted(&server.path).await;
+        let mut other = greeted(&server.path).await;
+        // A thousand requests in one write (empty answers: they fit the socket's buffers).
+        greedy.write_all(&requests(1000, 0)).await.unwrap();
+        // Once the server is at them, another connection asks once.
+        while server.handler.calls.load(Ordering::Relaxed) == 0 {
+            tokio::task::yield_now().await;
+        }
+        other.write_all(&requests(1, MARKER)).await.unwrap();
+        let mut prefix = [0u8; 4];
+        other.read_exact(&mut prefix).await.unwrap();
+        let before = server.handler.marked.load(Ordering::Relaxed);
+        // On this single-threaded runtime, a batch that never let go would run all thousand
+        // first.
+        assert!(
+            before < 1000 && before <= 4 * YIELD_EVERY as usize,
+            "the other connection waited for {before} requests"
+        );
+        drop(greedy);
     }
 
     #[tokio::test(start_paused = true)]
