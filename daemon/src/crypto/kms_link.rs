@@ -136,6 +136,21 @@ impl KmsLink {
         aad_context: &[u8],
         plaintext: &[u8],
     ) -> Result<Vec<u8>, LockboxError> {
+        let (_, ciphertext) = self
+            .encrypt_versioned(on_behalf_of, key_id, aad_context, plaintext)
+            .await?;
+        Ok(ciphertext)
+    }
+
+    /// As [`encrypt`](Self::encrypt), with the id of the version that encrypted: the key's
+    /// primary version when the KMS answered.
+    pub async fn encrypt_versioned(
+        &self,
+        on_behalf_of: Option<&Principal>,
+        key_id: &str,
+        aad_context: &[u8],
+        plaintext: &[u8],
+    ) -> Result<(String, Vec<u8>), LockboxError> {
         self.with_channel(|channel| async move {
             let request = KmsRequest::Encrypt {
                 key_id: key_id.into(),
@@ -144,7 +159,37 @@ impl KmsLink {
                 plaintext: SecretBytes::new(plaintext.to_vec()),
             };
             match channel.call(on_behalf_of, &request).await? {
-                KmsResponse::Encrypted { ciphertext, .. } => Ok(ciphertext),
+                KmsResponse::Encrypted {
+                    version_id,
+                    ciphertext,
+                    ..
+                } => Ok((version_id, ciphertext)),
+                other => Err(unexpected(&other)),
+            }
+        })
+        .await
+    }
+
+    /// Decrypts as the daemon itself, with the id of the version that had encrypted; for the
+    /// rare unwraps that need it (the keyring's), as it decodes the whole answer.
+    pub async fn decrypt_versioned(
+        &self,
+        key_id: &str,
+        aad_context: &[u8],
+        ciphertext: &[u8],
+    ) -> Result<(String, SecretBytes), LockboxError> {
+        self.with_channel(|channel| async move {
+            let request = KmsRequest::Decrypt {
+                key_id: key_id.into(),
+                aad_context: aad_context.to_vec(),
+                ciphertext: ciphertext.to_vec(),
+            };
+            match channel.call(None, &request).await? {
+                KmsResponse::Decrypted {
+                    version_id,
+                    plaintext,
+                    ..
+                } => Ok((version_id, plaintext)),
                 other => Err(unexpected(&other)),
             }
         })
