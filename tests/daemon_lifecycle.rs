@@ -70,3 +70,42 @@ async fn the_keyring_follows_its_key_s_rotation_so_the_old_version_can_be_destro
         expect(&[("password", "s3cret")])
     );
 }
+
+/// A keyring whose wrapping version was destroyed before lockboxd restarted cannot be
+/// unlocked; reads say why instead of blaming an unreachable KMS.
+#[tokio::test]
+async fn a_locked_keyring_says_why() {
+    let (mut kms, mut daemon) = Daemon::with_kms("");
+    let client = daemon.client().await;
+    let id = client
+        .create_secret(secret("db", vec![set("password", "s3cret")]))
+        .await
+        .unwrap()
+        .resource_id;
+    let admin = kms.client().await;
+    let key = keyring_key(&admin).await;
+    let old = key.primary_version.id.clone();
+    admin.rotate(&key.id).await.unwrap();
+    admin
+        .schedule_version_destruction(&key.id, &old, None)
+        .await
+        .unwrap();
+    admin.danger_advance_clock(7 * 24 * 3600 + 1).await.unwrap();
+    daemon.stop();
+    daemon.start();
+    let err = daemon
+        .client()
+        .await
+        .get_payload(&id, None)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        lockbox_client::error_code(&err),
+        lockbox_client::proto::ErrorCode::Unavailable
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains("keyring is not unlocked yet") && message.contains(&old),
+        "{message}"
+    );
+}

@@ -21,6 +21,17 @@ impl Lockbox {
     /// Unwraps the stored keyring (or, on first start, creates one under a new KMS key of
     /// the daemon's own in `kms_folder`) and installs it.
     pub async fn unlock_keyring(&self, kms_folder: &str) -> Result<(), LockboxError> {
+        let unlocked = self.try_unlock_keyring(kms_folder).await;
+        if let Err(e) = &unlocked {
+            *self
+                .keyring_locked
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = e.to_string();
+        }
+        unlocked
+    }
+
+    async fn try_unlock_keyring(&self, kms_folder: &str) -> Result<(), LockboxError> {
         let keyring = match self.records.keyring()? {
             Some(stored) => {
                 let (version_id, plain) = self

@@ -104,6 +104,8 @@ pub struct Lockbox {
     kms: KmsLink,
     /// The unwrapped service keyring, once available.
     keyring: RwLock<Option<Arc<Keyring>>>,
+    /// Why the last attempt to unlock the keyring failed, told to callers while it is locked.
+    keyring_locked: std::sync::Mutex<String>,
     /// Time source.
     clock: Arc<dyn Clock>,
     /// The manual test clock, when running on one.
@@ -152,6 +154,7 @@ impl Lockbox {
             records,
             kms,
             keyring: RwLock::new(None),
+            keyring_locked: std::sync::Mutex::new("lockbox-kms has not answered yet".into()),
             clock: time.clock(),
             manual_clock: time.manual(),
             limits,
@@ -192,9 +195,14 @@ impl Lockbox {
             .unwrap_or_else(|p| p.into_inner())
             .clone()
             .ok_or_else(|| {
-                LockboxError::Unavailable(
-                    "the service keyring is not unlocked yet: lockbox-kms has not been reachable since start".into(),
-                )
+                let why = self
+                    .keyring_locked
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                LockboxError::Unavailable(format!(
+                    "the service keyring is not unlocked yet ({why}); lockboxd keeps trying"
+                ))
             })
     }
 
