@@ -75,7 +75,7 @@ async fn the_keyring_follows_its_key_s_rotation_so_the_old_version_can_be_destro
 /// unlocked; reads say why instead of blaming an unreachable KMS.
 #[tokio::test]
 async fn a_locked_keyring_says_why() {
-    let (mut kms, mut daemon) = Daemon::with_kms("");
+    let (kms, mut daemon) = Daemon::with_kms("");
     let client = daemon.client().await;
     let id = client
         .create_secret(secret("db", vec![set("password", "s3cret")]))
