@@ -332,6 +332,31 @@ async fn every_acknowledged_change_survives_kill_9_and_nothing_is_half_applied()
     );
     // Both sides of the kill were exercised.
     assert!(acknowledged > 0 && cut > 0, "{acknowledged} {cut}");
+
+    // The cloud's secret count, kept in the same write as each creation and deletion, agrees
+    // with what is live: with the quota set two above it, exactly two more can be created.
+    let live = model.secrets.len();
+    world.daemon.stop();
+    let mut daemon = Daemon::new(
+        &world.kms,
+        &format!("[limits]\nsecrets_per_cloud = {}\n", live + 2),
+    );
+    daemon.start();
+    let c = daemon.client().await;
+    for extra in ["extra-1", "extra-2"] {
+        c.create_secret(secret(extra, vec![set("k", "v")]))
+            .await
+            .unwrap_or_else(|e| panic!("{extra} with {live} secrets live: {e}"));
+    }
+    let refused = c
+        .create_secret(secret("extra-3", vec![set("k", "v")]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        lockbox_client::error_code(&refused),
+        lockbox_client::proto::ErrorCode::ResourceExhausted,
+        "{refused}"
+    );
 }
 
 /// The id of the live secret named `name`.
