@@ -179,11 +179,14 @@ impl Endpoint {
         stop: impl std::future::Future<Output = ()>,
     ) -> io::Result<()> {
         let listener = bind(&self.socket, self.mode)?;
+        // Caught from before the service manager hears "ready", which is when it may send
+        // SIGTERM; a signal installed later could arrive first and kill the process outright.
+        let signals = ShutdownSignals::install();
         tracing::info!(socket = %self.socket.display(), "{name} serving");
         crate::notify::ready();
         let shutdown = async {
             tokio::select! {
-                () = shutdown_signal() => {}
+                () = signals.received() => {}
                 () = stop => {}
             }
         };
@@ -239,17 +242,39 @@ pub fn bind(path: &Path, mode: u32) -> io::Result<UnixListener> {
 
 /// Completes on SIGTERM or SIGINT.
 pub async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    ShutdownSignals::install().received().await;
+}
+
+/// SIGTERM and SIGINT, caught (instead of ending the process) from the moment this is made.
+#[derive(Debug)]
+pub struct ShutdownSignals(Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>);
+
+impl ShutdownSignals {
+    /// Installs the handlers; must be called within a Tokio runtime. If they cannot be
+    /// installed, says so and [`received`](Self::received) never completes.
+    pub fn install() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(term), Ok(int)) => Self(Some((term, int))),
+            _ => {
+                tracing::error!("cannot install signal handlers; stop with SIGKILL");
+                Self(None)
+            }
+        }
+    }
+
+    /// Completes on the first SIGTERM or SIGINT since [`install`](Self::install).
+    pub async fn received(self) {
+        let Some((mut term, mut int)) = self.0 else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        }
     }
 }
 
@@ -292,6 +317,18 @@ pub fn runtime(worker_threads: Option<usize>) -> io::Result<tokio::runtime::Runt
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A SIGTERM that comes between installing and the first wait is caught, not fatal:
+    /// were it left to the default action, this test binary would die.
+    #[tokio::test]
+    async fn a_signal_sent_before_the_first_wait_is_caught() {
+        use rustix::process::{Signal, getpid, kill_process};
+        let signals = ShutdownSignals::install();
+        kill_process(getpid(), Signal::TERM).unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(10), signals.received())
+            .await
+            .unwrap();
+    }
 
     #[test]
     fn one_worker_is_a_current_thread_runtime() {
