@@ -22,6 +22,18 @@ fn spec(folder: &str) -> CreateSymmetricKey {
     }
 }
 
+/// A started KMS whose enrolled relay is the test's own user (also its administrator), and
+/// that user's subject.
+fn started_with_me_as_relay() -> (Kms, String) {
+    let me = lockbox_tests::my_subject();
+    let mut kms = Kms::init(KmsOptions {
+        relays: vec![me.clone()],
+        ..KmsOptions::default()
+    });
+    kms.start();
+    (kms, me)
+}
+
 async fn grant(c: &KmsClient, resource: ResourceRef, role: &str, subject: &str) {
     c.update_access_bindings(
         resource,
@@ -180,16 +192,7 @@ async fn system_groups_match_every_caller() {
 #[tokio::test]
 async fn relayed_subjects_are_authorized_as_themselves() {
     // The test's own user is both the administrator and the enrolled relay.
-    let me = {
-        let mut probe = Kms::init(KmsOptions::default());
-        probe.start();
-        probe.client().await.subject().to_owned()
-    };
-    let mut kms = Kms::init(KmsOptions {
-        relays: vec![me.clone()],
-        ..KmsOptions::default()
-    });
-    kms.start();
+    let (mut kms, me) = started_with_me_as_relay();
     let admin = kms.client().await;
     let key = admin.create_symmetric_key(spec("f")).await.unwrap();
     let ct = encrypt_as_grantee(
@@ -255,16 +258,7 @@ async fn relayed_subjects_are_authorized_as_themselves() {
 /// inside a character panicked, and every relayed request then waited for ever).
 #[tokio::test]
 async fn relayed_subjects_with_multi_byte_names_are_audited_whole() {
-    let me = {
-        let mut probe = Kms::init(KmsOptions::default());
-        probe.start();
-        probe.client().await.subject().to_owned()
-    };
-    let mut kms = Kms::init(KmsOptions {
-        relays: vec![me.clone()],
-        ..KmsOptions::default()
-    });
-    kms.start();
+    let (mut kms, me) = started_with_me_as_relay();
     let admin = kms.client().await;
     let key = admin.create_symmetric_key(spec("f")).await.unwrap();
     let ct = encrypt_as_grantee(&admin, &key.id, "kms.keys.encrypterDecrypter", b"", b"x").await;
@@ -437,12 +431,7 @@ async fn bindings_are_validated_listed_and_replaced() {
 
 #[tokio::test]
 async fn a_relay_may_relay_only_crypto() {
-    let me = lockbox_tests::my_subject();
-    let mut kms = Kms::init(KmsOptions {
-        relays: vec![me],
-        ..KmsOptions::default()
-    });
-    kms.start();
+    let (kms, _) = started_with_me_as_relay();
     let admin = kms.client().await;
     let key = admin.create_symmetric_key(spec("f")).await.unwrap();
     // alice may do everything with the key herself...
