@@ -28,6 +28,14 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("payload_json", text::payload_json),
 ];
 
+/// The frame body `value` encodes to, as a server or client writes it.
+pub(crate) fn frame_body<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    let mut out = Vec::new();
+    lockbox_proto::frame::encode(value, &mut out, u32::MAX)
+        .unwrap_or_else(|e| panic!("encoding: {e}"));
+    out.split_off(lockbox_proto::frame::LENGTH_PREFIX)
+}
+
 /// The target called `name`.
 pub fn target(name: &str) -> Option<Target> {
     TARGETS.iter().find(|(n, _)| *n == name).map(|(_, t)| *t)

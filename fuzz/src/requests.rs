@@ -1,9 +1,9 @@
 //! Request frames as the servers read them: the full decoding every request goes through, and
 //! the in-place readings of the hottest ones, which must agree with it.
 
+use lockbox_proto::Request;
 use lockbox_proto::kms::{DecryptCall, KmsRequest};
 use lockbox_proto::lockbox::{GetPayloadBytes, GetPayloadRef, LockboxRequest};
-use lockbox_proto::{Request, frame};
 use lockbox_rpc::server::{decode_request, request_id};
 
 /// A frame body sent to lockboxd.
@@ -90,7 +90,7 @@ fn decoded<B: serde::de::DeserializeOwned + serde::Serialize>(body: &[u8]) -> Op
     match decode_request::<B>(body) {
         Ok(request) => {
             // What decodes re-encodes to a frame that decodes to the same request.
-            let again = decode_request::<B>(&encoded(&request))
+            let again = decode_request::<B>(&crate::frame_body(&request))
                 .unwrap_or_else(|(_, e)| panic!("re-encoded request does not decode: {e:?}"));
             assert_eq!(again.id, request.id);
             Some(request)
@@ -101,11 +101,4 @@ fn decoded<B: serde::de::DeserializeOwned + serde::Serialize>(body: &[u8]) -> Op
             None
         }
     }
-}
-
-/// The frame body of `value`.
-fn encoded<T: serde::Serialize>(value: &T) -> Vec<u8> {
-    let mut out = Vec::new();
-    frame::encode(value, &mut out, u32::MAX).unwrap_or_else(|e| panic!("encoding: {e}"));
-    out.split_off(frame::LENGTH_PREFIX)
 }

@@ -23,16 +23,6 @@ pub fn seeds() -> Vec<(&'static str, Vec<Vec<u8>>)> {
     ]
 }
 
-/// A frame body.
-fn body<T: Serialize>(value: &T) -> Vec<u8> {
-    let mut out = Vec::new();
-    // The seeds are small and well-formed; an empty seed is still a valid one.
-    if frame::encode(value, &mut out, u32::MAX).is_err() {
-        return Vec::new();
-    }
-    out.split_off(frame::LENGTH_PREFIX)
-}
-
 /// A whole frame, prefix included.
 fn whole<T: Serialize>(value: &T) -> Vec<u8> {
     let mut out = Vec::new();
@@ -59,7 +49,7 @@ fn frames() -> Vec<Vec<u8>> {
 }
 
 fn get_payload(id: u64, version: Option<&str>) -> Vec<u8> {
-    body(&Request {
+    crate::frame_body(&Request {
         id,
         on_behalf_of: None,
         body: GetPayloadRef {
@@ -82,7 +72,7 @@ fn lockbox_requests() -> Vec<Vec<u8>> {
     vec![
         get_payload(1, None),
         get_payload(u64::MAX, Some("e6qv2bcc1qs1t5lbn4fs")),
-        body(&Request {
+        crate::frame_body(&Request {
             id: 7,
             on_behalf_of: None,
             body: add,
@@ -92,7 +82,7 @@ fn lockbox_requests() -> Vec<Vec<u8>> {
 
 fn kms_requests() -> Vec<Vec<u8>> {
     let decrypt = |on_behalf_of| {
-        body(&Request {
+        crate::frame_body(&Request {
             id: 300,
             on_behalf_of,
             body: KmsRequest::Decrypt {
@@ -108,7 +98,7 @@ fn kms_requests() -> Vec<Vec<u8>> {
             subject: "user:alice".into(),
             groups: vec!["group:ops".into(), "group:dev".into()],
         })),
-        body(&Request {
+        crate::frame_body(&Request {
             id: 2,
             on_behalf_of: None,
             body: KmsRequest::GetSymmetricKey {
@@ -151,7 +141,11 @@ fn answers() -> Vec<Vec<u8>> {
             "no",
         )),
     };
-    vec![body(&payload), body(&decrypted), body(&refused)]
+    vec![
+        crate::frame_body(&payload),
+        crate::frame_body(&decrypted),
+        crate::frame_body(&refused),
+    ]
 }
 
 fn tokens() -> Vec<Vec<u8>> {
