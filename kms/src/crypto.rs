@@ -1,21 +1,38 @@
 //! Symmetric key material and the ciphertext format of `Encrypt`/`Decrypt`.
 //!
-//! A ciphertext is `0x01 | len(version_id) | version_id | nonce(12) | AES-GCM(ct || tag)`.
-//! The AES-GCM associated data binds the key id, the version id and the caller's
-//! `aad_context`, so a ciphertext cannot be moved to another key or context.
+//! A ciphertext is `0x02 | len(version_id) | version_id | salt(16) | nonce(12) | ct || tag`.
+//! Each message is sealed with AES-GCM under its own key, derived from the version's key and
+//! the message's random salt (SP 800-108 counter-mode KDF, HMAC-SHA256), so a version's key
+//! never wears out: the nonce-collision bound of random 96-bit nonces (about 2^32 messages
+//! under one key) applies to each derived key, which seals one message. The associated data
+//! binds the format, the key id, the version id and the caller's `aad_context`, so a
+//! ciphertext cannot be moved to another key or context.
+//!
+//! Format `0x01` (`0x01 | len | version_id | nonce(12) | ct || tag`, sealed directly under
+//! the version's key) is what earlier releases wrote; it is still read, never written.
 
 use crate::error::KmsError;
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes128Gcm, Aes256Gcm, AesGcm, Nonce};
+use hmac::{Hmac, Mac};
 use lockbox_proto::Wiping;
 use serde::{Deserialize, Serialize};
+use sha2::Sha256;
 use std::fmt;
 use zeroize::Zeroizing;
 
-/// Format byte of every ciphertext this module makes.
+/// Format byte of ciphertexts sealed directly under a version's key (read only).
 const FORMAT_V1: u8 = 0x01;
-/// Domain separation for the associated data.
-const AAD_LABEL: &[u8] = b"lockbox-kms ciphertext v1";
+/// Format byte of ciphertexts sealed under a per-message key: every one this module makes.
+const FORMAT_V2: u8 = 0x02;
+/// Domain separation for the associated data of format 1.
+const AAD_LABEL_V1: &[u8] = b"lockbox-kms ciphertext v1";
+/// Domain separation for the associated data of format 2.
+const AAD_LABEL_V2: &[u8] = b"lockbox-kms ciphertext v2";
+/// The KDF's label for a message key.
+const KDF_LABEL: &[u8] = b"lockbox-kms message key";
+/// Random salt per message, from which its key is derived.
+const SALT_LEN: usize = 16;
 /// AES-GCM nonce length.
 const NONCE_LEN: usize = 12;
 /// AES-GCM tag length.
@@ -82,32 +99,27 @@ impl fmt::Debug for KeyMaterial {
     }
 }
 
-/// An initialised AES-GCM cipher for one key version (key schedule precomputed).
+/// AES-GCM of one key size, key schedule precomputed.
 #[derive(Clone)]
-pub enum VersionCipher {
-    /// AES-128-GCM.
+enum Gcm {
     Aes128(Box<Aes128Gcm>),
-    /// AES-192-GCM.
     Aes192(Box<Aes192Gcm>),
-    /// AES-256-GCM.
     Aes256(Box<Aes256Gcm>),
 }
 
-impl fmt::Debug for VersionCipher {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("VersionCipher([REDACTED])")
-    }
-}
-
-impl VersionCipher {
-    /// A cipher over `material` of `algorithm`.
-    pub fn new(algorithm: Algorithm, material: &KeyMaterial) -> Result<Self, KmsError> {
+impl Gcm {
+    fn new(algorithm: Algorithm, key: &[u8]) -> Result<Self, KmsError> {
         let bad = |_| KmsError::Internal("key material has the wrong length".into());
-        let k = material.expose();
         Ok(match algorithm {
-            Algorithm::Aes128 => Self::Aes128(Box::new(Aes128Gcm::new_from_slice(k).map_err(bad)?)),
-            Algorithm::Aes192 => Self::Aes192(Box::new(Aes192Gcm::new_from_slice(k).map_err(bad)?)),
-            Algorithm::Aes256 => Self::Aes256(Box::new(Aes256Gcm::new_from_slice(k).map_err(bad)?)),
+            Algorithm::Aes128 => {
+                Self::Aes128(Box::new(Aes128Gcm::new_from_slice(key).map_err(bad)?))
+            }
+            Algorithm::Aes192 => {
+                Self::Aes192(Box::new(Aes192Gcm::new_from_slice(key).map_err(bad)?))
+            }
+            Algorithm::Aes256 => {
+                Self::Aes256(Box::new(Aes256Gcm::new_from_slice(key).map_err(bad)?))
+            }
         })
     }
 
@@ -129,6 +141,49 @@ impl VersionCipher {
             Self::Aes192(c) => c.decrypt(nonce, payload).ok(),
             Self::Aes256(c) => c.decrypt(nonce, payload).ok(),
         }
+    }
+}
+
+/// One key version's ciphers: the key itself, from which each message's key is derived, and
+/// AES-GCM directly under it for ciphertexts of format 1.
+#[derive(Clone)]
+pub struct VersionCipher {
+    algorithm: Algorithm,
+    material: KeyMaterial,
+    direct: Gcm,
+}
+
+impl fmt::Debug for VersionCipher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("VersionCipher([REDACTED])")
+    }
+}
+
+impl VersionCipher {
+    /// The ciphers of `material` of `algorithm`.
+    pub fn new(algorithm: Algorithm, material: &KeyMaterial) -> Result<Self, KmsError> {
+        Ok(Self {
+            algorithm,
+            material: material.clone(),
+            direct: Gcm::new(algorithm, material.expose())?,
+        })
+    }
+
+    /// AES-GCM under the key derived for the message with `salt`: one block of the SP 800-108
+    /// counter-mode KDF with HMAC-SHA256 keyed by the version's key, the salt as context.
+    fn for_message(&self, salt: &[u8; SALT_LEN]) -> Result<Gcm, KmsError> {
+        let len = self.algorithm.key_len();
+        // HMAC takes keys of any length; the output length in bits fits in u32.
+        let mut prf = <Hmac<Sha256> as Mac>::new_from_slice(self.material.expose())
+            .map_err(|_| KmsError::Internal("key material cannot key HMAC".into()))?;
+        prf.update(&1u32.to_be_bytes());
+        prf.update(KDF_LABEL);
+        prf.update(&[0]);
+        prf.update(salt);
+        prf.update(&((len * 8) as u32).to_be_bytes());
+        let mut block = Zeroizing::new([0u8; 32]);
+        block.copy_from_slice(&prf.finalize().into_bytes());
+        Gcm::new(self.algorithm, &block[..len])
     }
 }
 
@@ -155,10 +210,15 @@ impl AssociatedData {
     }
 }
 
-fn associated_data(key_id: &str, version_id: &str, aad_context: &[u8]) -> AssociatedData {
+fn associated_data(
+    label: &[u8],
+    key_id: &str,
+    version_id: &str,
+    aad_context: &[u8],
+) -> AssociatedData {
     // Ids are 20 bytes, far below u32::MAX.
     let parts = [
-        AAD_LABEL,
+        label,
         &(key_id.len() as u32).to_be_bytes(),
         key_id.as_bytes(),
         &(version_id.len() as u32).to_be_bytes(),
@@ -178,7 +238,7 @@ fn associated_data(key_id: &str, version_id: &str, aad_context: &[u8]) -> Associ
     AssociatedData::Inline { bytes, len }
 }
 
-/// Encrypts `plaintext` under one key version.
+/// Encrypts `plaintext` under one key version, with a key of its own (format 2).
 pub fn encrypt(
     cipher: &VersionCipher,
     key_id: &str,
@@ -189,19 +249,20 @@ pub fn encrypt(
     let version = version_id.as_bytes();
     let version_len = u8::try_from(version.len())
         .map_err(|_| KmsError::Internal("version id too long for the ciphertext format".into()))?;
+    let mut salt = [0u8; SALT_LEN];
     let mut nonce = [0u8; NONCE_LEN];
+    fill_random(&mut salt);
     fill_random(&mut nonce);
+    let aad = associated_data(AAD_LABEL_V2, key_id, version_id, aad_context);
     let sealed = cipher
-        .seal(
-            &nonce,
-            associated_data(key_id, version_id, aad_context).as_bytes(),
-            plaintext,
-        )
+        .for_message(&salt)?
+        .seal(&nonce, aad.as_bytes(), plaintext)
         .ok_or_else(|| KmsError::Internal("encryption failed".into()))?;
-    let mut out = Vec::with_capacity(2 + version.len() + NONCE_LEN + sealed.len());
-    out.push(FORMAT_V1);
+    let mut out = Vec::with_capacity(2 + version.len() + SALT_LEN + NONCE_LEN + sealed.len());
+    out.push(FORMAT_V2);
     out.push(version_len);
     out.extend_from_slice(version);
+    out.extend_from_slice(&salt);
     out.extend_from_slice(&nonce);
     out.extend_from_slice(&sealed);
     Ok(out)
@@ -211,14 +272,15 @@ pub fn encrypt(
 pub fn version_of(ciphertext: &[u8]) -> Option<&str> {
     let (&format, rest) = ciphertext.split_first()?;
     let (&len, rest) = rest.split_first()?;
-    if format != FORMAT_V1 {
+    if format != FORMAT_V1 && format != FORMAT_V2 {
         return None;
     }
     let id = rest.get(..usize::from(len))?;
     std::str::from_utf8(id).ok()
 }
 
-/// Decrypts a ciphertext made by [`encrypt`] with the same key, version and context.
+/// Decrypts a ciphertext made by [`encrypt`] (or by format 1) with the same key, version and
+/// context.
 pub fn decrypt(
     cipher: &VersionCipher,
     key_id: &str,
@@ -228,23 +290,32 @@ pub fn decrypt(
 ) -> Result<Wiping, KmsError> {
     // The same test as `version_of(ciphertext) == Some(version_id)`, without checking the
     // UTF-8 of an id the caller already read from this ciphertext.
-    let names_version = matches!(ciphertext, [FORMAT_V1, len, rest @ ..]
-        if usize::from(*len) == version_id.len() && rest.starts_with(version_id.as_bytes()));
-    if !names_version {
-        return Err(KmsError::DecryptionFailed);
-    }
-    let header = 2 + version_id.len();
-    let body = ciphertext
-        .get(header..)
-        .filter(|b| b.len() >= NONCE_LEN + TAG_LEN)
-        .ok_or(KmsError::DecryptionFailed)?;
+    let format = match ciphertext {
+        [format @ (FORMAT_V1 | FORMAT_V2), len, rest @ ..]
+            if usize::from(*len) == version_id.len() && rest.starts_with(version_id.as_bytes()) =>
+        {
+            *format
+        }
+        _ => return Err(KmsError::DecryptionFailed),
+    };
+    let body = &ciphertext[2 + version_id.len()..];
+    let (gcm, label, body) = if format == FORMAT_V1 {
+        (None, AAD_LABEL_V1, body)
+    } else {
+        let (salt, body) = body
+            .split_first_chunk::<SALT_LEN>()
+            .ok_or(KmsError::DecryptionFailed)?;
+        (Some(cipher.for_message(salt)?), AAD_LABEL_V2, body)
+    };
     let (nonce, sealed) = body
         .split_first_chunk::<NONCE_LEN>()
+        .filter(|(_, sealed)| sealed.len() >= TAG_LEN)
         .ok_or(KmsError::DecryptionFailed)?;
-    cipher
+    gcm.as_ref()
+        .unwrap_or(&cipher.direct)
         .open(
             nonce,
-            associated_data(key_id, version_id, aad_context).as_bytes(),
+            associated_data(label, key_id, version_id, aad_context).as_bytes(),
             sealed,
         )
         .map(Wiping::new)
@@ -309,13 +380,13 @@ mod tests {
     fn contexts_of_every_length_bind_the_ciphertext() {
         let c = cipher(Algorithm::Aes256);
         // Up to the stack buffer, just past it, and the largest context accepted.
-        let inline_room = INLINE_AAD - (AAD_LABEL.len() + 8 + "key".len() + "ver".len());
+        let inline_room = INLINE_AAD - (AAD_LABEL_V2.len() + 8 + "key".len() + "ver".len());
         for len in [0, 1, inline_room, inline_room + 1, 8192] {
             let context: Vec<u8> = (0..len).map(|i| i as u8).collect();
-            let aad = associated_data("key", "ver", &context);
+            let aad = associated_data(AAD_LABEL_V2, "key", "ver", &context);
             assert!(matches!(aad, AssociatedData::Inline { .. }) == (len <= inline_room));
             let expected = [
-                AAD_LABEL,
+                AAD_LABEL_V2,
                 &[0, 0, 0, 3],
                 b"key",
                 &[0, 0, 0, 3],
@@ -342,11 +413,113 @@ mod tests {
         }
     }
 
+    /// A ciphertext as format 1 made it: sealed directly under the version's key.
+    fn encrypt_v1(c: &VersionCipher, key: &str, ver: &str, ctx: &[u8], msg: &[u8]) -> Vec<u8> {
+        let nonce = [7u8; NONCE_LEN];
+        let aad = associated_data(AAD_LABEL_V1, key, ver, ctx);
+        let sealed = c.direct.seal(&nonce, aad.as_bytes(), msg).unwrap();
+        [
+            &[FORMAT_V1, ver.len() as u8][..],
+            ver.as_bytes(),
+            &nonce,
+            &sealed,
+        ]
+        .concat()
+    }
+
+    #[test]
+    fn ciphertexts_of_format_1_still_decrypt_and_new_ones_are_format_2() {
+        for alg in [Algorithm::Aes128, Algorithm::Aes192, Algorithm::Aes256] {
+            let c = cipher(alg);
+            let old = encrypt_v1(&c, "key", "ver", b"ctx", b"secret");
+            assert_eq!(version_of(&old), Some("ver"));
+            assert_eq!(
+                &*decrypt(&c, "key", "ver", b"ctx", &old).unwrap(),
+                b"secret"
+            );
+            assert!(decrypt(&c, "key", "ver", b"other", &old).is_err());
+            // The format byte is bound: the same bytes read as format 2 do not open.
+            let mut relabelled = old.clone();
+            relabelled[0] = FORMAT_V2;
+            assert!(decrypt(&c, "key", "ver", b"ctx", &relabelled).is_err());
+
+            let new = encrypt(&c, "key", "ver", b"ctx", b"secret").unwrap();
+            assert_eq!(new[0], FORMAT_V2);
+            assert_eq!(new.len(), 2 + 3 + SALT_LEN + NONCE_LEN + 6 + TAG_LEN);
+            let mut relabelled = new.clone();
+            relabelled[0] = FORMAT_V1;
+            assert!(decrypt(&c, "key", "ver", b"ctx", &relabelled).is_err());
+        }
+    }
+
+    #[test]
+    fn every_message_is_sealed_under_a_key_of_its_own() {
+        let c = cipher(Algorithm::Aes256);
+        let header = 2 + "ver".len();
+        let a = encrypt(&c, "key", "ver", b"ctx", b"secret").unwrap();
+        let b = encrypt(&c, "key", "ver", b"ctx", b"secret").unwrap();
+        assert_ne!(a[header..header + SALT_LEN], b[header..header + SALT_LEN]);
+        // Neither opens under the version's own key directly.
+        let aad = associated_data(AAD_LABEL_V2, "key", "ver", b"ctx");
+        for ct in [&a, &b] {
+            let nonce: &[u8; NONCE_LEN] = ct[header + SALT_LEN..][..NONCE_LEN].try_into().unwrap();
+            let sealed = &ct[header + SALT_LEN + NONCE_LEN..];
+            assert!(c.direct.open(nonce, aad.as_bytes(), sealed).is_none());
+        }
+        // The same salt and nonce under the same version give the same bytes: the key is a
+        // function of the version's key and the salt alone.
+        let (salt, nonce) = ([1u8; SALT_LEN], [2u8; NONCE_LEN]);
+        let one = c
+            .for_message(&salt)
+            .unwrap()
+            .seal(&nonce, b"", b"m")
+            .unwrap();
+        let two = c
+            .for_message(&salt)
+            .unwrap()
+            .seal(&nonce, b"", b"m")
+            .unwrap();
+        let other = c
+            .for_message(&[3; SALT_LEN])
+            .unwrap()
+            .seal(&nonce, b"", b"m")
+            .unwrap();
+        assert_eq!(one, two);
+        assert_ne!(one, other);
+    }
+
+    #[test]
+    fn the_message_key_derivation_is_fixed() {
+        // HMAC-SHA256(key, 00000001 || "lockbox-kms message key" || 00 || salt || 00000080),
+        // its first 16 bytes the AES-128 key; computed independently of this code.
+        let material = KeyMaterial::from_bytes(Zeroizing::new((0u8..16).collect()));
+        let c = VersionCipher::new(Algorithm::Aes128, &material).unwrap();
+        let derived = c.for_message(&[0xaa; SALT_LEN]).unwrap();
+        let expected = Gcm::new(Algorithm::Aes128, &hex(KDF_KAT_AES128)).unwrap();
+        let nonce = [0u8; NONCE_LEN];
+        assert_eq!(
+            derived.seal(&nonce, b"", b"probe"),
+            expected.seal(&nonce, b"", b"probe")
+        );
+    }
+
+    const KDF_KAT_AES128: &str = "8a6d0c781e278be5153b3ed736ca5ec4";
+
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
     #[test]
     fn version_of_rejects_garbage() {
         assert_eq!(version_of(&[]), None);
-        assert_eq!(version_of(&[2, 1, b'a']), None);
+        assert_eq!(version_of(&[3, 1, b'a']), None);
         assert_eq!(version_of(&[1, 5, b'a']), None);
+        assert_eq!(version_of(&[2, 5, b'a']), None);
+        assert_eq!(version_of(&[2, 1, 0xff]), None);
+        assert_eq!(version_of(&[2, 1, b'a']), Some("a"));
     }
 
     #[test]
