@@ -10,8 +10,8 @@ use lockbox_client::proto::lockbox::{
     VersionStatus,
 };
 use lockbox_client::{CallError, LockboxClient, error_code};
-use lockbox_tests::Daemon;
 use lockbox_tests::payload::{expect, map, remove, secret, set, set_binary};
+use lockbox_tests::{Daemon, new_version_id};
 use std::collections::BTreeMap;
 
 const DAY: u64 = 24 * 3600;
@@ -41,13 +41,6 @@ fn add(
         description: String::new(),
         payload_entries: changes,
         base_version_id: base.map(Into::into),
-    }
-}
-
-fn version_of(op: &lockbox_client::proto::lockbox::Operation) -> String {
-    match &op.result {
-        Some(Ok(OperationResult::Version(v))) => v.id.clone(),
-        other => panic!("not a version result: {other:?}"),
     }
 }
 
@@ -149,7 +142,7 @@ async fn add_version_applies_changes_over_the_base_version() {
     let v1 = c.get_secret(&id).await.unwrap().current_version.unwrap().id;
 
     // Default base: the current version.
-    let v2 = version_of(
+    let v2 = new_version_id(
         &c.add_version(add(&id, vec![set("b", "22"), set("c", "3")], None))
             .await
             .unwrap(),
@@ -160,7 +153,7 @@ async fn add_version_applies_changes_over_the_base_version() {
     );
 
     // An explicit older base.
-    let v3 = version_of(
+    let v3 = new_version_id(
         &c.add_version(add(&id, vec![remove("a")], Some(&v1)))
             .await
             .unwrap(),
@@ -542,7 +535,7 @@ async fn payload_reads_follow_every_change() {
         let v1 = c.get_secret(&id).await.unwrap().current_version.unwrap().id;
         assert_eq!(value(id.clone(), None).await, "one", "{config}");
 
-        let v2 = version_of(
+        let v2 = new_version_id(
             &c.add_version(add(&id, vec![set("k", "two")], None))
                 .await
                 .unwrap(),

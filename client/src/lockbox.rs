@@ -297,6 +297,31 @@ impl LockboxClient {
         expect!(r, LockboxResponse::Done => ())
     }
 
+    /// Wraps lockboxd's service keyring under its KMS key's primary version now. Returns
+    /// the key, the version that wrapped the keyring before, and the one that wraps it now.
+    pub async fn rewrap_keyring(&self) -> Result<(String, String, String), CallError> {
+        let r = self.call(&LockboxRequest::RewrapKeyring).await?;
+        expect!(r, LockboxResponse::KeyringRewrapped { kms_key_id, from_version_id, version_id } =>
+            (kms_key_id, from_version_id, version_id))
+    }
+
+    /// Re-encrypts, under `kms_key_id`'s primary version, the data keys of up to `limit`
+    /// secret versions an older version wraps. Returns how many it did and how many remain.
+    pub async fn rewrap_data_keys(
+        &self,
+        kms_key_id: &str,
+        limit: u32,
+    ) -> Result<(u64, u64), CallError> {
+        let r = self
+            .call(&LockboxRequest::RewrapDataKeys {
+                kms_key_id: kms_key_id.into(),
+                limit,
+            })
+            .await?;
+        expect!(r, LockboxResponse::DataKeysRewrapped { rewrapped, remaining, .. } =>
+            (rewrapped, remaining))
+    }
+
     /// The subject the daemon identified the current connection as when it connected.
     pub fn subject(&self) -> String {
         self.redial.current().server_info().subject.clone()

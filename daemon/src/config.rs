@@ -38,6 +38,12 @@ pub struct FileConfig {
     /// Seconds lockboxd waits for an answer from lockbox-kms before the request that needed
     /// it fails with `Unavailable` (default 10).
     pub kms_timeout: Option<u64>,
+    /// Rotation period, in seconds, of the KMS key lockboxd creates at its first start to
+    /// wrap its keyring (default 90 days, at least one day; 0: rotated only by hand).
+    pub keyring_rotation_period: Option<u64>,
+    /// Seconds between checks that the keyring is wrapped by its KMS key's primary version,
+    /// rewrapping it if not (default 3600).
+    pub keyring_rewrap_interval: Option<u64>,
     /// Subjects made `organization-manager.organizations.owner` of the default organization
     /// when no access binding exists yet (default: user:root and the daemon's own user).
     pub admins: Option<Vec<String>>,
@@ -55,10 +61,44 @@ pub struct FileConfig {
 /// How long lockboxd waits for lockbox-kms unless configured.
 pub const DEFAULT_KMS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// Rotation period of lockboxd's own KMS key unless configured: 90 days.
+pub const DEFAULT_KEYRING_ROTATION_PERIOD: u64 = 90 * 86_400;
+
+/// Shortest rotation period lockbox-kms accepts: a day.
+const MIN_ROTATION_PERIOD: u64 = 86_400;
+
+/// How often lockboxd checks the keyring's wrapping unless configured.
+pub const DEFAULT_KEYRING_REWRAP_INTERVAL: std::time::Duration =
+    std::time::Duration::from_secs(3600);
+
 /// Secrets kept in the read cache unless configured.
 pub const DEFAULT_READ_CACHE_ENTRIES: usize = 65_536;
 
 impl FileConfig {
+    /// The rotation period to give lockboxd's own key, checked; `None`: no rotation.
+    pub fn keyring_rotation_period(&self) -> Result<Option<u64>, String> {
+        match self
+            .keyring_rotation_period
+            .unwrap_or(DEFAULT_KEYRING_ROTATION_PERIOD)
+        {
+            0 => Ok(None),
+            p if p < MIN_ROTATION_PERIOD => Err(format!(
+                "keyring_rotation_period: must be 0 (no rotation) or at least \
+                 {MIN_ROTATION_PERIOD} seconds (1 day), got {p}"
+            )),
+            p => Ok(Some(p)),
+        }
+    }
+
+    /// How often to check the keyring's wrapping, checked.
+    pub fn keyring_rewrap_interval(&self) -> Result<std::time::Duration, String> {
+        match self.keyring_rewrap_interval {
+            Some(0) => Err("keyring_rewrap_interval: must be at least 1 (seconds)".into()),
+            Some(s) => Ok(std::time::Duration::from_secs(s)),
+            None => Ok(DEFAULT_KEYRING_REWRAP_INTERVAL),
+        }
+    }
+
     /// The listening settings among these.
     pub fn listen_settings(&self) -> lockbox_rpc::listen::Settings {
         lockbox_rpc::listen::Settings {
@@ -83,5 +123,25 @@ mod tests {
         assert_eq!(c.limits.secrets_per_cloud, 10_000);
         assert_eq!(c.limits.payload_bytes, 65_536);
         assert!(toml::from_str::<FileConfig>("data_directory = \"/x\"").is_err());
+    }
+
+    #[test]
+    fn the_keyring_key_rotates_by_default_and_periods_are_checked() {
+        let period = |toml_text: &str| {
+            toml::from_str::<FileConfig>(toml_text)
+                .unwrap()
+                .keyring_rotation_period()
+        };
+        assert_eq!(period(""), Ok(Some(DEFAULT_KEYRING_ROTATION_PERIOD)));
+        assert_eq!(period("keyring_rotation_period = 0"), Ok(None));
+        assert_eq!(period("keyring_rotation_period = 86400"), Ok(Some(86_400)));
+        assert!(period("keyring_rotation_period = 3600").is_err());
+        let interval = |toml_text: &str| {
+            toml::from_str::<FileConfig>(toml_text)
+                .unwrap()
+                .keyring_rewrap_interval()
+        };
+        assert_eq!(interval(""), Ok(DEFAULT_KEYRING_REWRAP_INTERVAL));
+        assert!(interval("keyring_rewrap_interval = 0").is_err());
     }
 }

@@ -49,6 +49,8 @@ fn run(cli: Cli) -> Result<()> {
     let file: FileConfig =
         listen::read_config(cli.config.as_deref()).map_err(anyhow::Error::msg)?;
     let settings = file.listen_settings();
+    let rotation_period = file.keyring_rotation_period().map_err(anyhow::Error::msg)?;
+    let rewrap_interval = file.keyring_rewrap_interval().map_err(anyhow::Error::msg)?;
     let data_dir = cli
         .data_dir
         .or(file.data_dir)
@@ -98,11 +100,20 @@ fn run(cli: Cli) -> Result<()> {
 
     let runtime = listen::runtime(file.worker_threads)?;
     runtime.block_on(async move {
-        if let Err(e) = lockbox.unlock_keyring(&kms_folder).await {
+        if let Err(e) = lockbox.unlock_keyring(&kms_folder, rotation_period).await {
             tracing::warn!(error = %e, "service keyring locked until lockbox-kms answers");
-            tokio::spawn(lockbox.clone().unlock_keyring_until_done(kms_folder));
+            tokio::spawn(
+                lockbox
+                    .clone()
+                    .unlock_keyring_until_done(kms_folder, rotation_period),
+            );
         }
         let destroyer = tokio::spawn(destruction_loop(lockbox.clone()));
+        let rewrapper = tokio::spawn(
+            lockbox
+                .clone()
+                .keep_keyring_wrapped_under_primary(rewrap_interval),
+        );
         let store = lockbox.clone();
         let handler = Arc::new(LockboxHandler::new(lockbox, endpoint.config.max_frame));
         // A store that can no longer make writes durable stops the server as a signal would
@@ -118,6 +129,7 @@ fn run(cli: Cli) -> Result<()> {
             .serve_until("lockboxd", handler, store_failed)
             .await;
         destroyer.abort();
+        rewrapper.abort();
         served?;
         match failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
             Some(why) => anyhow::bail!("storage failed, exiting for a restart: {why}"),

@@ -270,13 +270,7 @@ pub fn encrypt(
 
 /// The version id a ciphertext names, if it is shaped like one of ours.
 pub fn version_of(ciphertext: &[u8]) -> Option<&str> {
-    let (&format, rest) = ciphertext.split_first()?;
-    let (&len, rest) = rest.split_first()?;
-    if format != FORMAT_V1 && format != FORMAT_V2 {
-        return None;
-    }
-    let id = rest.get(..usize::from(len))?;
-    std::str::from_utf8(id).ok()
+    lockbox_proto::kms::ciphertext_version(ciphertext)
 }
 
 /// Decrypts a ciphertext made by [`encrypt`] (or by format 1) with the same key, version and

@@ -19,6 +19,19 @@ use std::ops::Range;
 pub const MAX_AAD_CONTEXT: usize = 8192;
 /// Largest plaintext accepted by `Encrypt`.
 pub const MAX_PLAINTEXT: usize = 32768;
+
+/// The id of the key version a symmetric ciphertext was made with: every format lockbox-kms
+/// writes or reads starts `format | len(version_id) | version_id` (format `0x01` or `0x02`).
+/// `None` if the bytes are not shaped like one.
+pub fn ciphertext_version(ciphertext: &[u8]) -> Option<&str> {
+    let (&format, rest) = ciphertext.split_first()?;
+    let (&len, rest) = rest.split_first()?;
+    if !matches!(format, 0x01 | 0x02) {
+        return None;
+    }
+    let id = rest.get(..usize::from(len))?;
+    std::str::from_utf8(id).ok()
+}
 /// Lifecycle state of a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]

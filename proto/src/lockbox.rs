@@ -455,6 +455,16 @@ pub enum LockboxRequest {
         service_account_id: String,
         key_id: String,
     },
+    /// Wrap the service keyring under its KMS key's primary version now, rather than at the
+    /// next start. Needs `lockbox.service.manage` on the organization.
+    RewrapKeyring,
+    /// Re-encrypt, through lockbox-kms's `ReEncrypt`, the data keys of up to `limit` secret
+    /// versions wrapped by an older version of `kms_key_id`, under its primary version. The
+    /// data keys never leave lockbox-kms in plaintext. Needs `lockbox.service.manage` on the
+    /// organization, and lockbox-kms's consent for the caller to decrypt and encrypt with
+    /// the key. Call again until nothing remains; work done is kept, so a failed or
+    /// interrupted call is simply repeated.
+    RewrapDataKeys { kms_key_id: String, limit: u32 },
 }
 
 /// [`LockboxRequest::GetPayload`] over borrowed ids: the most frequent request, sent by the
@@ -668,6 +678,22 @@ pub enum LockboxResponse {
         bindings: Vec<AccessBinding>,
         /// Token for the next page; empty on the last.
         next_page_token: String,
+    },
+    /// Result of `RewrapKeyring`.
+    KeyringRewrapped {
+        kms_key_id: String,
+        /// The version that wrapped the keyring before.
+        from_version_id: String,
+        /// The version that wraps it now: the key's primary (the same when nothing changed).
+        version_id: String,
+    },
+    /// Result of `RewrapDataKeys`.
+    DataKeysRewrapped {
+        kms_key_id: String,
+        /// Data keys re-encrypted by this call.
+        rewrapped: u64,
+        /// Data keys still wrapped by an older version after this call.
+        remaining: u64,
     },
 }
 

@@ -484,6 +484,15 @@ pub fn failure(out: &Output, code: &str) -> String {
     stderr
 }
 
+/// The id of the version an `AddVersion` operation made.
+pub fn new_version_id(op: &lockbox_client::proto::lockbox::Operation) -> String {
+    use lockbox_client::proto::lockbox::OperationResult;
+    match &op.result {
+        Some(Ok(OperationResult::Version(v))) => v.id.clone(),
+        other => panic!("not a version result: {other:?}"),
+    }
+}
+
 /// Parses CLI JSON output.
 pub fn json(out: &Output) -> serde_json::Value {
     serde_json::from_str(&success(out)).unwrap()
@@ -649,6 +658,18 @@ impl Daemon {
         S: AsRef<OsStr>,
     {
         self.cli().args(args).output().unwrap()
+    }
+
+    /// Runs the CLI with `args` as `nobody` (the daemon's socket must let it in:
+    /// [`open_socket_to_nobody`](Self::open_socket_to_nobody)).
+    pub fn run_as_nobody(&self, args: &[&str]) -> Output {
+        use std::os::unix::process::CommandExt;
+        self.cli()
+            .uid(NOBODY)
+            .gid(NOBODY)
+            .args(args)
+            .output()
+            .unwrap()
     }
 }
 

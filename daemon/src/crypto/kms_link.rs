@@ -170,6 +170,42 @@ impl KmsLink {
         .await
     }
 
+    /// Re-encrypts a ciphertext of `key_id` under its primary version, on behalf of
+    /// `caller`, keeping `aad_context`: the plaintext never leaves lockbox-kms. Returns the
+    /// version that had encrypted it, the version that encrypts it now, and the ciphertext.
+    pub async fn re_encrypt(
+        &self,
+        caller: &Principal,
+        key_id: &str,
+        aad_context: &[u8],
+        ciphertext: &[u8],
+    ) -> Result<ReEncrypted, LockboxError> {
+        self.with_channel(|channel| async move {
+            let request = KmsRequest::ReEncrypt {
+                key_id: key_id.into(),
+                version_id: None,
+                aad_context: aad_context.to_vec(),
+                source_key_id: key_id.into(),
+                source_aad_context: aad_context.to_vec(),
+                ciphertext: ciphertext.to_vec(),
+            };
+            match channel.call(Some(caller), &request).await? {
+                KmsResponse::ReEncrypted {
+                    version_id,
+                    source_version_id,
+                    ciphertext,
+                    ..
+                } => Ok(ReEncrypted {
+                    from_version_id: source_version_id,
+                    version_id,
+                    ciphertext,
+                }),
+                other => Err(unexpected(&other)),
+            }
+        })
+        .await
+    }
+
     /// Decrypts as the daemon itself, with the id of the version that had encrypted; for the
     /// rare unwraps that need it (the keyring's), as it decodes the whole answer.
     pub async fn decrypt_versioned(
@@ -239,11 +275,13 @@ impl KmsLink {
         .await
     }
 
-    /// Creates a symmetric key for the daemon's own use, in `folder_id`.
+    /// Creates a symmetric key for the daemon's own use, in `folder_id`, rotated by
+    /// lockbox-kms every `rotation_period` seconds (`None`: only by hand).
     pub async fn create_own_key(
         &self,
         folder_id: &str,
         name: &str,
+        rotation_period: Option<u64>,
     ) -> Result<String, LockboxError> {
         self.with_channel(|channel| async move {
             let request = KmsRequest::CreateSymmetricKey(CreateSymmetricKey {
@@ -252,7 +290,7 @@ impl KmsLink {
                 description: "wraps lockboxd's service keyring".into(),
                 labels: Default::default(),
                 default_algorithm: SymmetricAlgorithm::Aes256,
-                rotation_period: None,
+                rotation_period,
                 deletion_protection: true,
             });
             match channel.call(None, &request).await? {
@@ -262,6 +300,17 @@ impl KmsLink {
         })
         .await
     }
+}
+
+/// A ciphertext re-encrypted by [`KmsLink::re_encrypt`].
+#[derive(Debug)]
+pub struct ReEncrypted {
+    /// The version that had encrypted it.
+    pub from_version_id: String,
+    /// The version that encrypts it now.
+    pub version_id: String,
+    /// The new ciphertext.
+    pub ciphertext: Vec<u8>,
 }
 
 fn unexpected(answer: &KmsResponse) -> CallError {

@@ -28,6 +28,9 @@ pub enum Permission {
     SetAccessBindings,
     /// Create, change and delete clouds and folders.
     ManageResources,
+    /// Service maintenance on the organization: rewrapping the keyring and data keys.
+    /// lockbox's own; granted by the roles that grant everything.
+    ManageService,
 }
 
 impl Permission {
@@ -43,11 +46,12 @@ impl Permission {
             Permission::ListAccessBindings => "lockbox.secrets.listAccessBindings",
             Permission::SetAccessBindings => "lockbox.secrets.setAccessBindings",
             Permission::ManageResources => "resource-manager.resources.manage",
+            Permission::ManageService => "lockbox.service.manage",
         }
     }
 
     /// Every permission.
-    pub const ALL: [Permission; 9] = [
+    pub const ALL: [Permission; 10] = [
         Permission::Get,
         Permission::Create,
         Permission::Update,
@@ -57,6 +61,7 @@ impl Permission {
         Permission::ListAccessBindings,
         Permission::SetAccessBindings,
         Permission::ManageResources,
+        Permission::ManageService,
     ];
 }
 

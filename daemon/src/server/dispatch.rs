@@ -265,6 +265,22 @@ pub(super) async fn dispatch(
                 .await?;
             A::Done
         }
+        R::RewrapKeyring => {
+            let done = lockbox.rewrap_keyring(caller).await?;
+            A::KeyringRewrapped {
+                kms_key_id: done.kms_key_id,
+                from_version_id: done.from_version_id,
+                version_id: done.version_id,
+            }
+        }
+        R::RewrapDataKeys { kms_key_id, limit } => {
+            let done = lockbox.rewrap_data_keys(caller, &kms_key_id, limit).await?;
+            A::DataKeysRewrapped {
+                kms_key_id,
+                rewrapped: done.rewrapped,
+                remaining: done.remaining,
+            }
+        }
         _ => {
             return Err(LockboxError::InvalidArgument(
                 "request kind not supported by this lockboxd".into(),

@@ -128,6 +128,13 @@ impl Lockbox {
         )))
     }
 
+    /// `PermissionDenied` unless `caller` may maintain the service: `lockbox.service.manage`
+    /// on the organization.
+    pub(super) fn authorize_service(&self, caller: &Caller) -> Result<(), LockboxError> {
+        let org = Resource::Organization(self.defaults.organization_id.clone());
+        self.authorize(caller, &[org], Permission::ManageService)
+    }
+
     /// Checks `permission` on a secret.
     pub(super) fn authorize_secret(
         &self,

@@ -15,14 +15,17 @@ mod operations;
 mod payload;
 mod read_cache;
 mod resources;
+mod rewrap;
 mod secrets;
 mod versions;
 
 pub use crate::iam::Caller;
 pub use access::{BindingUpdate, MAX_DELTAS};
 pub use accounts::{AccountSession, NewKey};
+pub use keyring::KeyringRewrap;
 pub use payload::{PayloadRead, ReadMemo};
 pub use resources::bootstrap;
+pub use rewrap::{DataKeysRewrapped, MAX_REWRAP_LIMIT};
 pub use secrets::{NewSecret, SecretUpdate};
 pub use versions::{EntryChange, NewVersion};
 

@@ -378,6 +378,11 @@ impl Records {
         self.get(Table::Secrets, id.as_bytes())
     }
 
+    /// Every secret, by id.
+    pub fn secrets(&self, token: &str, limit: usize) -> Result<Listed<SecretRecord>, StoreError> {
+        self.typed_page(Table::Secrets, &[], token, false, limit)
+    }
+
     /// The id of the secret named `name` in `folder_id`.
     pub fn secret_id_by_name(
         &self,

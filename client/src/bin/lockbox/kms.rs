@@ -8,12 +8,12 @@ use crate::pages::{PageArgs, collect_pages};
 use crate::render::{self, b64, print};
 use anyhow::Result;
 use clap::{Args, Subcommand, ValueEnum};
-use lockbox_client::KmsClient;
 use lockbox_client::proto::common::{AccessBinding, AccessBindingAction, AccessBindingDelta};
 use lockbox_client::proto::kms::{
     CreateAsymmetricSignatureKey, CreateSymmetricKey, KeyStatus, ResourceRef, SignatureAlgorithm,
     SymmetricAlgorithm, UpdateSymmetricKey,
 };
+use lockbox_client::{KmsClient, LockboxClient};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 
@@ -81,6 +81,18 @@ pub(crate) struct KeyMetaArgs {
     /// Refuse deletion until this is turned off.
     #[arg(long)]
     deletion_protection: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct RewrapArgs {
+    /// Key id.
+    id: String,
+    /// Data keys per call to lockboxd (1 to 10000).
+    #[arg(long, default_value_t = 500)]
+    batch: u32,
+    /// Pause between batches, e.g. 200ms or 1s, to spare a busy lockbox-kms.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pause: Option<std::time::Duration>,
 }
 
 #[derive(Subcommand)]
@@ -151,6 +163,13 @@ pub(crate) enum SymmetricKeyCommand {
         /// Key id.
         id: String,
     },
+    /// Re-encrypt, under the key's primary version, the data keys of every lockboxd secret
+    /// version an older version of the key wraps, so the old versions can be destroyed.
+    /// Asks lockboxd (--socket), which has lockbox-kms re-encrypt each data key on your
+    /// behalf: you need lockbox.service.manage (admin) on the organization, and kms.keys
+    /// encrypt and decrypt rights on the key. Work is kept batch by batch: after an
+    /// interruption, run it again to go on.
+    Rewrap(RewrapArgs),
     /// List a key's versions, newest first.
     ListVersions {
         /// Key id.
@@ -394,6 +413,31 @@ pub(crate) enum AccessBindingCommand {
     },
 }
 
+/// `kms symmetric-key rewrap`: calls lockboxd until no data key is left under an older
+/// version, reporting progress on standard error.
+pub(crate) async fn rewrap(client: &LockboxClient, format: Format, args: RewrapArgs) -> Result<()> {
+    let mut total = 0;
+    loop {
+        let (rewrapped, remaining) = client.rewrap_data_keys(&args.id, args.batch).await?;
+        total += rewrapped;
+        if remaining == 0 {
+            break;
+        }
+        eprintln!(
+            "lockbox: rewrapped {total} data keys of {}, {remaining} to go",
+            args.id
+        );
+        if let Some(pause) = args.pause {
+            tokio::time::sleep(pause).await;
+        }
+    }
+    print(
+        format,
+        &json!({ "kms_key_id": args.id, "rewrapped_data_keys": total }),
+    );
+    Ok(())
+}
+
 pub(crate) async fn run(socket: &Path, format: Format, command: KmsCommand) -> Result<()> {
     let client = KmsClient::connect(socket).await?;
     match command {
@@ -493,6 +537,7 @@ async fn symmetric_key(
             return Ok(());
         }
         C::Rotate { id } => client.rotate(&id).await?,
+        C::Rewrap(_) => anyhow::bail!("rewrap is answered by lockboxd, not lockbox-kms"),
         C::ListVersions { id, page } => {
             let versions = collect_pages(page, |p| client.list_versions(&id, p)).await?;
             print(

@@ -1,6 +1,7 @@
 //! `lockbox`: the command-line tool for lockboxd and lockbox-kms.
 
 mod access;
+mod admin;
 mod iam;
 mod io;
 mod kms;
@@ -64,6 +65,9 @@ enum Command {
         #[command(subcommand)]
         command: kms::KmsCommand,
     },
+    /// Maintain lockboxd itself: its keyring.
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
 }
 
 /// Connects to lockboxd, as a service account when a key file is given.
@@ -95,7 +99,17 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Kms {
+                command: kms::KmsCommand::SymmetricKey(kms::SymmetricKeyCommand::Rewrap(args)),
+            } => {
+                let client = connect(&cli.socket, cli.sa_key.as_deref()).await?;
+                kms::rewrap(&client, cli.format, args).await
+            }
             Command::Kms { command } => kms::run(&cli.kms_socket, cli.format, command).await,
+            Command::Admin(command) => {
+                let client = connect(&cli.socket, cli.sa_key.as_deref()).await?;
+                admin::run(&client, cli.format, command).await
+            }
             Command::Secret(command) => {
                 let client = connect(&cli.socket, cli.sa_key.as_deref()).await?;
                 secret::run(&client, cli.format, command).await
