@@ -115,21 +115,28 @@ async fn the_keyring_follows_its_key_s_rotation_so_the_old_version_can_be_destro
     );
 }
 
-/// A keyring whose wrapping version was destroyed before lockboxd restarted cannot be
-/// unlocked; reads say why instead of blaming an unreachable KMS.
+/// A keyring lockbox-kms will not unwrap (here its key was made inactive while lockboxd
+/// was down) stays locked; reads say why instead of blaming an unreachable KMS.
 #[tokio::test]
 async fn a_locked_keyring_says_why() {
-    let Rotated {
-        kms: _kms,
-        mut daemon,
-        admin,
-        secret_id: id,
-        key_id,
-        old,
-        ..
-    } = rotated().await;
-    destroy(&admin, &key_id, &old).await;
+    let (kms, mut daemon) = Daemon::with_kms("");
+    let id = daemon
+        .client()
+        .await
+        .create_secret(secret("db", vec![set("password", "s3cret")]))
+        .await
+        .unwrap()
+        .resource_id;
+    let key_id = keyring_key(&kms.client().await).await.id;
     daemon.stop();
+    lockbox_tests::success(&kms.run([
+        "kms",
+        "symmetric-key",
+        "update",
+        &key_id,
+        "--status",
+        "inactive",
+    ]));
     daemon.start();
     let err = daemon
         .client()
@@ -143,9 +150,46 @@ async fn a_locked_keyring_says_why() {
     );
     let message = err.to_string();
     assert!(
-        message.contains("keyring is not unlocked yet") && message.contains(&old),
+        message.contains("keyring is not unlocked yet")
+            && message.contains(&format!("key {key_id} is not active")),
         "{message}"
     );
+}
+
+/// lockbox-kms will not destroy a version lockboxd's keyring still needs: the old version
+/// is held until lockboxd reports the keyring moved.
+#[tokio::test]
+async fn the_kms_refuses_to_destroy_the_version_wrapping_the_keyring() {
+    let Rotated {
+        kms: _kms,
+        daemon,
+        admin,
+        key_id,
+        old,
+        ..
+    } = rotated().await;
+    let refused = admin
+        .schedule_version_destruction(&key_id, &old, None)
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&refused), ErrorCode::FailedPrecondition);
+    let message = refused.to_string();
+    assert!(
+        message.contains("still protects data kept by")
+            && message.contains(&format!("lockbox kms symmetric-key rewrap {key_id}")),
+        "{message}"
+    );
+    // What the message says to do releases it: the keyring moves, the old version is free.
+    let done = json(&daemon.run([
+        "--format",
+        "json",
+        "kms",
+        "symmetric-key",
+        "rewrap",
+        &key_id,
+    ]));
+    assert_eq!(done["rewrapped_data_keys"], 0);
+    destroy(&admin, &key_id, &old).await;
 }
 
 /// `lockbox admin rewrap-keyring` moves the keyring to the new primary at once, for an
@@ -307,30 +351,99 @@ async fn data_keys_follow_their_key_s_rotation_so_the_old_version_can_be_destroy
     all_read(&daemon.client().await, &written).await;
 }
 
-/// Without the rewrap, destroying the old version loses the versions it wrapped: what the
-/// test above guards against is real.
+/// Without the rewrap, lockbox-kms refuses to destroy the old version (it would take nine
+/// versions with it), saying how many data keys it wraps once lockboxd has reported; a
+/// partial rewrap still holds it, a whole one releases it. Deleting the key is refused too.
 #[tokio::test]
-async fn without_a_rewrap_the_old_version_s_data_keys_are_lost_with_it() {
+async fn the_kms_refuses_to_destroy_a_version_that_still_wraps_data_keys() {
     let KmsKeyed {
-        kms: _kms,
+        kms,
         daemon: _daemon,
         admin,
         client,
         key_id,
         old,
         written,
-        ..
     } = kms_keyed().await;
+    let refused = |e: lockbox_client::CallError| {
+        assert_eq!(error_code(&e), ErrorCode::FailedPrecondition, "{e}");
+        e.to_string()
+    };
+    let schedule = async || {
+        admin
+            .schedule_version_destruction(&key_id, &old, None)
+            .await
+    };
+    let message = refused(schedule().await.unwrap_err());
+    assert!(
+        message.contains(&format!(
+            "version {old} of key {key_id} still protects data"
+        )) && message.contains("data it encrypted since its last report"),
+        "{message}"
+    );
+    assert_eq!(client.rewrap_data_keys(&key_id, 4).await.unwrap(), (4, 5));
+    let message = refused(schedule().await.unwrap_err());
+    assert!(
+        message.contains("(5 data keys at its last report)"),
+        "{message}"
+    );
+    refused(admin.delete_symmetric_key(&key_id).await.unwrap_err());
+
+    // Releasing by hand needs the right to schedule destruction.
+    kms.open_socket_to_nobody();
+    let released = [
+        "kms",
+        "symmetric-key",
+        "schedule-version-destruction",
+        &key_id,
+        "--version-id",
+        &old,
+        "--release-held-data",
+    ];
+    let denied = failure(&kms.run_as_nobody(&released), "PERMISSION_DENIED");
+    assert!(
+        denied.contains("kms.keyVersions.scheduleDestruction"),
+        "{denied}"
+    );
+    refused(schedule().await.unwrap_err());
+
+    assert_eq!(client.rewrap_data_keys(&key_id, 10).await.unwrap(), (5, 0));
     destroy(&admin, &key_id, &old).await;
-    let mut failed = 0;
-    for (secret_id, version_id) in written.keys() {
-        if let Err(e) = client.get_payload(secret_id, Some(version_id)).await {
-            assert_eq!(error_code(&e), ErrorCode::FailedPrecondition, "{e}");
-            assert!(e.to_string().contains("destroyed"), "{e}");
-            failed += 1;
-        }
-    }
-    assert_eq!(failed, 9);
+    all_read(&client, &written).await;
+    // The primary still wraps twelve: the key cannot be deleted.
+    refused(admin.delete_symmetric_key(&key_id).await.unwrap_err());
+}
+
+/// Only an enrolled relay, speaking for itself, reports what it holds.
+#[tokio::test]
+async fn holds_are_reported_only_by_an_enrolled_relay_for_itself() {
+    use lockbox_client::proto::kms::KmsRequest;
+    use lockbox_tests::wire::kms_call;
+    let report = |key_id: &str| KmsRequest::ReportHolds {
+        key_id: key_id.into(),
+        held: vec![],
+    };
+    // Not enrolled.
+    let mut kms = Kms::init(lockbox_tests::KmsOptions::default());
+    kms.start();
+    let key_id = kms_key_with(&kms.client().await, &[]).await;
+    let e = kms_call(&kms.socket(), None, report(&key_id)).unwrap_err();
+    assert_eq!(e.code, ErrorCode::PermissionDenied);
+    assert!(e.message.contains("kms.holds.report"), "{}", e.message);
+    drop(kms);
+
+    // Enrolled, but relaying for someone else.
+    let (kms, _daemon) = Daemon::with_kms("");
+    let key_id = kms_key_with(&kms.client().await, &[]).await;
+    let someone = lockbox_client::proto::Principal {
+        subject: "user:nobody".into(),
+        groups: vec![],
+    };
+    let e = kms_call(&kms.socket(), Some(someone), report(&key_id)).unwrap_err();
+    assert_eq!(e.code, ErrorCode::PermissionDenied, "{}", e.message);
+    assert!(e.message.contains("may not be relayed"), "{}", e.message);
+    // For itself: accepted.
+    kms_call(&kms.socket(), None, report(&key_id)).unwrap();
 }
 
 #[tokio::test]

@@ -6,9 +6,8 @@ use lockbox_client::proto::common::{AccessBinding, AccessBindingAction, AccessBi
 use lockbox_client::proto::kms::{CreateSymmetricKey, ResourceRef, SymmetricAlgorithm};
 use lockbox_client::proto::{ErrorCode, Principal};
 use lockbox_client::{KmsClient, error_code};
-use lockbox_tests::{Kms, KmsOptions, NOBODY, failure, is_root, success};
+use lockbox_tests::{Kms, KmsOptions, failure, success};
 use std::collections::BTreeMap;
-use std::os::unix::process::CommandExt;
 
 fn spec(folder: &str) -> CreateSymmetricKey {
     CreateSymmetricKey {
@@ -67,16 +66,7 @@ async fn encrypt_as_grantee(
 
 /// Runs the `lockbox` CLI as the unprivileged `nobody` user.
 fn as_nobody(kms: &Kms, args: &[&str]) -> std::process::Output {
-    assert!(
-        is_root(),
-        "this test runs a client as another Unix user and must run as root (CI does)"
-    );
-    kms.cli()
-        .uid(NOBODY)
-        .gid(NOBODY)
-        .args(args)
-        .output()
-        .unwrap()
+    kms.run_as_nobody(args)
 }
 
 #[tokio::test]

@@ -219,6 +219,18 @@ impl KmsClient {
         .await
     }
 
+    /// Drops the holds of relays (lockboxd) on a version, so it can be destroyed although
+    /// they keep data under it; that data is lost with the version.
+    pub async fn release_holds(&self, key_id: &str, version_id: &str) -> Result<(), CallError> {
+        let r = self
+            .call(&KmsRequest::ReleaseHolds {
+                key_id: key_id.into(),
+                version_id: version_id.into(),
+            })
+            .await?;
+        expect!(r, KmsResponse::Done => ())
+    }
+
     /// Cancels a scheduled destruction.
     pub async fn cancel_version_destruction(
         &self,

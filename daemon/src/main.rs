@@ -100,13 +100,19 @@ fn run(cli: Cli) -> Result<()> {
 
     let runtime = listen::runtime(file.worker_threads)?;
     runtime.block_on(async move {
-        if let Err(e) = lockbox.unlock_keyring(&kms_folder, rotation_period).await {
-            tracing::warn!(error = %e, "service keyring locked until lockbox-kms answers");
-            tokio::spawn(
-                lockbox
-                    .clone()
-                    .unlock_keyring_until_done(kms_folder, rotation_period),
-            );
+        match lockbox.unlock_keyring(&kms_folder, rotation_period).await {
+            Ok(()) => {
+                let reconciling = lockbox.clone();
+                tokio::spawn(async move { reconciling.reconcile_holds_logged().await });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "service keyring locked until lockbox-kms answers");
+                tokio::spawn(
+                    lockbox
+                        .clone()
+                        .unlock_keyring_until_done(kms_folder, rotation_period),
+                );
+            }
         }
         let destroyer = tokio::spawn(destruction_loop(lockbox.clone()));
         let rewrapper = tokio::spawn(

@@ -4,7 +4,7 @@
 //! fsyncs the directory. A crash at any point leaves either the old or the new keystore whole;
 //! a leftover temp file is discarded at the next start.
 
-use crate::model::{SCHEMA, State};
+use crate::model::{SCHEMA, State, StateV1};
 use crate::seal::{self, SealError, UnsealMaterial};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -117,6 +117,11 @@ impl Keystore {
             return Err(contents(format!(
                 "schema {schema} is newer than this lockbox-kms understands ({SCHEMA})"
             )));
+        }
+        if schema == 1 {
+            return postcard::from_bytes::<StateV1>(&plain)
+                .map(State::from)
+                .map_err(|e| contents(e.to_string()));
         }
         postcard::from_bytes(&plain).map_err(|e| contents(e.to_string()))
     }

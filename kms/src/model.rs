@@ -13,8 +13,9 @@ use std::collections::{BTreeMap, BTreeSet};
 /// `kms.editor` and `kms.keys.encrypterDecrypter` on it.
 pub const DAEMON_FOLDER: &str = "lockboxd";
 
-/// Schema of [`State`]; a keystore with a newer one is refused.
-pub const SCHEMA: u32 = 1;
+/// Schema of [`State`]; a keystore with a newer one is refused. Schema 2 added
+/// [`State::holds`]; a schema-1 keystore reads as one with no holds.
+pub const SCHEMA: u32 = 2;
 
 /// Lifecycle of a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -183,6 +184,36 @@ pub struct State {
     pub bindings: BTreeMap<Resource, BTreeSet<Binding>>,
     /// Subjects allowed to send requests on behalf of others (the secrets daemon).
     pub relays: BTreeSet<String>,
+    /// Symmetric key versions under which a relay keeps data it encrypted here, by version
+    /// id: such a version cannot be scheduled for destruction.
+    pub holds: BTreeMap<String, VersionHolds>,
+}
+
+/// Who keeps data under one version: each relay, with how many data keys it reported
+/// (`None`: it has encrypted under the version and not reported since).
+pub type VersionHolds = BTreeMap<String, Option<u64>>;
+
+/// [`State`] as schema 1 wrote it.
+#[derive(Deserialize)]
+pub struct StateV1 {
+    pub schema: u32,
+    pub symmetric_keys: BTreeMap<String, SymmetricKeyRecord>,
+    pub signature_keys: BTreeMap<String, SignatureKeyRecord>,
+    pub bindings: BTreeMap<Resource, BTreeSet<Binding>>,
+    pub relays: BTreeSet<String>,
+}
+
+impl From<StateV1> for State {
+    fn from(v1: StateV1) -> Self {
+        Self {
+            schema: SCHEMA,
+            symmetric_keys: v1.symmetric_keys,
+            signature_keys: v1.signature_keys,
+            bindings: v1.bindings,
+            relays: v1.relays,
+            holds: BTreeMap::new(),
+        }
+    }
 }
 
 impl State {
@@ -205,6 +236,7 @@ impl State {
             signature_keys: BTreeMap::new(),
             bindings,
             relays: relays.iter().cloned().collect(),
+            holds: BTreeMap::new(),
         }
     }
 

@@ -80,7 +80,10 @@ impl Handler for KmsHandler {
             Ok(caller) if caller.relay.is_some() && !relayable(&request.body) => {
                 Err(KmsError::NotRelayable(request_name(body)))
             }
-            Ok(caller) => dispatch(&self.kms, &caller, request.body).await,
+            Ok(caller) => match dispatch(&self.kms, &caller, request.body).await {
+                Ok(answer) if session.relay => self.hold(&session.identity.subject, answer).await,
+                answered => answered,
+            },
             Err(e) => Err(e),
         };
         respond(
@@ -124,6 +127,25 @@ fn relayable(request: &KmsRequest) -> bool {
 }
 
 impl KmsHandler {
+    /// A relay's ciphertext is answered only once the version that made it is held for the
+    /// relay (`service::holds`).
+    async fn hold(&self, relay: &str, answer: KmsResponse) -> Result<KmsResponse, KmsError> {
+        let (key_id, version_id) = match &answer {
+            KmsResponse::Encrypted {
+                key_id, version_id, ..
+            }
+            | KmsResponse::ReEncrypted {
+                key_id, version_id, ..
+            }
+            | KmsResponse::DataKey {
+                key_id, version_id, ..
+            } => (key_id, version_id),
+            _ => return Ok(answer),
+        };
+        self.kms.note_hold(relay, key_id, version_id).await?;
+        Ok(answer)
+    }
+
     /// Answers a decrypt read in place, with the same checks as any other request.
     fn decrypt(&self, session: &Session, call: DecryptCall<'_>, out: &mut Vec<u8>) {
         let relayed = call.on_behalf_of.as_ref().map(|p| Principal {
@@ -400,6 +422,18 @@ async fn dispatch(
         }
         R::CheckMayActAs { subject } => {
             kms.check_may_act_as(caller, &subject)?;
+            A::Done
+        }
+        R::ReleaseHolds { key_id, version_id } => {
+            kms.release_holds(caller, &key_id, &version_id).await?;
+            A::Done
+        }
+        R::ReportHolds { key_id, held } => {
+            let held = held
+                .into_iter()
+                .map(|h| (h.version_id, h.data_keys))
+                .collect();
+            kms.report_holds(caller, &key_id, &held).await?;
             A::Done
         }
         R::DangerAdvanceClock { seconds } => {

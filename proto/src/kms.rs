@@ -465,6 +465,25 @@ pub enum KmsRequest {
         /// The subject whose roles count, e.g. `serviceAccount:<id>`.
         subject: String,
     },
+    /// An enrolled relay's count of the data keys it keeps under each version of `key_id`
+    /// (sent by lockboxd after a rewrap). Every version of the key it does not name, but
+    /// the primary, is released: lockbox-kms holds a version a relay has encrypted under
+    /// and refuses to schedule its destruction until then.
+    ReportHolds {
+        key_id: String,
+        held: Vec<HeldVersion>,
+    },
+    /// Drop every relay's hold on a version, so it can be destroyed although lockboxd keeps
+    /// data under it: that data is then lost with the version (crypto-shredding). Needs the
+    /// permission to schedule the version's destruction.
+    ReleaseHolds { key_id: String, version_id: String },
+}
+
+/// Data keys a relay keeps under one key version ([`KmsRequest::ReportHolds`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldVersion {
+    pub version_id: String,
+    pub data_keys: u64,
 }
 
 /// A successful answer from `lockbox-kms`.

@@ -459,11 +459,13 @@ pub enum LockboxRequest {
     /// next start. Needs `lockbox.service.manage` on the organization.
     RewrapKeyring,
     /// Re-encrypt, through lockbox-kms's `ReEncrypt`, the data keys of up to `limit` secret
-    /// versions wrapped by an older version of `kms_key_id`, under its primary version. The
-    /// data keys never leave lockbox-kms in plaintext. Needs `lockbox.service.manage` on the
-    /// organization, and lockbox-kms's consent for the caller to decrypt and encrypt with
-    /// the key. Call again until nothing remains; work done is kept, so a failed or
-    /// interrupted call is simply repeated.
+    /// versions wrapped by an older version of `kms_key_id`, under its primary version (and
+    /// the service keyring first, when it is lockboxd's own key). The data keys never leave
+    /// lockbox-kms in plaintext. Needs `lockbox.service.manage` on the organization, and
+    /// lockbox-kms's consent for the caller to decrypt and encrypt with the key. Call again
+    /// until nothing remains; work done is kept, so a failed or interrupted call is simply
+    /// repeated. Each call ends by reporting to lockbox-kms what the key's versions still
+    /// wrap, which releases the others for destruction.
     RewrapDataKeys { kms_key_id: String, limit: u32 },
 }
 

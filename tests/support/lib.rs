@@ -381,6 +381,12 @@ impl Kms {
     pub fn open_socket_to_nobody(&self) {
         open_to_nobody(&self.socket());
     }
+
+    /// Runs the CLI with `args` as `nobody` (the socket must let it in:
+    /// [`open_socket_to_nobody`](Self::open_socket_to_nobody)).
+    pub fn run_as_nobody(&self, args: &[&str]) -> Output {
+        run_as_nobody(self.cli(), args)
+    }
 }
 
 /// Adds (`add`) or removes the binding of `role` to `subject` on `resource` in lockboxd.
@@ -663,14 +669,18 @@ impl Daemon {
     /// Runs the CLI with `args` as `nobody` (the daemon's socket must let it in:
     /// [`open_socket_to_nobody`](Self::open_socket_to_nobody)).
     pub fn run_as_nobody(&self, args: &[&str]) -> Output {
-        use std::os::unix::process::CommandExt;
-        self.cli()
-            .uid(NOBODY)
-            .gid(NOBODY)
-            .args(args)
-            .output()
-            .unwrap()
+        run_as_nobody(self.cli(), args)
     }
+}
+
+/// Runs `cli` with `args` as the unprivileged `nobody` user.
+fn run_as_nobody(mut cli: Command, args: &[&str]) -> Output {
+    use std::os::unix::process::CommandExt;
+    assert!(
+        is_root(),
+        "this test runs a client as another Unix user and must run as root (CI does)"
+    );
+    cli.uid(NOBODY).gid(NOBODY).args(args).output().unwrap()
 }
 
 /// Helpers for building and reading Lockbox payloads in tests.

@@ -52,3 +52,25 @@ pub fn closed(stream: &mut UnixStream) -> bool {
     let mut b = [0u8; 1];
     matches!(stream.read(&mut b), Ok(0) | Err(_))
 }
+
+/// Sends one request to lockbox-kms on a new connection, as this process or relayed for
+/// `on_behalf_of`, and returns its answer.
+pub fn kms_call(
+    socket: &Path,
+    on_behalf_of: Option<lockbox_client::proto::Principal>,
+    body: lockbox_client::proto::kms::KmsRequest,
+) -> Result<lockbox_client::proto::kms::KmsResponse, lockbox_client::proto::Error> {
+    use lockbox_client::proto::{Request, Response};
+    let mut s = connected_to(socket, Service::Kms);
+    let mut buf = Vec::new();
+    let request = Request {
+        id: 1,
+        on_behalf_of,
+        body,
+    };
+    frame::encode(&request, &mut buf, frame::DEFAULT_MAX_FRAME).unwrap();
+    s.write_all(&buf).unwrap();
+    let response: Response<lockbox_client::proto::kms::KmsResponse> =
+        frame::decode(&read_frame(&mut s).unwrap()).unwrap();
+    response.result
+}

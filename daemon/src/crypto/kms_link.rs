@@ -8,11 +8,12 @@
 use crate::error::LockboxError;
 use lockbox_proto::hello::Service;
 use lockbox_proto::kms::{
-    CreateSymmetricKey, DecryptRef, KmsRequest, KmsResponse, SymmetricAlgorithm,
+    CreateSymmetricKey, DecryptRef, HeldVersion, KmsRequest, KmsResponse, SymmetricAlgorithm,
     decrypted_plaintext,
 };
 use lockbox_proto::{ErrorCode, Principal, SecretBytes, Wiping};
 use lockbox_rpc::{CallError, Channel};
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -256,6 +257,32 @@ impl KmsLink {
         .await
     }
 
+    /// Tells lockbox-kms how many data keys lockboxd keeps under each version of `key_id`,
+    /// releasing the versions it keeps nothing under (but the primary) for destruction.
+    pub async fn report_holds(
+        &self,
+        key_id: &str,
+        held: &BTreeMap<String, u64>,
+    ) -> Result<(), LockboxError> {
+        self.with_channel(|channel| async move {
+            let request = KmsRequest::ReportHolds {
+                key_id: key_id.into(),
+                held: held
+                    .iter()
+                    .map(|(version_id, &data_keys)| HeldVersion {
+                        version_id: version_id.clone(),
+                        data_keys,
+                    })
+                    .collect(),
+            };
+            match channel.call(None, &request).await? {
+                KmsResponse::Done => Ok(()),
+                other => Err(unexpected(&other)),
+            }
+        })
+        .await
+    }
+
     /// `PermissionDenied` (from lockbox-kms) unless `caller` could grant every KMS role
     /// `subject` holds.
     pub async fn check_may_act_as(
@@ -300,6 +327,12 @@ impl KmsLink {
         })
         .await
     }
+}
+
+/// The id of the KMS key version a ciphertext of lockbox-kms was made with, if it is shaped
+/// like one.
+pub fn kms_version_of(ciphertext: &[u8]) -> Option<&str> {
+    lockbox_proto::kms::ciphertext_version(ciphertext)
 }
 
 /// A ciphertext re-encrypted by [`KmsLink::re_encrypt`].

@@ -131,17 +131,22 @@ impl Lockbox {
             to = %version_id,
             "rewrapped the service keyring under its KMS key's primary version"
         );
+        // The old version may now be released for destruction.
+        if let Err(e) = self.report_holds(key_id).await {
+            tracing::warn!(error = %e, "could not report the keyring's new wrapping to \
+                                        lockbox-kms; the old version stays held");
+        }
         Ok(version_id)
     }
 
     /// Wraps the unlocked keyring under its KMS key's primary version, if an older one
     /// wraps it.
-    async fn rewrap_unlocked_keyring(&self) -> Result<KeyringRewrap, LockboxError> {
+    pub(super) async fn rewrap_unlocked_keyring(&self) -> Result<KeyringRewrap, LockboxError> {
         let keyring = self.keyring()?;
         let stored = self.records.keyring()?.ok_or_else(|| {
             LockboxError::Internal("the unlocked keyring has no stored wrapping".into())
         })?;
-        let from_version_id = lockbox_proto::kms::ciphertext_version(&stored.wrapped)
+        let from_version_id = crate::crypto::kms_link::kms_version_of(&stored.wrapped)
             .unwrap_or_default()
             .to_owned();
         let version_id = self
@@ -188,7 +193,10 @@ impl Lockbox {
         loop {
             tokio::time::sleep(wait).await;
             match self.unlock_keyring(&kms_folder, rotation_period).await {
-                Ok(()) => return,
+                Ok(()) => {
+                    self.reconcile_holds_logged().await;
+                    return;
+                }
                 Err(e) => tracing::warn!(error = %e, "service keyring still locked; retrying"),
             }
             wait = (wait * 2).min(Duration::from_secs(10));

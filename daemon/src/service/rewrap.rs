@@ -7,6 +7,10 @@
 //! (a version destroyed or rewrapped meanwhile is left alone). What a call wrote is kept
 //! when it fails or the process dies; calling again resumes, since data keys already under
 //! the primary version are skipped.
+//!
+//! lockbox-kms refuses to destroy a version lockboxd has encrypted under until lockboxd
+//! reports it keeps nothing there: each call ends by reporting, for its key, the data keys
+//! under every version, and a start reports for every key lockboxd uses.
 
 use super::{Caller, Lockbox};
 use crate::crypto::envelope;
@@ -14,6 +18,7 @@ use crate::error::LockboxError;
 use crate::model::{WrappedDek, validate};
 use crate::store::Batch;
 use crate::store::records::for_each_page;
+use std::collections::BTreeMap;
 
 /// Most data keys one `RewrapDataKeys` call re-encrypts.
 pub const MAX_REWRAP_LIMIT: u32 = 10_000;
@@ -31,10 +36,14 @@ pub struct DataKeysRewrapped {
     pub remaining: u64,
 }
 
+/// Data keys by KMS key and version.
+type HeldVersions = BTreeMap<String, BTreeMap<String, u64>>;
+
 /// A version's data key as a KMS key wraps it.
 struct KmsWrapped {
     secret_id: String,
     version_id: String,
+    kms_key_id: String,
     /// The KMS key version that wrapped it.
     kms_version_id: String,
     ciphertext: Vec<u8>,
@@ -58,6 +67,14 @@ impl Lockbox {
                 "limit: must be between 1 and {MAX_REWRAP_LIMIT}, got {limit}"
             )));
         }
+        // lockboxd's own key wraps the keyring too: it moves first.
+        if self
+            .records
+            .keyring()?
+            .is_some_and(|k| k.kms_key_id == kms_key_id)
+        {
+            self.rewrap_unlocked_keyring().await?;
+        }
         let mut primary: Option<String> = None;
         let mut pending = Vec::new();
         let mut outcome = DataKeysRewrapped {
@@ -65,7 +82,7 @@ impl Lockbox {
             remaining: 0,
         };
         let mut asked = 0;
-        for key in self.kms_wrapped_data_keys(kms_key_id)? {
+        for key in self.kms_wrapped_data_keys(Some(kms_key_id))? {
             if primary.as_deref() == Some(key.kms_version_id.as_str()) {
                 continue;
             }
@@ -100,6 +117,8 @@ impl Lockbox {
             }
         }
         outcome.rewrapped += self.store_rewrapped(&mut pending).await?;
+        // Tell lockbox-kms which versions still wrap something, releasing the others.
+        self.report_holds(kms_key_id).await?;
         tracing::info!(
             kms_key_id,
             rewrapped = outcome.rewrapped,
@@ -110,19 +129,24 @@ impl Lockbox {
         Ok(outcome)
     }
 
-    /// Every data key `kms_key_id` wraps, with the version that wrapped it.
-    fn kms_wrapped_data_keys(&self, kms_key_id: &str) -> Result<Vec<KmsWrapped>, LockboxError> {
+    /// Every data key a KMS key wraps (`kms_key_id`'s, or any key's when `None`), with the
+    /// key and the version that wrapped it.
+    fn kms_wrapped_data_keys(
+        &self,
+        kms_key_id: Option<&str>,
+    ) -> Result<Vec<KmsWrapped>, LockboxError> {
         let mut secrets = Vec::new();
         for_each_page(
             |token| self.records.secrets(token, SCAN_PAGE),
-            |secret| {
-                if secret.kms_key_id.as_deref() == Some(kms_key_id) {
-                    secrets.push(secret.id.clone());
+            |secret| match &secret.kms_key_id {
+                Some(key) if kms_key_id.is_none_or(|k| k == key) => {
+                    secrets.push((secret.id.clone(), key.clone()));
                 }
+                _ => {}
             },
         )?;
         let mut found = Vec::new();
-        for secret_id in secrets {
+        for (secret_id, key_id) in secrets {
             for_each_page(
                 |token| self.records.versions(&secret_id, token, SCAN_PAGE),
                 |version| {
@@ -130,7 +154,7 @@ impl Lockbox {
                     else {
                         return;
                     };
-                    let Some(kms_version_id) = lockbox_proto::kms::ciphertext_version(ciphertext)
+                    let Some(kms_version_id) = crate::crypto::kms_link::kms_version_of(ciphertext)
                     else {
                         tracing::warn!(secret_id, version_id = %version.meta.id,
                                        "a data key is not shaped like a KMS ciphertext");
@@ -139,6 +163,7 @@ impl Lockbox {
                     found.push(KmsWrapped {
                         secret_id: secret_id.clone(),
                         version_id: version.meta.id.clone(),
+                        kms_key_id: key_id.clone(),
                         kms_version_id: kms_version_id.to_owned(),
                         ciphertext: ciphertext.clone(),
                     });
@@ -146,6 +171,59 @@ impl Lockbox {
             )?;
         }
         Ok(found)
+    }
+
+    /// How many data keys each version of each KMS key wraps (of `kms_key_id` alone, or of
+    /// every key when `None`), the service keyring counted under its own key.
+    fn held_versions(&self, kms_key_id: Option<&str>) -> Result<HeldVersions, LockboxError> {
+        let mut held = HeldVersions::new();
+        for key in self.kms_wrapped_data_keys(kms_key_id)? {
+            *held
+                .entry(key.kms_key_id)
+                .or_default()
+                .entry(key.kms_version_id)
+                .or_default() += 1;
+        }
+        if let Some(stored) = self.records.keyring()?
+            && kms_key_id.is_none_or(|k| k == stored.kms_key_id)
+            && let Some(version) = crate::crypto::kms_link::kms_version_of(&stored.wrapped)
+        {
+            *held
+                .entry(stored.kms_key_id.clone())
+                .or_default()
+                .entry(version.to_owned())
+                .or_default() += 1;
+        }
+        Ok(held)
+    }
+
+    /// Reports to lockbox-kms what lockboxd keeps under `kms_key_id`'s versions, so the
+    /// versions it keeps nothing under can be destroyed (`lockbox-kms`'s holds).
+    pub(super) async fn report_holds(&self, kms_key_id: &str) -> Result<(), LockboxError> {
+        let held = self
+            .held_versions(Some(kms_key_id))?
+            .remove(kms_key_id)
+            .unwrap_or_default();
+        self.kms.report_holds(kms_key_id, &held).await
+    }
+
+    /// Reports what lockboxd keeps under every KMS key it uses: at start, so lockbox-kms's
+    /// holds match the data even if it lost track (an older lockbox-kms kept none).
+    pub async fn reconcile_holds(&self) -> Result<(), LockboxError> {
+        for (key_id, held) in self.held_versions(None)? {
+            self.kms.report_holds(&key_id, &held).await?;
+        }
+        Ok(())
+    }
+
+    /// [`reconcile_holds`](Self::reconcile_holds), a failure logged: the versions then
+    /// stay held as lockbox-kms knew them, which never loses data.
+    pub async fn reconcile_holds_logged(&self) {
+        match self.reconcile_holds().await {
+            Ok(()) => tracing::info!("reported the KMS key versions lockboxd keeps data under"),
+            Err(e) => tracing::warn!(error = %e, "could not report to lockbox-kms which key \
+                                                  versions lockboxd keeps data under"),
+        }
     }
 
     /// Writes rewrapped data keys in one batch, each only if its version still holds the

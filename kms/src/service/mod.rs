@@ -9,6 +9,7 @@
 
 mod bindings;
 mod crypto_ops;
+mod holds;
 mod maintenance;
 mod signature;
 mod symmetric;

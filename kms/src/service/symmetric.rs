@@ -1,6 +1,10 @@
 //! Symmetric key management: create, read, list, update, delete, rotate, versions.
 
-use super::{Caller, Kms, Page, SymmetricKeyInfo, VersionInfo, page_by_offset, symmetric_key};
+use super::holds::refuse_if_held;
+use super::{
+    Caller, Kms, Page, SymmetricKeyInfo, VersionInfo, page_by_offset, symmetric_key,
+    symmetric_key_mut,
+};
 use crate::access::Permission;
 use crate::crypto::{Algorithm, KeyMaterial};
 use crate::error::KmsError;
@@ -313,6 +317,9 @@ impl Kms {
                     "key {key_id} has deletion protection; turn it off first"
                 )));
             }
+            for version in &key.versions {
+                refuse_if_held(&snap.state, key_id, &version.id)?;
+            }
             state.symmetric_keys.remove(key_id);
             state.bindings.remove(&Resource::Key(key_id.to_owned()));
             tracing::info!(
@@ -397,7 +404,11 @@ impl Kms {
             )));
         }
         let permission = Permission::ScheduleVersionDestruction;
-        self.mutate_symmetric_key(caller, key_id, permission, |key, now| {
+        self.mutate(|snap, state, now| {
+            let key = symmetric_key(&snap.state, key_id)?;
+            Self::authorize_key(snap, caller, &key.meta, permission)?;
+            refuse_if_held(&snap.state, key_id, version_id)?;
+            let key = symmetric_key_mut(state, key_id)?;
             if key.primary_version_id == version_id {
                 return Err(KmsError::FailedPrecondition(format!(
                     "version {version_id} is the primary version of key {key_id}; \

@@ -164,11 +164,12 @@ pub(crate) enum SymmetricKeyCommand {
         id: String,
     },
     /// Re-encrypt, under the key's primary version, the data keys of every lockboxd secret
-    /// version an older version of the key wraps, so the old versions can be destroyed.
-    /// Asks lockboxd (--socket), which has lockbox-kms re-encrypt each data key on your
-    /// behalf: you need lockbox.service.manage (admin) on the organization, and kms.keys
-    /// encrypt and decrypt rights on the key. Work is kept batch by batch: after an
-    /// interruption, run it again to go on.
+    /// version an older version of the key wraps, so the old versions can be destroyed
+    /// (lockbox-kms refuses to destroy a version lockboxd still keeps data under). Asks
+    /// lockboxd (--socket), which has lockbox-kms re-encrypt each data key on your behalf:
+    /// you need lockbox.service.manage (admin) on the organization, and kms.keys encrypt
+    /// and decrypt rights on the key. Work is kept batch by batch: after an interruption,
+    /// run it again to go on.
     Rewrap(RewrapArgs),
     /// List a key's versions, newest first.
     ListVersions {
@@ -195,6 +196,10 @@ pub(crate) enum SymmetricKeyCommand {
         /// How long until destruction (at least 1d; default 7d).
         #[arg(long, value_parser = parse_duration)]
         pending_period: Option<u64>,
+        /// Destroy it even though lockboxd still keeps data under it (lockbox-kms refuses
+        /// otherwise): the secrets versions it wraps become unrecoverable.
+        #[arg(long)]
+        release_held_data: bool,
     },
     /// Cancel a scheduled destruction.
     CancelVersionDestruction {
@@ -553,7 +558,11 @@ async fn symmetric_key(
             id,
             version_id,
             pending_period,
+            release_held_data,
         } => {
+            if release_held_data {
+                client.release_holds(&id, &version_id).await?;
+            }
             let v = client
                 .schedule_version_destruction(&id, &version_id, pending_period)
                 .await?;
