@@ -418,9 +418,10 @@ fn lockboxd_imports_only_downwards() {
 }
 
 /// What the daemon's modules below the front-end may use of `lockbox-proto`: its buffers and
-/// byte helpers, id shapes, the service-account token format and `Principal` (a caller as
-/// the KMS is told of it); not its messages, frames or error codes.
-const PROTO_BELOW_SERVER: &[&str] = &["Wiping", "bytes", "ids", "token", "Principal"];
+/// byte helpers, id shapes, the service-account token format, `Principal` (a caller as
+/// the KMS is told of it) and the backup directory's layout (a file format the store's
+/// restore reads); not its messages, frames or error codes.
+const PROTO_BELOW_SERVER: &[&str] = &["Wiping", "bytes", "ids", "token", "Principal", "backup"];
 
 /// The daemon's files allowed the whole of `lockbox-proto`: the front-end, the binary, and
 /// the link to lockbox-kms (a client of the KMS's own wire).

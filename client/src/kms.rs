@@ -231,6 +231,20 @@ impl KmsClient {
         expect!(r, KmsResponse::Done => ())
     }
 
+    /// Up to `length` bytes of the sealed keystore from `offset`: `(schema, total size,
+    /// SHA-256 hex of the whole file, bytes)`.
+    pub async fn export_keystore(
+        &self,
+        offset: u64,
+        length: u32,
+    ) -> Result<(u32, u64, String, Vec<u8>), CallError> {
+        let r = self
+            .call(&KmsRequest::ExportKeystore { offset, length })
+            .await?;
+        expect!(r, KmsResponse::KeystoreChunk { schema, total_size, sha256, bytes } =>
+            (schema, total_size, sha256, bytes))
+    }
+
     /// Cancels a scheduled destruction.
     pub async fn cancel_version_destruction(
         &self,

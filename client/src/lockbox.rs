@@ -3,9 +3,9 @@
 use lockbox_proto::common::{AccessBinding, AccessBindingDelta, Page};
 use lockbox_proto::hello::Service;
 use lockbox_proto::lockbox::{
-    AddVersion, Cloud, CreateSecret, Folder, GetPayloadRef, LockboxRequest, LockboxResource,
-    LockboxResponse, Operation, Secret, SecretRef, ServiceAccount, ServiceAccountKey, UpdateSecret,
-    Version,
+    AddVersion, BackupStarted, Cloud, CreateSecret, Folder, GetPayloadRef, LockboxRequest,
+    LockboxResource, LockboxResponse, Operation, Secret, SecretRef, ServiceAccount,
+    ServiceAccountKey, UpdateSecret, Version,
 };
 use lockbox_proto::payload::{PayloadEntries, PayloadLayout, PayloadValueRef};
 use lockbox_proto::token::LOCKBOXD_AUDIENCE;
@@ -292,6 +292,41 @@ impl LockboxClient {
             .call(&LockboxRequest::DeleteServiceAccountKey {
                 service_account_id: id.into(),
                 key_id: key_id.into(),
+            })
+            .await?;
+        expect!(r, LockboxResponse::Done => ())
+    }
+
+    /// Takes a checkpoint of lockboxd's data for a backup.
+    pub async fn begin_backup(&self) -> Result<BackupStarted, CallError> {
+        let r = self.call(&LockboxRequest::BeginBackup).await?;
+        expect!(r, LockboxResponse::BackupStarted(started) => *started)
+    }
+
+    /// Up to `length` bytes of one file of the open backup, from `offset`.
+    pub async fn read_backup(
+        &self,
+        backup_id: &str,
+        file: &str,
+        offset: u64,
+        length: u32,
+    ) -> Result<Vec<u8>, CallError> {
+        let r = self
+            .call(&LockboxRequest::ReadBackup {
+                backup_id: backup_id.into(),
+                file: file.into(),
+                offset,
+                length,
+            })
+            .await?;
+        expect!(r, LockboxResponse::BackupChunk { bytes } => bytes)
+    }
+
+    /// Releases the open backup's checkpoint.
+    pub async fn end_backup(&self, backup_id: &str) -> Result<(), CallError> {
+        let r = self
+            .call(&LockboxRequest::EndBackup {
+                backup_id: backup_id.into(),
             })
             .await?;
         expect!(r, LockboxResponse::Done => ())

@@ -7,6 +7,7 @@ use lockbox_daemon::config::{self, FileConfig};
 use lockbox_daemon::crypto::kms_link::KmsLink;
 use lockbox_daemon::server::LockboxHandler;
 use lockbox_daemon::service::{Lockbox, bootstrap};
+use lockbox_daemon::store::backup::Backups;
 use lockbox_daemon::store::records::Records;
 use lockbox_daemon::store::rocks::RocksStore;
 use lockbox_proto::hello::{DEFAULT_KMS_SOCKET, DEFAULT_LOCKBOX_SOCKET};
@@ -22,11 +23,13 @@ use std::time::Duration;
 #[derive(Parser)]
 #[command(version)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// TOML configuration file; flags override it.
-    #[arg(long, env = "LOCKBOXD_CONFIG")]
+    #[arg(long, env = "LOCKBOXD_CONFIG", global = true)]
     config: Option<PathBuf>,
     /// RocksDB data directory [default: /var/lib/lockboxd].
-    #[arg(long, env = "LOCKBOXD_DATA_DIR")]
+    #[arg(long, env = "LOCKBOXD_DATA_DIR", global = true)]
     data_dir: Option<PathBuf>,
     /// Unix socket to listen on [default: /run/lockboxd/lockbox.sock].
     #[arg(long, env = "LOCKBOXD_SOCKET")]
@@ -39,9 +42,49 @@ struct Cli {
     danger_test_clock: bool,
 }
 
+/// Without a command, lockboxd serves.
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Restore the data directory from a backup made by `lockbox admin backup`, while
+    /// lockboxd is stopped. The data directory (--data-dir or the configuration's) must not
+    /// exist or be empty. Every file is checked against the manifest first; a damaged backup
+    /// or one from a newer lockboxd is refused and nothing is written. Restore lockbox-kms's
+    /// keystore from the same backup (`lockbox-kms restore`) before starting both.
+    Restore {
+        /// The backup directory.
+        #[arg(long)]
+        from: PathBuf,
+    },
+}
+
 fn main() -> std::process::ExitCode {
     listen::init_logging();
-    listen::exit_status("lockboxd", run(Cli::parse()))
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Some(Command::Restore { from }) => restore(&cli, from),
+        None => run(cli),
+    };
+    listen::exit_status("lockboxd", result)
+}
+
+fn restore(cli: &Cli, from: &std::path::Path) -> Result<()> {
+    let file: FileConfig =
+        listen::read_config(cli.config.as_deref()).map_err(anyhow::Error::msg)?;
+    let data_dir = cli
+        .data_dir
+        .clone()
+        .or(file.data_dir)
+        .unwrap_or_else(|| config::DEFAULT_DATA_DIR.into());
+    let restored =
+        lockbox_daemon::store::backup::restore(from, &data_dir).map_err(anyhow::Error::msg)?;
+    println!(
+        "restored backup {} into {}: {} files, {} bytes",
+        restored.backup_id,
+        data_dir.display(),
+        restored.files,
+        restored.bytes
+    );
+    Ok(())
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -85,6 +128,9 @@ fn run(cli: Cli) -> Result<()> {
 
     lockbox_rpc::hardening::private_directory(&data_dir).map_err(anyhow::Error::msg)?;
     let store = RocksStore::open(&data_dir)?;
+    // Checkpoints live beside the data, on its filesystem; one a crash left is removed.
+    let backups = Backups::new(data_dir.join(BACKUPS_DIR));
+    backups.clear()?;
     let records = Records::new(Arc::new(store))?;
     let admins = file.admins.unwrap_or_else(default_admins);
     let defaults = bootstrap(&records, time.clock().now(), &admins)?;
@@ -96,6 +142,7 @@ fn run(cli: Cli) -> Result<()> {
         defaults,
         file.read_cache_entries
             .unwrap_or(config::DEFAULT_READ_CACHE_ENTRIES),
+        backups,
     )?);
 
     let runtime = listen::runtime(file.worker_threads)?;
@@ -143,6 +190,9 @@ fn run(cli: Cli) -> Result<()> {
         }
     })
 }
+
+/// The directory, in the data directory, where backup checkpoints are taken.
+const BACKUPS_DIR: &str = "backups";
 
 /// Files lockboxd opens besides its connections and RocksDB's tables: the KMS link, the
 /// database's logs and locks, the runtime's own descriptors, libraries.

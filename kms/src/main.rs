@@ -37,6 +37,27 @@ enum Command {
     Init(InitArgs),
     /// Unseal the keystore and serve the KMS on its socket until SIGTERM or SIGINT.
     Serve(ServeArgs),
+    /// Restore the keystore from a backup made by `lockbox admin backup`, while lockbox-kms
+    /// is stopped. The unseal material is not in the backup: put the installation's
+    /// material in place first (--unseal-file, or unseal.key in the state directory). The
+    /// keystore is checked against the manifest, unsealed with that material, and checked
+    /// to hold the key that wraps lockboxd's keyring in the same backup; a damaged backup,
+    /// a newer one or a mismatched pair is refused and nothing is written.
+    Restore(RestoreArgs),
+}
+
+#[derive(Args)]
+struct RestoreArgs {
+    /// The backup directory.
+    #[arg(long)]
+    from: PathBuf,
+    /// Directory to restore the keystore into; it must not hold one already.
+    #[arg(long, env = "LOCKBOX_KMS_STATE_DIR", default_value = config::DEFAULT_STATE_DIR)]
+    state_dir: PathBuf,
+    /// Unseal material file [default: $CREDENTIALS_DIRECTORY/unseal.key, else
+    /// <state-dir>/unseal.key].
+    #[arg(long, env = "LOCKBOX_KMS_UNSEAL_FILE")]
+    unseal_file: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -86,6 +107,7 @@ fn main() -> std::process::ExitCode {
     let result = match Cli::parse().command {
         Command::Init(args) => init(args),
         Command::Serve(args) => run_serve(args),
+        Command::Restore(args) => restore(args),
     };
     listen::exit_status("lockbox-kms", result)
 }
@@ -152,6 +174,91 @@ fn init(args: InitArgs) -> Result<()> {
     if let Some(daemon) = &args.daemon {
         println!("secrets daemon: {daemon}");
     }
+    Ok(())
+}
+
+fn restore(args: RestoreArgs) -> Result<()> {
+    use lockbox_proto::backup::{KMS_DIR, MANIFEST_FILE, Manifest};
+    use sha2::{Digest, Sha256};
+    let manifest = std::fs::read(args.from.join(MANIFEST_FILE))
+        .with_context(|| format!("reading {}", args.from.join(MANIFEST_FILE).display()))?;
+    let manifest = Manifest::parse(&manifest).map_err(anyhow::Error::msg)?;
+    let entry = &manifest.kms.file;
+    let source = args.from.join(KMS_DIR).join(&entry.name);
+    let sealed = std::fs::read(&source).with_context(|| format!("reading {}", source.display()))?;
+    let sha256: String = Sha256::digest(&sealed)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    if sealed.len() as u64 != entry.size || sha256 != entry.sha256 {
+        bail!(
+            "backup file {KMS_DIR}/{} is damaged: its length or SHA-256 differs from the \
+             manifest's; nothing was restored",
+            entry.name
+        );
+    }
+    let target = args.state_dir.join(config::KEYSTORE_FILE);
+    if target.exists() {
+        bail!(
+            "{} already exists; refusing to overwrite a keystore (move it away first)",
+            target.display()
+        );
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&args.state_dir)
+        .with_context(|| format!("creating {}", args.state_dir.display()))?;
+    let unseal_path = args
+        .unseal_file
+        .unwrap_or_else(|| config::default_unseal_file(&args.state_dir));
+    let material = UnsealMaterial::read(&unseal_path)?;
+    // Written under a temporary name, checked by loading it as serve would, then renamed.
+    let staging = args
+        .state_dir
+        .join(format!("keystore.restoring-{}", std::process::id()));
+    let _ = std::fs::remove_file(&staging);
+    write_new_private_file(&staging, &sealed)?;
+    let checked = Keystore::new(staging.clone(), material)
+        .load()
+        .with_context(|| {
+            format!(
+                "the backup's keystore does not open with {} (is it this installation's \
+                 unseal material?); nothing was restored",
+                unseal_path.display()
+            )
+        })
+        .and_then(|state| {
+            let key = &manifest.lockboxd.keyring_kms_key_id;
+            if state.symmetric_keys.contains_key(key) {
+                Ok(state)
+            } else {
+                bail!(
+                    "the backup's two parts are not a pair: the keystore does not hold key \
+                     {key}, which wraps the keyring of the lockboxd backed up with it; \
+                     nothing was restored"
+                )
+            }
+        });
+    let state = match checked {
+        Ok(state) => state,
+        Err(e) => {
+            let _ = std::fs::remove_file(&staging);
+            return Err(e);
+        }
+    };
+    std::fs::rename(&staging, &target)
+        .with_context(|| format!("moving the keystore to {}", target.display()))?;
+    std::fs::File::open(&args.state_dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing {}", args.state_dir.display()))?;
+    println!(
+        "restored keystore of backup {} into {}: {} symmetric keys, {} signature keys",
+        manifest.backup_id,
+        target.display(),
+        state.symmetric_keys.len(),
+        state.signature_keys.len()
+    );
     Ok(())
 }
 

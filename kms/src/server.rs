@@ -12,6 +12,10 @@ use lockbox_rpc::peer::{self, LocalIdentity, PeerCred};
 use lockbox_rpc::server::{AnswerError, Handler, Next, decode_request, respond};
 use std::sync::Arc;
 
+// The wire's promise and the service's cap are one number.
+const _: () =
+    assert!(lockbox_proto::kms::MAX_KEYSTORE_CHUNK as usize == crate::service::MAX_KEYSTORE_CHUNK);
+
 /// Serves a [`Kms`] over the lockbox protocol.
 #[derive(Debug)]
 pub struct KmsHandler {
@@ -423,6 +427,15 @@ async fn dispatch(
         R::CheckMayActAs { subject } => {
             kms.check_may_act_as(caller, &subject)?;
             A::Done
+        }
+        R::ExportKeystore { offset, length } => {
+            let chunk = kms.export_keystore(caller, offset, length).await?;
+            A::KeystoreChunk {
+                schema: chunk.schema,
+                total_size: chunk.total_size,
+                sha256: chunk.sha256,
+                bytes: chunk.bytes,
+            }
         }
         R::ReleaseHolds { key_id, version_id } => {
             kms.release_holds(caller, &key_id, &version_id).await?;

@@ -477,7 +477,13 @@ pub enum KmsRequest {
     /// data under it: that data is then lost with the version (crypto-shredding). Needs the
     /// permission to schedule the version's destruction.
     ReleaseHolds { key_id: String, version_id: String },
+    /// Up to `length` bytes (at most [`MAX_KEYSTORE_CHUNK`]) of the sealed keystore file,
+    /// for a backup. Needs `kms.admin` on the root.
+    ExportKeystore { offset: u64, length: u32 },
 }
+
+/// Most bytes one `ExportKeystore` returns.
+pub const MAX_KEYSTORE_CHUNK: u32 = 16 * 1024;
 
 /// Data keys a relay keeps under one key version ([`KmsRequest::ReportHolds`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -573,6 +579,17 @@ pub enum KmsResponse {
         next_page_token: String,
     },
     /// The operation succeeded and has nothing to return.
+    /// A part of the sealed keystore (`ExportKeystore`).
+    KeystoreChunk {
+        /// Keystore schema of this lockbox-kms.
+        schema: u32,
+        /// The whole file's length and SHA-256 (lowercase hex) when this part was read: a
+        /// reader whose parts do not add up to it read across a change and starts over.
+        total_size: u64,
+        sha256: String,
+        #[serde(with = "bytes::vec")]
+        bytes: Vec<u8>,
+    },
     Done,
     /// The test clock's new time.
     ClockAdvanced {

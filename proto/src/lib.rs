@@ -12,6 +12,7 @@
 //! This crate has no I/O: the transports live in `lockbox-rpc`.
 #![forbid(unsafe_code)]
 
+pub mod backup;
 pub mod bytes;
 pub mod common;
 pub mod error;

@@ -467,6 +467,43 @@ pub enum LockboxRequest {
     /// repeated. Each call ends by reporting to lockbox-kms what the key's versions still
     /// wrap, which releases the others for destruction.
     RewrapDataKeys { kms_key_id: String, limit: u32 },
+    /// Take a consistent checkpoint of lockboxd's data to be read with `ReadBackup` and
+    /// released with `EndBackup`. One backup is open at a time: beginning another abandons
+    /// the first. Needs `lockbox.service.manage` on the organization.
+    BeginBackup,
+    /// Up to `length` bytes (at most [`MAX_BACKUP_CHUNK`]) of one file of the open backup.
+    ReadBackup {
+        backup_id: String,
+        file: String,
+        offset: u64,
+        length: u32,
+    },
+    /// Release the open backup's checkpoint.
+    EndBackup { backup_id: String },
+}
+
+/// Most bytes one `ReadBackup` returns.
+pub const MAX_BACKUP_CHUNK: u32 = 256 * 1024;
+
+/// A backup's checkpoint, taken by `BeginBackup`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupStarted {
+    pub backup_id: String,
+    /// Schema of the data in the checkpoint.
+    pub schema: u32,
+    pub created_at: i64,
+    /// The KMS key wrapping the service keyring.
+    pub keyring_kms_key_id: String,
+    pub files: Vec<BackupFile>,
+}
+
+/// One file of a backup's checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupFile {
+    pub name: String,
+    pub size: u64,
+    /// SHA-256 of the contents, lowercase hex.
+    pub sha256: String,
 }
 
 /// [`LockboxRequest::GetPayload`] over borrowed ids: the most frequent request, sent by the
@@ -688,6 +725,13 @@ pub enum LockboxResponse {
         from_version_id: String,
         /// The version that wraps it now: the key's primary (the same when nothing changed).
         version_id: String,
+    },
+    /// Result of `BeginBackup`.
+    BackupStarted(Box<BackupStarted>),
+    /// Result of `ReadBackup`: empty at or past the end of the file.
+    BackupChunk {
+        #[serde(with = "crate::bytes::vec")]
+        bytes: Vec<u8>,
     },
     /// Result of `RewrapDataKeys`.
     DataKeysRewrapped {

@@ -15,6 +15,8 @@ pub const SECRET: &str = "e6q";
 pub const VERSION: &str = "e6v";
 /// Operation ids.
 pub const OPERATION: &str = "e6o";
+/// Backup ids.
+pub const BACKUP: &str = "e6b";
 /// Service account ids.
 pub const SERVICE_ACCOUNT: &str = "aje";
 /// Service account key ids.

@@ -4,7 +4,11 @@
 use super::convert;
 use crate::error::LockboxError;
 use crate::service::{BindingUpdate, Caller, Done, Lockbox, NewSecret, NewVersion};
-use lockbox_proto::lockbox::{LockboxRequest, LockboxResponse};
+use lockbox_proto::lockbox::{BackupFile, LockboxRequest, LockboxResponse};
+
+// The wire's promise and the service's cap are one number.
+const _: () =
+    assert!(lockbox_proto::lockbox::MAX_BACKUP_CHUNK as usize == crate::service::MAX_BACKUP_CHUNK);
 
 fn operation(done: Done) -> LockboxResponse {
     LockboxResponse::Operation(Box::new(convert::operation_to(done.operation)))
@@ -263,6 +267,38 @@ pub(super) async fn dispatch(
             lockbox
                 .delete_service_account_key(caller, &service_account_id, &key_id)
                 .await?;
+            A::Done
+        }
+        R::BeginBackup => {
+            let started = lockbox.begin_backup(caller).await?;
+            A::BackupStarted(Box::new(lockbox_proto::lockbox::BackupStarted {
+                backup_id: started.backup_id,
+                schema: started.schema,
+                created_at: started.created_at,
+                keyring_kms_key_id: started.keyring_kms_key_id,
+                files: started
+                    .files
+                    .into_iter()
+                    .map(|f| BackupFile {
+                        name: f.name,
+                        size: f.size,
+                        sha256: f.sha256,
+                    })
+                    .collect(),
+            }))
+        }
+        R::ReadBackup {
+            backup_id,
+            file,
+            offset,
+            length,
+        } => A::BackupChunk {
+            bytes: lockbox
+                .read_backup(caller, &backup_id, &file, offset, length)
+                .await?,
+        },
+        R::EndBackup { backup_id } => {
+            lockbox.end_backup(caller, &backup_id).await?;
             A::Done
         }
         R::RewrapKeyring => {

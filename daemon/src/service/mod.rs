@@ -10,6 +10,7 @@
 
 mod access;
 mod accounts;
+mod backup;
 mod keyring;
 mod operations;
 mod payload;
@@ -22,6 +23,7 @@ mod versions;
 pub use crate::iam::Caller;
 pub use access::{BindingUpdate, MAX_DELTAS};
 pub use accounts::{AccountSession, NewKey};
+pub use backup::{BackupStarted, MAX_BACKUP_CHUNK};
 pub use keyring::KeyringRewrap;
 pub use payload::{PayloadRead, ReadMemo};
 pub use resources::bootstrap;
@@ -131,6 +133,10 @@ pub struct Lockbox {
     read_cache: read_cache::ReadCache,
     /// Organization of each cloud looked up so far.
     cloud_orgs: RwLock<std::collections::HashMap<String, String>>,
+    /// Where backup checkpoints are taken.
+    backups: crate::store::backup::Backups,
+    /// The open backup, if any.
+    open_backup: std::sync::Mutex<Option<backup::OpenBackup>>,
 }
 
 impl std::fmt::Debug for Lockbox {
@@ -151,6 +157,7 @@ impl Lockbox {
         limits: Limits,
         defaults: Defaults,
         read_cache_entries: usize,
+        backups: crate::store::backup::Backups,
     ) -> Result<Self, LockboxError> {
         let bindings = binding_map(records.all_bindings()?);
         Ok(Self {
@@ -170,6 +177,8 @@ impl Lockbox {
             )),
             read_cache: read_cache::ReadCache::new(read_cache_entries),
             cloud_orgs: RwLock::default(),
+            backups,
+            open_backup: std::sync::Mutex::new(None),
         })
     }
 

@@ -6,6 +6,7 @@
 //! apply their batch and then wait for a shared sync ([`group`]), so concurrent writers
 //! share one fsync.
 
+pub mod backup;
 pub mod group;
 pub mod keys;
 pub mod records;
@@ -168,4 +169,12 @@ pub trait KvStore: Send + Sync + 'static {
     fn apply(&self, batch: Batch) -> Result<(), StoreError>;
     /// Makes every batch applied so far durable.
     fn sync(&self) -> Result<(), StoreError>;
+    /// Writes a consistent copy of every table, as of now, into `dir`, which must not
+    /// exist: a checkpoint to back up (files are hard-linked where the engine can).
+    fn checkpoint(&self, dir: &std::path::Path) -> Result<(), StoreError> {
+        let _ = dir;
+        Err(StoreError::Engine(
+            "this store cannot make checkpoints".into(),
+        ))
+    }
 }

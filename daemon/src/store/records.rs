@@ -124,6 +124,11 @@ impl Records {
         Ok(Self { kv, group })
     }
 
+    /// Writes a checkpoint of every table into the new directory `dir`.
+    pub fn checkpoint(&self, dir: &std::path::Path) -> Result<(), StoreError> {
+        self.kv.checkpoint(dir)
+    }
+
     /// Commits a batch atomically and durably, on its own (for start-up work).
     pub fn commit(&self, batch: Batch) -> Result<(), StoreError> {
         if batch.is_empty() {

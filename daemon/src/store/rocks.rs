@@ -127,6 +127,12 @@ impl KvStore for RocksStore {
         self.sync()
     }
 
+    fn checkpoint(&self, dir: &Path) -> Result<(), StoreError> {
+        rocksdb::checkpoint::Checkpoint::new(&self.db)
+            .and_then(|c| c.create_checkpoint(dir))
+            .map_err(engine)
+    }
+
     fn apply(&self, batch: super::Batch) -> Result<(), StoreError> {
         self.write_batch(batch)
     }

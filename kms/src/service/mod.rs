@@ -9,6 +9,7 @@
 
 mod bindings;
 mod crypto_ops;
+mod export;
 mod holds;
 mod maintenance;
 mod signature;
@@ -16,6 +17,7 @@ mod symmetric;
 
 pub use bindings::{BindingUpdate, MAX_DELTAS};
 pub use crypto_ops::{DataKey, Decrypted, Decryption, Encrypted};
+pub use export::{KeystoreChunk, MAX_KEYSTORE_CHUNK};
 pub use symmetric::{KeyMetaSpec, KeySpec, KeyUpdate};
 
 use crate::access::{BindingIndex, Permission, Principal};

@@ -65,7 +65,7 @@ enum Command {
         #[command(subcommand)]
         command: kms::KmsCommand,
     },
-    /// Maintain lockboxd itself: its keyring.
+    /// Maintain lockboxd itself: backups, its keyring.
     #[command(subcommand)]
     Admin(admin::AdminCommand),
 }
@@ -108,7 +108,7 @@ fn main() -> ExitCode {
             Command::Kms { command } => kms::run(&cli.kms_socket, cli.format, command).await,
             Command::Admin(command) => {
                 let client = connect(&cli.socket, cli.sa_key.as_deref()).await?;
-                admin::run(&client, cli.format, command).await
+                admin::run(&client, &cli.kms_socket, cli.format, command).await
             }
             Command::Secret(command) => {
                 let client = connect(&cli.socket, cli.sa_key.as_deref()).await?;
