@@ -3,6 +3,7 @@
 //! - [`connection`]: buffered frame reading over any `AsyncRead`.
 //! - [`server`]: the accept loop (hello, connection cap, graceful shutdown) around a
 //!   [`server::Handler`] that turns one request frame into one response frame.
+//! - [`audit`]: audit trails written off the request path, hash-chained.
 //! - [`channel`]: the client side, pipelining many requests over one connection and matching
 //!   responses by id.
 //! - [`stream`]: a Unix stream registered for read readiness only, which spares each side
@@ -16,6 +17,7 @@
 // Denied, not forbidden: `peer::peer_groups` is the one audited exception.
 #![deny(unsafe_code)]
 
+pub mod audit;
 pub mod channel;
 pub mod clock;
 pub mod connection;
