@@ -56,6 +56,35 @@ pub struct FileConfig {
     /// Quotas and size limits.
     #[serde(default)]
     pub limits: Limits,
+    /// The audit trail.
+    #[serde(default)]
+    pub audit: AuditConfig,
+}
+
+/// Where the audit trail goes.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Directory of the trail's files (`audit.jsonl`, rotated to `audit.jsonl.1`, …). No
+    /// trail unless set.
+    pub dir: Option<PathBuf>,
+    /// Size at which the current file is rotated, bytes (default 64 MiB).
+    pub max_file_bytes: u64,
+    /// Rotated files kept (default 10).
+    pub keep_files: usize,
+    /// Refuse requests whose audit line cannot be written (default true).
+    pub fail_closed: bool,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            max_file_bytes: 64 << 20,
+            keep_files: 10,
+            fail_closed: true,
+        }
+    }
 }
 
 /// How long lockboxd waits for lockbox-kms unless configured.

@@ -6,7 +6,7 @@ use clap::Parser;
 use lockbox_daemon::config::{self, FileConfig};
 use lockbox_daemon::crypto::kms_link::KmsLink;
 use lockbox_daemon::server::LockboxHandler;
-use lockbox_daemon::service::{Lockbox, bootstrap};
+use lockbox_daemon::service::{AuditTrail, Lockbox, bootstrap};
 use lockbox_daemon::store::backup::Backups;
 use lockbox_daemon::store::records::Records;
 use lockbox_daemon::store::rocks::RocksStore;
@@ -134,7 +134,25 @@ fn run(cli: Cli) -> Result<()> {
     let records = Records::new(Arc::new(store))?;
     let admins = file.admins.unwrap_or_else(default_admins);
     let defaults = bootstrap(&records, time.clock().now(), &admins)?;
-    let lockbox = Arc::new(Lockbox::new(
+    let audit = match &file.audit.dir {
+        Some(dir) => {
+            let out = lockbox_rpc::audit::RotatingFile::open(
+                dir,
+                AUDIT_FILE,
+                file.audit.max_file_bytes.max(4096),
+                file.audit.keep_files,
+            )
+            .with_context(|| format!("opening the audit trail in {}", dir.display()))?;
+            let sink = lockbox_rpc::audit::Sink::chained(Duration::from_secs(1));
+            sink.spawn_writer(out);
+            Some(AuditTrail::new(sink, file.audit.fail_closed))
+        }
+        None => {
+            tracing::warn!("no audit.dir configured: payload reads and changes are not audited");
+            None
+        }
+    };
+    let lockbox = Lockbox::new(
         records,
         KmsLink::new(kms_socket, kms_timeout),
         time,
@@ -143,7 +161,11 @@ fn run(cli: Cli) -> Result<()> {
         file.read_cache_entries
             .unwrap_or(config::DEFAULT_READ_CACHE_ENTRIES),
         backups,
-    )?);
+    )?;
+    let lockbox = Arc::new(match audit.clone() {
+        Some(trail) => lockbox.with_audit(trail),
+        None => lockbox,
+    });
 
     let runtime = listen::runtime(file.worker_threads)?;
     runtime.block_on(async move {
@@ -183,6 +205,9 @@ fn run(cli: Cli) -> Result<()> {
             .await;
         destroyer.abort();
         rewrapper.abort();
+        if let Some(trail) = &audit {
+            trail.flush();
+        }
         served?;
         match failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
             Some(why) => anyhow::bail!("storage failed, exiting for a restart: {why}"),
@@ -190,6 +215,9 @@ fn run(cli: Cli) -> Result<()> {
         }
     })
 }
+
+/// The current file of the audit trail, in `audit.dir`.
+const AUDIT_FILE: &str = "audit.jsonl";
 
 /// The directory, in the data directory, where backup checkpoints are taken.
 const BACKUPS_DIR: &str = "backups";

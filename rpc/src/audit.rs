@@ -297,7 +297,7 @@ pub struct Verified {
 /// after the other). The first chain line's `prev` is taken as given (the trail may start
 /// after rotated files were removed); every later one must follow. The error names the
 /// first line (1-based, counted over all lines) where the chain breaks.
-pub fn verify<'a>(lines: impl IntoIterator<Item = &'a str>) -> Result<Verified, String> {
+pub fn verify<'a>(lines: impl IntoIterator<Item = &'a str>) -> Result<Verified, Broken> {
     let mut prev: Option<[u8; 32]> = None;
     let mut hasher = Sha256::new();
     let mut covered = 0u64;
@@ -316,20 +316,26 @@ pub fn verify<'a>(lines: impl IntoIterator<Item = &'a str>) -> Result<Verified, 
             continue;
         };
         if prev.is_some_and(|p| p != link.prev) {
-            return Err(format!(
-                "line {number}: chain line {} does not follow the one before it (a chain \
-                 line was changed or removed, or the files are out of order)",
-                link.seq
-            ));
+            return Err(Broken {
+                line: number,
+                reason: format!(
+                    "chain line {} does not follow the one before it (a chain line was \
+                     changed or removed, or the files are out of order)",
+                    link.seq
+                ),
+            });
         }
         let lines_hash: [u8; 32] = std::mem::take(&mut hasher).finalize().into();
         if covered != link.lines || link_hash(&link.prev, &lines_hash) != link.hash {
-            return Err(format!(
-                "line {number}: chain line {} does not match lines {first_covered} to {}: a \
-                 line there was changed, removed or inserted",
-                link.seq,
-                number - 1
-            ));
+            return Err(Broken {
+                line: number,
+                reason: format!(
+                    "chain line {} does not match lines {first_covered} to {}: a line there \
+                     was changed, removed or inserted",
+                    link.seq,
+                    number - 1
+                ),
+            });
         }
         result.lines += covered;
         result.chain_lines += 1;
@@ -339,6 +345,16 @@ pub fn verify<'a>(lines: impl IntoIterator<Item = &'a str>) -> Result<Verified, 
     }
     result.unchained_tail = covered;
     Ok(result)
+}
+
+/// Where and why a trail's chain breaks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {reason}")]
+pub struct Broken {
+    /// The chain line that does not hold (1-based, over all lines given).
+    pub line: u64,
+    /// What does not hold.
+    pub reason: String,
 }
 
 /// A chain line's hash: over the previous one's and the hash of the lines it covers.
@@ -421,6 +437,117 @@ pub fn whole_line_chunks(text: &str, max: usize) -> impl Iterator<Item = &str> {
         rest = tail;
         Some(chunk)
     })
+}
+
+/// An audit file that rotates by size: `DIR/NAME` is written until the next write would take
+/// it past `max_bytes`; then it becomes `NAME.1` (older ones move up one number, and those
+/// past `keep` are removed) and a new `NAME` is started. Files are created mode 0600, and
+/// every write is followed by `fdatasync` when the writer flushes.
+#[derive(Debug)]
+pub struct RotatingFile {
+    dir: std::path::PathBuf,
+    name: String,
+    max_bytes: u64,
+    keep: usize,
+    file: std::fs::File,
+    size: u64,
+}
+
+impl RotatingFile {
+    /// Opens (appending) or creates `dir/name`, creating `dir` (mode 0700) if needed.
+    pub fn open(
+        dir: &std::path::Path,
+        name: &str,
+        max_bytes: u64,
+        keep: usize,
+    ) -> std::io::Result<Self> {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+        let file = Self::open_file(&dir.join(name))?;
+        let size = file.metadata()?.len();
+        Ok(Self {
+            dir: dir.to_owned(),
+            name: name.to_owned(),
+            max_bytes,
+            keep,
+            file,
+            size,
+        })
+    }
+
+    fn open_file(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(path)
+    }
+
+    fn numbered(&self, n: usize) -> std::path::PathBuf {
+        self.dir.join(format!("{}.{n}", self.name))
+    }
+
+    fn rotate(&mut self) -> std::io::Result<()> {
+        self.file.sync_data()?;
+        let _ = std::fs::remove_file(self.numbered(self.keep));
+        for n in (1..self.keep).rev() {
+            match std::fs::rename(self.numbered(n), self.numbered(n + 1)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        let current = self.dir.join(&self.name);
+        if self.keep == 0 {
+            std::fs::remove_file(&current)?;
+        } else {
+            std::fs::rename(&current, self.numbered(1))?;
+        }
+        self.file = Self::open_file(&current)?;
+        self.size = 0;
+        Ok(())
+    }
+}
+
+impl Write for RotatingFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.size > 0 && self.size + buf.len() as u64 > self.max_bytes {
+            self.rotate()?;
+        }
+        let n = self.file.write(buf)?;
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.sync_data()
+    }
+}
+
+/// Appends `s` as a JSON string: in quotes, with quotes, backslashes and control characters
+/// escaped, so no value can end a field or a line.
+pub fn push_json_string(out: &mut String, s: &str) {
+    out.push('"');
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push_str(s);
+    } else {
+        for c in s.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                c if (c as u32) < 0x20 => {
+                    // Writing to a String cannot fail.
+                    let _ = write!(out, "\\u{:04x}", c as u32);
+                }
+                c => out.push(c),
+            }
+        }
+    }
+    out.push('"');
 }
 
 /// Now, in microseconds since the Unix epoch.
@@ -713,7 +840,9 @@ mod tests {
             .iter()
             .map(|l| l.replace("user:r3l2", "user:r3l9"))
             .collect();
-        let e = verify(changed.iter().map(String::as_str)).unwrap_err();
+        let e = verify(changed.iter().map(String::as_str))
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("a line there was changed, removed or inserted"),
             "{e}"
@@ -748,10 +877,48 @@ mod tests {
                 .unwrap();
         let mut cut: Vec<&str> = lines[..=first_chain].to_vec();
         cut.extend_from_slice(&lines[second_chain + 1..]);
-        let e = verify(cut.iter().copied()).unwrap_err();
+        let e = verify(cut.iter().copied()).unwrap_err().to_string();
         assert!(e.contains("does not follow"), "{e}");
         // A trail whose start was rotated away still verifies from its first chain line on.
         let tail = verify(lines[first_chain + 1..].iter().copied()).unwrap();
         assert_eq!(tail.chain_lines, ok.chain_lines - 1);
+    }
+
+    #[test]
+    fn json_strings_escape_what_could_end_a_field_or_a_line() {
+        for s in [
+            "plain",
+            "say \"hi\"",
+            "back\\slash",
+            "new\nline",
+            "nul\0 tab\t",
+            "caf\u{e9}",
+        ] {
+            let mut out = String::new();
+            push_json_string(&mut out, s);
+            assert!(!out.contains('\n'), "{out}");
+            let back: String = serde_json::from_str(&out).unwrap();
+            assert_eq!(back, s);
+        }
+    }
+
+    #[test]
+    fn a_rotating_file_keeps_the_newest_files_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = RotatingFile::open(dir.path(), "audit.jsonl", 100, 2).unwrap();
+        for i in 0..10 {
+            f.write_all(format!("{i:039}\n").as_bytes()).unwrap();
+        }
+        f.flush().unwrap();
+        let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
+        // Two lines of 40 bytes a file; files .1 and .2 kept, older ones gone.
+        assert_eq!(read("audit.jsonl.2"), format!("{:039}\n{:039}\n", 4, 5));
+        assert_eq!(read("audit.jsonl.1"), format!("{:039}\n{:039}\n", 6, 7));
+        assert_eq!(read("audit.jsonl"), format!("{:039}\n{:039}\n", 8, 9));
+        assert!(!dir.path().join("audit.jsonl.3").exists());
+        // Reopened, it appends.
+        let mut again = RotatingFile::open(dir.path(), "audit.jsonl", 100, 2).unwrap();
+        again.write_all(b"x\n").unwrap();
+        assert!(read("audit.jsonl").ends_with("x\n"));
     }
 }

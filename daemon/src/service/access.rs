@@ -121,6 +121,9 @@ impl Lockbox {
             return Ok(());
         }
         let resource = chain.first().map(ToString::to_string).unwrap_or_default();
+        if permission != Permission::GetPayload {
+            self.audit_denial(caller, permission.name(), &resource);
+        }
         Err(LockboxError::PermissionDenied(format!(
             "permission {} denied on {resource} for {}",
             permission.name(),
@@ -338,7 +341,7 @@ impl Lockbox {
             "Update access bindings",
             &id,
             OperationOutcome::Empty,
-        );
+        )?;
         // Into the cache under the writer lock, so the next mutation sees these bindings.
         self.commit_then(writer, batch, || {
             self.install_binding_changes(vec![(resource.clone(), next)]);

@@ -10,6 +10,7 @@
 
 mod access;
 mod accounts;
+mod audit;
 mod backup;
 mod keyring;
 mod operations;
@@ -23,6 +24,7 @@ mod versions;
 pub use crate::iam::Caller;
 pub use access::{BindingUpdate, MAX_DELTAS};
 pub use accounts::{AccountSession, NewKey};
+pub use audit::AuditTrail;
 pub use backup::{BackupStarted, MAX_BACKUP_CHUNK};
 pub use keyring::KeyringRewrap;
 pub use payload::{PayloadRead, ReadMemo};
@@ -137,6 +139,8 @@ pub struct Lockbox {
     backups: crate::store::backup::Backups,
     /// The open backup, if any.
     open_backup: std::sync::Mutex<Option<backup::OpenBackup>>,
+    /// The audit trail, when one is configured.
+    audit: Option<AuditTrail>,
 }
 
 impl std::fmt::Debug for Lockbox {
@@ -179,7 +183,14 @@ impl Lockbox {
             cloud_orgs: RwLock::default(),
             backups,
             open_backup: std::sync::Mutex::new(None),
+            audit: None,
         })
+    }
+
+    /// The service with its audit trail.
+    pub fn with_audit(mut self, trail: AuditTrail) -> Self {
+        self.audit = Some(trail);
+        self
     }
 
     /// Takes the writer lock; see [`WriterGuard`].
@@ -261,7 +272,8 @@ impl Lockbox {
         self.durable(ticket).await
     }
 
-    /// Adds the operation record of a mutation to `batch` and returns it.
+    /// Adds the operation record of a mutation to `batch`, records it in the audit trail,
+    /// and returns it.
     fn record(
         &self,
         batch: &mut Batch,
@@ -269,7 +281,7 @@ impl Lockbox {
         description: &str,
         resource_id: &str,
         outcome: OperationOutcome,
-    ) -> Done {
+    ) -> Result<Done, LockboxError> {
         let operation = OperationRecord {
             id: new_id(ids::OPERATION),
             description: description.to_owned(),
@@ -278,8 +290,11 @@ impl Lockbox {
             resource_id: resource_id.to_owned(),
             outcome,
         };
+        // Recorded before the batch is applied: a mutation the trail cannot record does
+        // not happen (when it fails closed).
+        self.audit_operation(caller, &operation)?;
         self.records.put_operation(batch, &operation);
-        Done { operation }
+        Ok(Done { operation })
     }
 
     /// A secret, or `NotFound`.

@@ -147,7 +147,8 @@ impl Lockbox {
     ) -> Option<Result<PayloadRead, LockboxError>> {
         let generation = self.generation.load(Ordering::Acquire);
         let (secret, version) = memo.recall(generation, secret_id, version_id)?;
-        Some(self.open_payload(caller, secret, version).await)
+        let read = self.open_payload(caller, secret.clone(), version).await;
+        Some(self.audit_read(caller, &secret.record.id, None, read))
     }
 
     /// [`get_payload`](Self::get_payload) for a read [`recall_payload`](Self::recall_payload)
@@ -162,15 +163,19 @@ impl Lockbox {
         // Loaded before anything is looked up: a mutation completing from here on makes
         // what follows stale, and moves the generation past this one.
         let generation = self.generation.load(Ordering::Acquire);
-        let secret = self.cached_secret(secret_id)?;
-        let version = self.readable_version(caller, &secret, version_id)?;
-        *memo.lock() = Some(Remembered {
-            generation,
-            secret: secret.clone(),
-            version_id: version_id.map(str::to_owned),
-            version: version.clone(),
-        });
-        self.open_payload(caller, secret, version).await
+        let read = async {
+            let secret = self.cached_secret(secret_id)?;
+            let version = self.readable_version(caller, &secret, version_id)?;
+            *memo.lock() = Some(Remembered {
+                generation,
+                secret: secret.clone(),
+                version_id: version_id.map(str::to_owned),
+                version: version.clone(),
+            });
+            self.open_payload(caller, secret, version).await
+        };
+        let read = read.await;
+        self.audit_read(caller, secret_id, version_id, read)
     }
 
     /// The payload of a version (default: the current one).
@@ -180,12 +185,31 @@ impl Lockbox {
         secret_id: &str,
         version_id: Option<&str>,
     ) -> Result<PayloadRead, LockboxError> {
-        let secret = self.cached_secret(secret_id)?;
-        self.read_payload(caller, secret, version_id).await
+        let read = match self.cached_secret(secret_id) {
+            Ok(secret) => self.read_payload(caller, secret, version_id).await,
+            Err(e) => Err(e),
+        };
+        self.audit_read(caller, secret_id, version_id, read)
     }
 
     /// The payload of the secret named `name` in a folder (empty: the default folder).
     pub async fn get_payload_by_name(
+        &self,
+        caller: &Caller,
+        folder_id: &str,
+        name: &str,
+        version_id: Option<&str>,
+    ) -> Result<PayloadRead, LockboxError> {
+        let read = self
+            .read_payload_by_name(caller, folder_id, name, version_id)
+            .await;
+        if self.audit.is_none() {
+            return read;
+        }
+        self.audit_read(caller, &format!("{folder_id}/{name}"), version_id, read)
+    }
+
+    async fn read_payload_by_name(
         &self,
         caller: &Caller,
         folder_id: &str,

@@ -181,7 +181,7 @@ impl Lockbox {
             "Create cloud",
             &cloud.id,
             OperationOutcome::Cloud(cloud.clone()),
-        );
+        )?;
         self.commit(writer, batch).await?;
         Ok((cloud, done))
     }
@@ -252,7 +252,7 @@ impl Lockbox {
             "Delete cloud",
             &cloud.id,
             OperationOutcome::Empty,
-        );
+        )?;
         self.commit_then(writer, batch, || self.install_binding_changes(bindings))
             .await?;
         // After the delete is applied, so no reader can put the entry back.
@@ -308,7 +308,7 @@ impl Lockbox {
             "Create folder",
             &folder.id,
             OperationOutcome::Folder(folder.clone()),
-        );
+        )?;
         self.commit(writer, batch).await?;
         Ok((folder, done))
     }
@@ -393,7 +393,7 @@ impl Lockbox {
             "Delete folder",
             &folder.id,
             OperationOutcome::Empty,
-        );
+        )?;
         self.commit_then(writer, batch, || self.install_binding_changes(bindings))
             .await?;
         Ok(done)

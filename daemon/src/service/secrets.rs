@@ -198,7 +198,7 @@ impl Lockbox {
             .put_secret_count(&mut batch, &secret.cloud_id, count + 1);
         let meta = version.map(|v| v.meta);
         let outcome = OperationOutcome::Secret(Box::new(secret.clone()), meta.clone());
-        let done = self.record(&mut batch, caller, "Create secret", &secret.id, outcome);
+        let done = self.record(&mut batch, caller, "Create secret", &secret.id, outcome)?;
         self.commit(writer, batch).await?;
         tracing::info!(secret_id = %secret.id, subject = caller.subject(), "secret created");
         Ok((secret, meta, done))
@@ -312,7 +312,7 @@ impl Lockbox {
             description,
             &id,
             OperationOutcome::Secret(Box::new(secret), current),
-        );
+        )?;
         self.commit(writer, batch).await?;
         Ok(done)
     }
@@ -391,6 +391,8 @@ impl Lockbox {
                 outcome: OperationOutcome::Empty,
             },
         };
+        // The audit trail keeps it, and the operations that went with the secret.
+        self.audit_operation(caller, &done.operation)?;
         self.commit_then(writer, batch, || self.install_binding_changes(bindings))
             .await?;
         tracing::info!(secret_id, subject = caller.subject(), "secret deleted");

@@ -296,7 +296,7 @@ impl Lockbox {
                 "Add secret version",
                 &secret.id,
                 OperationOutcome::Version(version.record.meta.clone()),
-            );
+            )?;
             self.commit_then(writer, batch, || {
                 self.read_cache
                     .put_version(version.record, version.dek, superseded.as_deref());
@@ -408,7 +408,7 @@ impl Lockbox {
             "Set current secret version",
             &secret.id,
             outcome,
-        );
+        )?;
         self.commit(writer, batch).await?;
         Ok(done)
     }
@@ -453,7 +453,7 @@ impl Lockbox {
             "Schedule secret version destruction",
             &secret.id,
             outcome,
-        );
+        )?;
         self.commit(writer, batch).await?;
         Ok((version.meta, done))
     }
@@ -490,7 +490,7 @@ impl Lockbox {
             "Cancel secret version destruction",
             &secret.id,
             outcome,
-        );
+        )?;
         self.commit(writer, batch).await?;
         Ok((version.meta, done))
     }
