@@ -71,6 +71,14 @@ async fn destroy(admin: &KmsClient, key_id: &str, version: &str) {
     admin.danger_advance_clock(7 * 24 * 3600 + 1).await.unwrap();
 }
 
+/// Stops lockboxd and lockbox-kms and starts them again, the KMS first.
+fn restart_both(kms: &mut Kms, daemon: &mut Daemon) {
+    daemon.stop();
+    kms.stop();
+    kms.start();
+    daemon.start();
+}
+
 #[tokio::test]
 async fn the_keyring_follows_its_key_s_rotation_so_the_old_version_can_be_destroyed() {
     let Rotated {
@@ -104,10 +112,7 @@ async fn the_keyring_follows_its_key_s_rotation_so_the_old_version_can_be_destro
     assert_eq!(status(&old), VersionStatus::Destroyed);
 
     // Both processes restart; the keyring unlocks and the secret reads.
-    daemon.stop();
-    kms.stop();
-    kms.start();
-    daemon.start();
+    restart_both(&mut kms, &mut daemon);
     let client = daemon.client().await;
     assert_eq!(
         map(&client.get_payload(&id, None).await.unwrap()),
@@ -222,10 +227,7 @@ async fn the_keyring_rewraps_on_command() {
     assert_eq!(again["from_version_id"], new.as_str());
 
     destroy(&admin, &key_id, &old).await;
-    daemon.stop();
-    kms.stop();
-    kms.start();
-    daemon.start();
+    restart_both(&mut kms, &mut daemon);
     assert_eq!(
         map(&daemon.client().await.get_payload(&id, None).await.unwrap()),
         expect(&[("password", "s3cret")])
@@ -344,10 +346,7 @@ async fn data_keys_follow_their_key_s_rotation_so_the_old_version_can_be_destroy
     all_read(&client, &written).await;
 
     destroy(&admin, &key_id, &old).await;
-    daemon.stop();
-    kms.stop();
-    kms.start();
-    daemon.start();
+    restart_both(&mut kms, &mut daemon);
     all_read(&daemon.client().await, &written).await;
 }
 

@@ -86,7 +86,8 @@ impl Sink {
         Self::build(retry, false)
     }
 
-    /// As [`new`](Self::new), with a chain line after every write.
+    /// As [`new`](Self::new), with a chain line after every write, for an output of its own
+    /// (a file): each write takes all that gathered, not [`CHUNK`] at a time.
     pub fn chained(retry: Duration) -> Arc<Self> {
         Self::build(retry, true)
     }
@@ -203,7 +204,10 @@ impl Sink {
             }
             let mut written = 0;
             let mut failure = None;
-            for chunk in whole_line_chunks(&pending, CHUNK) {
+            // A pipe (journald) takes whole lines a `PIPE_BUF` at a time, so they never
+            // interleave with other output; a trail of its own takes everything at once.
+            let chunk = if self.chained { usize::MAX } else { CHUNK };
+            for chunk in whole_line_chunks(&pending, chunk) {
                 if let Err(e) = out.write_all(chunk.as_bytes()) {
                     failure = Some(e);
                     break;

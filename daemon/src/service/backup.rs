@@ -87,11 +87,13 @@ impl Lockbox {
         let length = usize::try_from(length)
             .unwrap_or(usize::MAX)
             .min(MAX_BACKUP_CHUNK);
-        let file = file.to_owned();
-        tokio::task::spawn_blocking(move || checkpoint.read(&file, offset, length))
+        let name = file.to_owned();
+        tokio::task::spawn_blocking(move || checkpoint.read(&name, offset, length))
             .await
-            .map_err(|e| LockboxError::Internal(format!("the read task failed: {e}")))?
-            .map_err(|e| LockboxError::NotFound(e.to_string()))
+            .map_err(|e| LockboxError::Internal(format!("the read task failed: {e}")))??
+            .ok_or_else(|| {
+                LockboxError::NotFound(format!("backup {backup_id} has no file {file:?}"))
+            })
     }
 
     /// Releases the open backup's checkpoint.

@@ -90,13 +90,16 @@ impl Checkpoint {
     }
 
     /// Up to `length` bytes of the file `name` from `offset`; empty at or past its end.
-    /// `NotFound`-like error for a name the checkpoint does not list: only listed files are
-    /// ever opened, whatever the caller sends.
-    pub fn read(&self, name: &str, offset: u64, length: usize) -> Result<Vec<u8>, StoreError> {
+    /// `None` for a name the checkpoint does not list: only listed files are ever opened,
+    /// whatever the caller sends.
+    pub fn read(
+        &self,
+        name: &str,
+        offset: u64,
+        length: usize,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         let Some(file) = self.files.iter().find(|f| f.name == name) else {
-            return Err(StoreError::Engine(format!(
-                "the backup has no file {name:?}"
-            )));
+            return Ok(None);
         };
         let path = self.dir.join(&file.name);
         let mut f = fs::File::open(&path).map_err(|e| io(&path, e))?;
@@ -106,7 +109,7 @@ impl Checkpoint {
         let mut out = vec![0; want];
         f.seek(SeekFrom::Start(offset)).map_err(|e| io(&path, e))?;
         f.read_exact(&mut out).map_err(|e| io(&path, e))?;
-        Ok(out)
+        Ok(Some(out))
     }
 }
 
