@@ -130,6 +130,22 @@ impl Sink {
 
     /// Records one line: `format` appends it, newline included, to the buffer.
     pub fn record(&self, format: impl FnOnce(&mut String)) -> Result<(), AuditError> {
+        thread_local! {
+            /// The line being formatted: outside the lock, so recorders on other threads
+            /// wait for a copy, not for the formatting.
+            static LINE: std::cell::RefCell<String> = std::cell::RefCell::new(String::with_capacity(512));
+        }
+        LINE.with(|line| {
+            // `format` only formats; it never records, so the line is never borrowed twice.
+            let mut line = line.borrow_mut();
+            line.clear();
+            format(&mut line);
+            self.append(&line)
+        })
+    }
+
+    /// Appends a formatted line, or says why it cannot be.
+    fn append(&self, line: &str) -> Result<(), AuditError> {
         let mut state = self.lock();
         // Read the clock only once the buffer is full: recording is on the request path.
         let mut deadline = None;
@@ -156,7 +172,7 @@ impl Sink {
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
-        format(&mut state.buffer);
+        state.buffer.push_str(line);
         let wake = std::mem::take(&mut state.idle);
         drop(state);
         if wake {
@@ -235,15 +251,17 @@ impl Sink {
                 continue;
             }
             pending.clear();
-            // Lines arrived while writing: a steady stream. Let more gather before the next
-            // write, unless the buffer is filling fast.
+            // Let lines gather before the next write, unless the buffer is filling fast.
+            // Sleeping even when none came during this write matters: a writer that went
+            // idle at once after a quick write would be woken by nearly every line, a
+            // futex wake on the recorder's request path.
             let gather = {
                 let mut state = self.lock();
                 if state.failure.take().is_some() {
                     tracing::info!("the audit trail is written again; audited requests resume");
                     self.changed.notify_all();
                 }
-                !state.buffer.is_empty() && state.buffer.len() < MAX_BUFFERED / 2
+                state.buffer.len() < MAX_BUFFERED / 2
             };
             if gather {
                 std::thread::sleep(INTERVAL);
