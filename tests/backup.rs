@@ -79,6 +79,8 @@ fn restored(backup: &Path, unseal: &Path) -> (Kms, Daemon, tempfile::TempDir) {
         ],
     );
     lockbox_tests::success(&out);
+    // The name lockbox-kms serves from: the refusals below check that it stays absent.
+    assert!(state.join("keystore.sealed").exists());
     let mut kms = Kms::from_state(&state, KmsOptions::default());
     kms.start();
     let mut daemon = Daemon::new(&kms, "");
@@ -311,7 +313,10 @@ async fn damaged_newer_and_mismatched_backups_are_refused_and_nothing_is_written
     let damaged = altered(&dir, |d| flip_a_byte(&d.join("kms/keystore")));
     let e = refused(&kms_restore(damaged.path(), &state));
     assert!(e.contains("backup file kms/keystore is damaged"), "{e}");
-    assert!(!state.join("keystore").exists(), "nothing is written");
+    assert!(
+        !state.join("keystore.sealed").exists(),
+        "nothing is written"
+    );
 
     // From a newer lockboxd, or a newer manifest format.
     let newer = altered(&dir, |d| edit_manifest(d, |m| m.lockboxd.schema = 99));
@@ -338,7 +343,7 @@ async fn damaged_newer_and_mismatched_backups_are_refused_and_nothing_is_written
         e.contains("are not a pair") && e.contains("abjzzzzzzzzzzzzzzzzz"),
         "{e}"
     );
-    assert!(!state.join("keystore").exists());
+    assert!(!state.join("keystore.sealed").exists());
     // Other unseal material: the keystore does not open.
     let strangers = tempfile::tempdir().unwrap();
     let stranger_state = strangers.path().join("state");
