@@ -165,3 +165,54 @@ async fn reads_and_changes_are_audited_in_a_chained_trail_that_verifies() {
     shuffled.swap(0, 1);
     assert!(!verify(&daemon, &shuffled).status.success());
 }
+
+/// lockbox-kms with `[audit] dir`: its relayed decisions go to chained JSON lines in files
+/// of its own, and none to its log.
+#[tokio::test]
+async fn the_kms_writes_its_decisions_to_a_chained_trail_of_its_own() {
+    use lockbox_tests::{Kms, KmsOptions, kms_key_with, my_subject};
+    let trail = tempfile::tempdir().unwrap();
+    let mut kms = Kms::init(KmsOptions {
+        enrol_daemon: true,
+        config: format!("[audit]\ndir = \"{}\"\n", trail.path().display()),
+        ..KmsOptions::default()
+    });
+    kms.start();
+    let mut daemon = Daemon::new(&kms, "");
+    daemon.start();
+    let key_id = kms_key_with(
+        &kms.client().await,
+        &[("kms.keys.encrypterDecrypter", &my_subject())],
+    )
+    .await;
+    let client = daemon.client().await;
+    let mut create = secret("card", vec![set("k", "v")]);
+    create.kms_key_id = key_id.clone();
+    let id = client.create_secret(create).await.unwrap().resource_id;
+    for _ in 0..3 {
+        client.get_payload(&id, None).await.unwrap();
+    }
+    daemon.stop();
+    kms.stop();
+
+    let files = trail_files(trail.path());
+    let decisions = events(&files);
+    let on_key = |permission: &str| {
+        decisions
+            .iter()
+            .filter(|e| {
+                e["event"] == "KmsDecision"
+                    && e["permission"] == permission
+                    && e["resource"] == format!("key {key_id}")
+                    && e["relay"] == my_subject().as_str()
+                    && e["subject"] == my_subject().as_str()
+                    && e["status"] == "OK"
+            })
+            .count()
+    };
+    assert_eq!(on_key("kms.keys.decrypt"), 3, "{decisions:#?}");
+    assert!(on_key("kms.keys.encrypt") >= 1, "{decisions:#?}");
+    let verified = json(&verify(&daemon, &files));
+    assert_eq!(verified["lines"], decisions.len());
+    assert!(!kms.log().contains("AUDIT"), "{}", kms.log());
+}

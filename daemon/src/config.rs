@@ -58,33 +58,7 @@ pub struct FileConfig {
     pub limits: Limits,
     /// The audit trail.
     #[serde(default)]
-    pub audit: AuditConfig,
-}
-
-/// Where the audit trail goes.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AuditConfig {
-    /// Directory of the trail's files (`audit.jsonl`, rotated to `audit.jsonl.1`, …). No
-    /// trail unless set.
-    pub dir: Option<PathBuf>,
-    /// Size at which the current file is rotated, bytes (default 64 MiB).
-    pub max_file_bytes: u64,
-    /// Rotated files kept (default 10).
-    pub keep_files: usize,
-    /// Refuse requests whose audit line cannot be written (default true).
-    pub fail_closed: bool,
-}
-
-impl Default for AuditConfig {
-    fn default() -> Self {
-        Self {
-            dir: None,
-            max_file_bytes: 64 << 20,
-            keep_files: 10,
-            fail_closed: true,
-        }
-    }
+    pub audit: lockbox_rpc::audit::TrailConfig,
 }
 
 /// How long lockboxd waits for lockbox-kms unless configured.
@@ -152,6 +126,16 @@ mod tests {
         assert_eq!(c.limits.secrets_per_cloud, 10_000);
         assert_eq!(c.limits.payload_bytes, 65_536);
         assert!(toml::from_str::<FileConfig>("data_directory = \"/x\"").is_err());
+    }
+
+    #[test]
+    fn the_shipped_configuration_reads() {
+        let c: FileConfig = toml::from_str(include_str!("../../deploy/lockboxd.toml")).unwrap();
+        assert_eq!(
+            c.audit.dir.as_deref(),
+            Some(std::path::Path::new("/var/log/lockboxd"))
+        );
+        assert!(c.audit.fail_closed);
     }
 
     #[test]

@@ -134,19 +134,12 @@ fn run(cli: Cli) -> Result<()> {
     let records = Records::new(Arc::new(store))?;
     let admins = file.admins.unwrap_or_else(default_admins);
     let defaults = bootstrap(&records, time.clock().now(), &admins)?;
-    let audit = match &file.audit.dir {
-        Some(dir) => {
-            let out = lockbox_rpc::audit::RotatingFile::open(
-                dir,
-                AUDIT_FILE,
-                file.audit.max_file_bytes.max(4096),
-                file.audit.keep_files,
-            )
-            .with_context(|| format!("opening the audit trail in {}", dir.display()))?;
-            let sink = lockbox_rpc::audit::Sink::chained(Duration::from_secs(1));
-            sink.spawn_writer(out);
-            Some(AuditTrail::new(sink, file.audit.fail_closed))
-        }
+    let audit = match file
+        .audit
+        .open(AUDIT_FILE)
+        .with_context(|| format!("opening the audit trail in {:?}", file.audit.dir))?
+    {
+        Some(sink) => Some(AuditTrail::new(sink, file.audit.fail_closed)),
         None => {
             tracing::warn!("no audit.dir configured: payload reads and changes are not audited");
             None

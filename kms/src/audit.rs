@@ -9,7 +9,7 @@
 //!
 //! Until [`start`] is called (unit tests, embedding) decisions go to `tracing` at info level.
 
-use lockbox_rpc::audit::{AuditError, Sink, now_micros, push_rfc3339};
+use lockbox_rpc::audit::{AuditError, Sink, now_micros, push_json_string, push_rfc3339};
 use std::fmt::Write as _;
 use std::io::Write;
 use std::sync::{Arc, OnceLock};
@@ -19,7 +19,16 @@ use std::time::Duration;
 const RETRY: Duration = Duration::from_secs(1);
 
 /// The trail of this process, once started.
-static SINK: OnceLock<Arc<Sink>> = OnceLock::new();
+static SINK: OnceLock<Trail> = OnceLock::new();
+
+/// Where decisions go and as what.
+struct Trail {
+    sink: Arc<Sink>,
+    /// JSON lines into a trail of its own (else `AUDIT` lines into the log).
+    json: bool,
+    /// Refuse a decision whose line cannot be written (else log the loss).
+    fail_closed: bool,
+}
 
 /// One relayed decision.
 #[derive(Debug, Clone, Copy)]
@@ -38,24 +47,50 @@ pub struct Decision<'a> {
     pub allowed: bool,
 }
 
-/// Starts the background writer; every later decision is written to `out`. Only the first
-/// call has an effect.
+/// Starts the background writer; every later decision is written to `out` as an `AUDIT`
+/// line. Only the first start has an effect.
 pub fn start(out: impl Write + Send + 'static) {
     if SINK.get().is_some() {
         return;
     }
     let sink = Sink::new(RETRY);
-    if SINK.set(sink.clone()).is_ok() {
+    let trail = Trail {
+        sink: sink.clone(),
+        json: false,
+        fail_closed: true,
+    };
+    if SINK.set(trail).is_ok() {
         sink.spawn_writer(out);
     }
+}
+
+/// Sends every later decision, as a JSON line, to `sink`, a trail of its own
+/// (`lockbox_rpc::audit::TrailConfig::open`). Only the first start has an effect.
+pub fn start_trail(sink: Arc<Sink>, fail_closed: bool) {
+    let _ = SINK.set(Trail {
+        sink,
+        json: true,
+        fail_closed,
+    });
 }
 
 /// Records a relayed decision; an error when it cannot be (see the module documentation).
 pub fn record(decision: Decision<'_>) -> Result<(), AuditError> {
     match SINK.get() {
-        Some(sink) => {
+        Some(trail) => {
             let micros = now_micros();
-            sink.record(|out| format_line(out, micros, &decision))
+            let recorded = if trail.json {
+                trail.sink.record(|out| format_json(out, micros, &decision))
+            } else {
+                trail.sink.record(|out| format_line(out, micros, &decision))
+            };
+            match recorded {
+                Err(e) if !trail.fail_closed => {
+                    tracing::error!(error = %e, "an audit line was lost (audit.fail_closed is off)");
+                    Ok(())
+                }
+                recorded => recorded,
+            }
         }
         None => {
             tracing::info!(
@@ -74,9 +109,34 @@ pub fn record(decision: Decision<'_>) -> Result<(), AuditError> {
 /// Waits until every decision recorded so far has been written (at shutdown), or the writer
 /// cannot write them.
 pub fn flush() {
-    if let Some(sink) = SINK.get() {
-        sink.flush();
+    if let Some(trail) = SINK.get() {
+        trail.sink.flush();
     }
+}
+
+/// Appends one decision as a JSON object on a line of its own:
+/// `{"time","event":"KmsDecision","relay","subject","permission","resource","status"}`.
+fn format_json(out: &mut String, micros: i64, d: &Decision<'_>) {
+    out.push_str("{\"time\":\"");
+    push_rfc3339(out, micros);
+    out.push_str("\",\"event\":\"KmsDecision\",\"relay\":");
+    push_json_string(out, d.relay);
+    out.push_str(",\"subject\":");
+    push_json_string(out, d.subject);
+    out.push_str(",\"permission\":");
+    push_json_string(out, d.permission);
+    out.push_str(",\"resource\":\"");
+    out.push_str(d.resource_kind);
+    out.push(' ');
+    // Ids are the KMS's own, but a refused request may name anything.
+    let mut id = String::new();
+    push_json_string(&mut id, d.resource_id);
+    out.push_str(&id[1..id.len() - 1]);
+    out.push_str(if d.allowed {
+        "\",\"status\":\"OK\"}\n"
+    } else {
+        "\",\"status\":\"PERMISSION_DENIED\"}\n"
+    });
 }
 
 /// Appends one audit line: an RFC 3339 UTC timestamp, then `name=value` fields with the
@@ -128,6 +188,30 @@ fn quoted(out: &mut String, s: &str) {
 mod tests {
     use super::*;
     use lockbox_rpc::audit::civil_from_days;
+
+    #[test]
+    fn a_json_line_names_everything_and_escapes_what_it_must() {
+        let mut line = String::new();
+        let decision = Decision {
+            relay: "user:lockbox",
+            subject: "user:\"odd\"\n",
+            permission: "kms.keys.decrypt",
+            resource_kind: "key",
+            resource_id: "abj\"0123",
+            allowed: false,
+        };
+        format_json(&mut line, 1_763_861_840_471_645, &decision);
+        assert!(
+            line.ends_with("}\n") && line.matches('\n').count() == 1,
+            "{line}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["time"], "2025-11-23T01:37:20.471645Z");
+        assert_eq!(v["event"], "KmsDecision");
+        assert_eq!(v["subject"], "user:\"odd\"\n");
+        assert_eq!(v["resource"], "key abj\"0123");
+        assert_eq!(v["status"], "PERMISSION_DENIED");
+    }
 
     #[test]
     fn a_line_names_everything() {

@@ -42,6 +42,10 @@ pub struct FileConfig {
     /// Quotas.
     #[serde(default)]
     pub quotas: Quotas,
+    /// The audit trail of relayed decisions: with `dir` set, JSON lines in files of its own
+    /// (chained, rotated); else `AUDIT` lines in the service log.
+    #[serde(default)]
+    pub audit: lockbox_rpc::audit::TrailConfig,
 }
 
 /// The unseal material path when none is configured: the systemd credential if running under
@@ -77,5 +81,14 @@ mod tests {
         let c: FileConfig = toml::from_str("[quotas]\nkeys_per_folder = 5").unwrap();
         assert_eq!(c.quotas.keys_per_folder, 5);
         assert_eq!(c.quotas.versions_per_key, 100);
+    }
+
+    #[test]
+    fn the_shipped_configuration_reads() {
+        let c: FileConfig = toml::from_str(include_str!("../../deploy/kms.toml")).unwrap();
+        assert_eq!(
+            c.audit.dir.as_deref(),
+            Some(Path::new("/var/log/lockbox-kms"))
+        );
     }
 }

@@ -318,7 +318,14 @@ fn run_serve(args: ServeArgs) -> Result<()> {
     let time = TimeSource::for_tests_if(args.danger_test_clock);
     let kms = Arc::new(Kms::new(state, keystore, time, file.quotas)?);
 
-    lockbox_kms::audit::start(std::io::stderr());
+    match file
+        .audit
+        .open(AUDIT_FILE)
+        .with_context(|| format!("opening the audit trail in {:?}", file.audit.dir))?
+    {
+        Some(sink) => lockbox_kms::audit::start_trail(sink, file.audit.fail_closed),
+        None => lockbox_kms::audit::start(std::io::stderr()),
+    }
     let runtime = listen::runtime(file.worker_threads)?;
     runtime.block_on(async move {
         let maintenance = tokio::spawn(maintenance_loop(kms.clone()));
@@ -329,6 +336,9 @@ fn run_serve(args: ServeArgs) -> Result<()> {
         Ok(served?)
     })
 }
+
+/// The current file of the audit trail, in `audit.dir`.
+const AUDIT_FILE: &str = "audit.jsonl";
 
 /// The largest answer the KMS must be able to send: a ciphertext of the largest plaintext,
 /// with the ids and lengths around it (lists that would not fit are refused one by one).

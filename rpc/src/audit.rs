@@ -461,6 +461,50 @@ pub fn whole_line_chunks(text: &str, max: usize) -> impl Iterator<Item = &str> {
     })
 }
 
+/// The `[audit]` table of a server's configuration: where its trail goes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrailConfig {
+    /// Directory of the trail's files (the current one, then `.1`, `.2`, … as it rotates);
+    /// unset: no trail of its own.
+    pub dir: Option<std::path::PathBuf>,
+    /// Size at which the current file is rotated, bytes (default 64 MiB, at least 4 KiB).
+    pub max_file_bytes: u64,
+    /// Rotated files kept (default 10).
+    pub keep_files: usize,
+    /// Refuse requests whose audit line cannot be written (default true).
+    pub fail_closed: bool,
+}
+
+impl Default for TrailConfig {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            max_file_bytes: 64 << 20,
+            keep_files: 10,
+            fail_closed: true,
+        }
+    }
+}
+
+impl TrailConfig {
+    /// A started, chained trail into `dir/file_name`, or `None` without a `dir`.
+    pub fn open(&self, file_name: &str) -> std::io::Result<Option<Arc<Sink>>> {
+        let Some(dir) = &self.dir else {
+            return Ok(None);
+        };
+        let out = RotatingFile::open(
+            dir,
+            file_name,
+            self.max_file_bytes.max(4096),
+            self.keep_files,
+        )?;
+        let sink = Sink::chained(Duration::from_secs(1));
+        sink.spawn_writer(out);
+        Ok(Some(sink))
+    }
+}
+
 /// An audit file that rotates by size: `DIR/NAME` is written until the next write would take
 /// it past `max_bytes`; then it becomes `NAME.1` (older ones move up one number, and those
 /// past `keep` are removed) and a new `NAME` is started. Files are created mode 0600.
