@@ -326,3 +326,123 @@ fn an_endless_payload_file_is_refused_not_read_into_memory() {
     let err = failure(&out, "RESOURCE_EXHAUSTED");
     assert!(err.contains("stdin: more than"), "{err}");
 }
+
+/// The operations recorded on a folder, a cloud and the organization can be listed by
+/// whoever may read there, and by no one else.
+#[tokio::test]
+async fn operations_on_folders_clouds_and_the_organization_are_listed() {
+    use lockbox_client::proto::common::Page;
+    use lockbox_client::proto::lockbox::LockboxResource;
+    let (_kms, daemon) = Daemon::with_kms("");
+    let folder = json(&daemon.run([
+        "--format",
+        "json",
+        "resource-manager",
+        "folder",
+        "create",
+        "--name",
+        "apps",
+    ]));
+    let folder_id = folder["response"]["id"].as_str().unwrap().to_owned();
+    let cloud_id = folder["response"]["cloud_id"].as_str().unwrap().to_owned();
+    success(&daemon.run([
+        "resource-manager",
+        "folder",
+        "add-access-binding",
+        &folder_id,
+        "--role",
+        "lockbox.viewer",
+        "--subject",
+        "user:nobody",
+    ]));
+    let listed = json(&daemon.run([
+        "--format",
+        "json",
+        "resource-manager",
+        "folder",
+        "list-operations",
+        &folder_id,
+    ]));
+    let descriptions: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|op| op["description"].as_str().unwrap())
+        .collect();
+    assert_eq!(descriptions, ["Update access bindings", "Create folder"]);
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|op| op["resource_id"] == folder_id.as_str())
+    );
+
+    // The cloud's own list holds what was done to the cloud, not to its folders.
+    let cloud_ops = json(&daemon.run([
+        "--format",
+        "json",
+        "resource-manager",
+        "cloud",
+        "list-operations",
+        &cloud_id,
+    ]));
+    assert!(
+        cloud_ops
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|op| op["resource_id"] == cloud_id.as_str()),
+        "{cloud_ops}"
+    );
+
+    // The organization's, through the client.
+    let client = daemon.client().await;
+    let (clouds, _) = client.list_clouds(Page::default()).await.unwrap();
+    let organization = LockboxResource::Organization(clouds[0].organization_id.clone());
+    lockbox_tests::change_binding(&client, &organization, true, "auditor", "user:nobody").await;
+    let (ops, _) = client
+        .list_resource_operations(organization, Page::default())
+        .await
+        .unwrap();
+    assert_eq!(ops[0].description, "Update access bindings");
+
+    // nobody, a viewer of the folder, reads its list; once its auditor role on the
+    // organization is gone, a folder it has no role on is refused.
+    daemon.open_socket_to_nobody();
+    success(&daemon.run_as_nobody(&["resource-manager", "folder", "list-operations", &folder_id]));
+    let other = json(&daemon.run([
+        "--format",
+        "json",
+        "resource-manager",
+        "folder",
+        "create",
+        "--name",
+        "private",
+    ]))["response"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    lockbox_tests::change_binding(
+        &client,
+        &LockboxResource::Organization(clouds[0].organization_id.clone()),
+        false,
+        "auditor",
+        "user:nobody",
+    )
+    .await;
+    let denied = failure(
+        &daemon.run_as_nobody(&["resource-manager", "folder", "list-operations", &other]),
+        "PERMISSION_DENIED",
+    );
+    assert!(denied.contains("lockbox.secrets.get"), "{denied}");
+    failure(
+        &daemon.run([
+            "resource-manager",
+            "folder",
+            "list-operations",
+            "no such id",
+        ]),
+        "INVALID_ARGUMENT",
+    );
+}

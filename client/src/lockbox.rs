@@ -509,6 +509,19 @@ impl LockboxClient {
         expect!(r, LockboxResponse::Operations { operations, next_page_token } => (operations, next_page_token))
     }
 
+    /// Lists the operations recorded on a folder, cloud, organization or secret, newest
+    /// first.
+    pub async fn list_resource_operations(
+        &self,
+        resource: LockboxResource,
+        page: Page,
+    ) -> Result<Listed<Operation>, CallError> {
+        let r = self
+            .call(&LockboxRequest::ListResourceOperations { resource, page })
+            .await?;
+        expect!(r, LockboxResponse::Operations { operations, next_page_token } => (operations, next_page_token))
+    }
+
     async fn payload<R: Serialize>(&self, request: &R) -> Result<Payload, CallError> {
         // The answer is read where it lies; see `Payload`. The most frequent call: the
         // connection in use is taken without an `await`, and not cloned again.

@@ -480,6 +480,12 @@ pub enum LockboxRequest {
     },
     /// Release the open backup's checkpoint.
     EndBackup { backup_id: String },
+    /// The operations recorded on a resource of any level (creation, access-binding
+    /// changes, deletion of what it held), newest first. Needs `lockbox.secrets.get` there.
+    ListResourceOperations {
+        resource: LockboxResource,
+        page: Page,
+    },
 }
 
 /// Most bytes one `ReadBackup` returns.

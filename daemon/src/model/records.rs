@@ -19,6 +19,18 @@ pub enum Resource {
     Secret(String),
 }
 
+impl Resource {
+    /// The resource's id, whatever its level.
+    pub fn id(&self) -> &str {
+        match self {
+            Resource::Organization(id)
+            | Resource::Cloud(id)
+            | Resource::Folder(id)
+            | Resource::Secret(id) => id,
+        }
+    }
+}
+
 /// A role granted to a subject on a resource (which role means what: `iam::roles`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Binding {

@@ -14,6 +14,19 @@ fn operation(done: Done) -> LockboxResponse {
     LockboxResponse::Operation(Box::new(convert::operation_to(done.operation)))
 }
 
+fn operations_page(
+    listed: crate::store::records::Listed<crate::model::OperationRecord>,
+) -> LockboxResponse {
+    LockboxResponse::Operations {
+        operations: listed
+            .items
+            .into_iter()
+            .map(convert::operation_to)
+            .collect(),
+        next_page_token: listed.next_page_token,
+    }
+}
+
 /// Answers every request but the payload reads and `Authenticate`.
 pub(super) async fn dispatch(
     lockbox: &Lockbox,
@@ -114,17 +127,19 @@ pub(super) async fn dispatch(
                 .await?;
             operation(done)
         }
+        R::ListResourceOperations { resource, page } => {
+            let listed = lockbox.list_resource_operations(
+                caller,
+                &convert::resource_from(resource)?,
+                page.page_size,
+                &page.page_token,
+            )?;
+            operations_page(listed)
+        }
         R::ListOperations { secret_id, page } => {
             let listed =
                 lockbox.list_operations(caller, &secret_id, page.page_size, &page.page_token)?;
-            A::Operations {
-                operations: listed
-                    .items
-                    .into_iter()
-                    .map(convert::operation_to)
-                    .collect(),
-                next_page_token: listed.next_page_token,
-            }
+            operations_page(listed)
         }
         R::CreateCloud {
             organization_id,

@@ -148,7 +148,7 @@ impl Lockbox {
         self.authorize(caller, &self.secret_chain(secret)?, permission)
     }
 
-    fn check_resource_id(resource: &Resource) -> Result<(), LockboxError> {
+    pub(super) fn check_resource_id(resource: &Resource) -> Result<(), LockboxError> {
         let (field, id) = match resource {
             Resource::Organization(id) => ("organization_id", id),
             Resource::Cloud(id) => ("cloud_id", id),

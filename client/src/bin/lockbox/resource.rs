@@ -45,6 +45,14 @@ pub(crate) enum CloudCommand {
         /// Cloud id.
         id: String,
     },
+    /// List the operations recorded on a cloud (creation, access-binding changes), newest
+    /// first.
+    ListOperations {
+        /// Cloud id.
+        id: String,
+        #[command(flatten)]
+        page: PageArgs,
+    },
     #[command(flatten)]
     Access(crate::access::ByIdCommand),
 }
@@ -81,6 +89,14 @@ pub(crate) enum FolderCommand {
         /// Folder id.
         id: String,
     },
+    /// List the operations recorded on a folder (creation, access-binding changes), newest
+    /// first.
+    ListOperations {
+        /// Folder id.
+        id: String,
+        #[command(flatten)]
+        page: PageArgs,
+    },
     #[command(flatten)]
     Access(crate::access::ByIdCommand),
 }
@@ -101,6 +117,9 @@ pub(crate) async fn run(
             }
             CloudCommand::Get { id } => render::cloud(&client.get_cloud(&id).await?),
             CloudCommand::Delete { id } => render::operation(&client.delete_cloud(&id).await?),
+            CloudCommand::ListOperations { id, page } => {
+                operations(client, LockboxResource::Cloud(id), page).await?
+            }
             CloudCommand::Access(c) => {
                 let (id, action) = c.split();
                 return crate::access::run(client, format, LockboxResource::Cloud(id), action)
@@ -119,6 +138,9 @@ pub(crate) async fn run(
             }
             FolderCommand::Get { id } => render::folder(&client.get_folder(&id).await?),
             FolderCommand::Delete { id } => render::operation(&client.delete_folder(&id).await?),
+            FolderCommand::ListOperations { id, page } => {
+                operations(client, LockboxResource::Folder(id), page).await?
+            }
             FolderCommand::Access(c) => {
                 let (id, action) = c.split();
                 return crate::access::run(client, format, LockboxResource::Folder(id), action)
@@ -128,4 +150,17 @@ pub(crate) async fn run(
     };
     print(format, &value);
     Ok(())
+}
+
+/// Every operation recorded on `resource`, rendered.
+async fn operations(
+    client: &LockboxClient,
+    resource: LockboxResource,
+    page: PageArgs,
+) -> Result<Value> {
+    let ops = collect_pages(page, |p| {
+        client.list_resource_operations(resource.clone(), p)
+    })
+    .await?;
+    Ok(Value::Array(ops.iter().map(render::operation).collect()))
 }
