@@ -14,16 +14,14 @@ fn operation(done: Done) -> LockboxResponse {
     LockboxResponse::Operation(Box::new(convert::operation_to(done.operation)))
 }
 
+/// A page of operations as the wire answers it.
 fn operations_page(
-    listed: crate::store::records::Listed<crate::model::OperationRecord>,
+    operations: Vec<crate::model::OperationRecord>,
+    next_page_token: String,
 ) -> LockboxResponse {
     LockboxResponse::Operations {
-        operations: listed
-            .items
-            .into_iter()
-            .map(convert::operation_to)
-            .collect(),
-        next_page_token: listed.next_page_token,
+        operations: operations.into_iter().map(convert::operation_to).collect(),
+        next_page_token,
     }
 }
 
@@ -134,12 +132,12 @@ pub(super) async fn dispatch(
                 page.page_size,
                 &page.page_token,
             )?;
-            operations_page(listed)
+            operations_page(listed.items, listed.next_page_token)
         }
         R::ListOperations { secret_id, page } => {
             let listed =
                 lockbox.list_operations(caller, &secret_id, page.page_size, &page.page_token)?;
-            operations_page(listed)
+            operations_page(listed.items, listed.next_page_token)
         }
         R::CreateCloud {
             organization_id,
