@@ -88,7 +88,7 @@ impl KeyFile {
             aud: audience.into(),
             iat: now,
             exp: now + lifetime,
-            jti: jti.iter().map(|b| format!("{b:02x}")).collect(),
+            jti: lockbox_proto::bytes::hex(&jti),
         };
         let input = token::signing_input(&header, &claims);
         let signature: Signature = key.sign(input.as_bytes());

@@ -186,10 +186,7 @@ fn restore(args: RestoreArgs) -> Result<()> {
     let entry = &manifest.kms.file;
     let source = args.from.join(KMS_DIR).join(&entry.name);
     let sealed = std::fs::read(&source).with_context(|| format!("reading {}", source.display()))?;
-    let sha256: String = Sha256::digest(&sealed)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let sha256 = lockbox_proto::bytes::hex(&Sha256::digest(&sealed));
     if sealed.len() as u64 != entry.size || sha256 != entry.sha256 {
         bail!(
             "backup file {KMS_DIR}/{} is damaged: its length or SHA-256 differs from the \

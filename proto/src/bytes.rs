@@ -5,6 +5,17 @@ use serde::{Deserializer, Serializer, de};
 use std::fmt;
 use zeroize::{Zeroize, Zeroizing};
 
+/// `bytes` in lowercase hex, as checksums, chain hashes and token ids are written.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    out
+}
+
 /// Serde adapter for `Vec<u8>` fields: encode as a byte string rather than a sequence of
 /// integers (the same bytes in postcard, but decoded in one copy instead of byte by byte).
 pub mod vec {
@@ -294,5 +305,11 @@ mod tests {
         );
         let decoded: SecretBytes = postcard::from_bytes(&encoded).unwrap();
         assert_eq!(decoded.expose(), &[1, 2, 3, 255]);
+    }
+
+    #[test]
+    fn hex_is_lowercase_two_digits_a_byte() {
+        assert_eq!(hex(&[]), "");
+        assert_eq!(hex(&[0x00, 0x0f, 0xa0, 0xff]), "000fa0ff");
     }
 }

@@ -21,6 +21,7 @@
 //! included), and `prev` is that chain line's `hash` (zeros for the first). [`verify`]
 //! checks a trail.
 
+use lockbox_proto::bytes::hex;
 use sha2::{Digest, Sha256};
 use std::fmt::Write as _;
 use std::io::Write;
@@ -294,14 +295,6 @@ impl Chain {
         );
         self.prev = hash;
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
 }
 
 /// What [`verify`] found.

@@ -4,6 +4,7 @@
 
 use super::StoreError;
 use super::records::Records;
+use lockbox_proto::bytes::hex;
 use sha2::{Digest, Sha256};
 use std::fs;
 use std::io::{Read, Seek, SeekFrom};
@@ -136,11 +137,6 @@ pub fn digest(path: &Path) -> Result<(u64, String), StoreError> {
         size += n as u64;
     }
     Ok((size, hex(&hasher.finalize())))
-}
-
-/// Lowercase hex.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn io(path: &Path, e: std::io::Error) -> StoreError {

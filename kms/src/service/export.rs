@@ -51,10 +51,7 @@ impl Kms {
         Ok(KeystoreChunk {
             schema: SCHEMA,
             total_size: file.len() as u64,
-            sha256: Sha256::digest(&file)
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect(),
+            sha256: lockbox_proto::bytes::hex(&Sha256::digest(&file)),
             bytes: file[start..end].to_vec(),
         })
     }

@@ -9,6 +9,7 @@ use lockbox_client::proto::backup::{
     DAEMON_DIR, DaemonPart, FORMAT, FileEntry, KEYSTORE_FILE, KMS_DIR, KmsPart, MANIFEST_FILE,
     Manifest, is_plain_file_name,
 };
+use lockbox_client::proto::bytes::hex;
 use lockbox_client::proto::kms::MAX_KEYSTORE_CHUNK;
 use lockbox_client::proto::lockbox::{BackupFile, BackupStarted, MAX_BACKUP_CHUNK};
 use lockbox_client::{KmsClient, LockboxClient};
@@ -274,8 +275,4 @@ fn sync_directory(dir: &Path) -> Result<()> {
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .with_context(|| format!("syncing {}", dir.display()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
