@@ -9,7 +9,10 @@
 //!
 //! Until [`start`] is called (unit tests, embedding) decisions go to `tracing` at info level.
 
-use lockbox_rpc::audit::{AuditError, Sink, now_micros, push_json_string, push_rfc3339};
+use lockbox_rpc::audit::{
+    AuditError, Sink, end_json_line, now_micros, push_json_escaped, push_json_field, push_rfc3339,
+    start_json_line,
+};
 use std::fmt::Write as _;
 use std::io::Write;
 use std::sync::{Arc, OnceLock};
@@ -117,26 +120,23 @@ pub fn flush() {
 /// Appends one decision as a JSON object on a line of its own:
 /// `{"time","event":"KmsDecision","relay","subject","permission","resource","status"}`.
 fn format_json(out: &mut String, micros: i64, d: &Decision<'_>) {
-    out.push_str("{\"time\":\"");
-    push_rfc3339(out, micros);
-    out.push_str("\",\"event\":\"KmsDecision\",\"relay\":");
-    push_json_string(out, d.relay);
-    out.push_str(",\"subject\":");
-    push_json_string(out, d.subject);
-    out.push_str(",\"permission\":");
-    push_json_string(out, d.permission);
+    start_json_line(out, micros);
+    push_json_field(out, "event", "KmsDecision");
+    push_json_field(out, "relay", d.relay);
+    push_json_field(out, "subject", d.subject);
+    push_json_field(out, "permission", d.permission);
     out.push_str(",\"resource\":\"");
     out.push_str(d.resource_kind);
     out.push(' ');
     // Ids are the KMS's own, but a refused request may name anything.
-    let mut id = String::new();
-    push_json_string(&mut id, d.resource_id);
-    out.push_str(&id[1..id.len() - 1]);
-    out.push_str(if d.allowed {
-        "\",\"status\":\"OK\"}\n"
-    } else {
-        "\",\"status\":\"PERMISSION_DENIED\"}\n"
-    });
+    push_json_escaped(out, d.resource_id);
+    out.push('"');
+    push_json_field(
+        out,
+        "status",
+        if d.allowed { "OK" } else { "PERMISSION_DENIED" },
+    );
+    end_json_line(out);
 }
 
 /// Appends one audit line: an RFC 3339 UTC timestamp, then `name=value` fields with the

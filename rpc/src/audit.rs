@@ -602,23 +602,49 @@ impl Write for RotatingFile {
 /// escaped, so no value can end a field or a line.
 pub fn push_json_string(out: &mut String, s: &str) {
     out.push('"');
+    push_json_escaped(out, s);
+    out.push('"');
+}
+
+/// Appends `s` escaped for the inside of a JSON string, without the quotes.
+pub fn push_json_escaped(out: &mut String, s: &str) {
     if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
         out.push_str(s);
-    } else {
-        for c in s.chars() {
-            match c {
-                '"' => out.push_str("\\\""),
-                '\\' => out.push_str("\\\\"),
-                '\n' => out.push_str("\\n"),
-                c if (c as u32) < 0x20 => {
-                    // Writing to a String cannot fail.
-                    let _ = write!(out, "\\u{:04x}", c as u32);
-                }
-                c => out.push(c),
+        return;
+    }
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c if (c as u32) < 0x20 => {
+                // Writing to a String cannot fail.
+                let _ = write!(out, "\\u{:04x}", c as u32);
             }
+            c => out.push(c),
         }
     }
+}
+
+/// Starts a JSON audit line, `{"time":"<RFC 3339>"`: add fields with
+/// [`push_json_field`], then end it with [`end_json_line`].
+pub fn start_json_line(out: &mut String, micros: i64) {
+    out.push_str("{\"time\":\"");
+    push_rfc3339(out, micros);
     out.push('"');
+}
+
+/// Appends `,"name":"value"`, the value escaped.
+pub fn push_json_field(out: &mut String, name: &str, value: &str) {
+    out.push_str(",\"");
+    out.push_str(name);
+    out.push_str("\":");
+    push_json_string(out, value);
+}
+
+/// Ends a JSON audit line.
+pub fn end_json_line(out: &mut String) {
+    out.push_str("}\n");
 }
 
 /// Now, in microseconds since the Unix epoch.

@@ -12,7 +12,7 @@
 use super::{Caller, Lockbox, PayloadRead};
 use crate::error::LockboxError;
 use crate::model::OperationRecord;
-use lockbox_rpc::audit::{Sink, now_micros, push_json_string, push_rfc3339};
+use lockbox_rpc::audit::{Sink, end_json_line, now_micros, push_json_field, start_json_line};
 use std::sync::Arc;
 
 /// Where lockboxd's audit lines go, and what happens when they cannot.
@@ -51,27 +51,18 @@ fn status(error: Option<&LockboxError>) -> &'static str {
     }
 }
 
-/// Appends `,"name":"value"`.
-fn field(out: &mut String, name: &str, value: &str) {
-    out.push_str(",\"");
-    out.push_str(name);
-    out.push_str("\":");
-    push_json_string(out, value);
-}
-
 impl Lockbox {
-    /// Records a line built by `line` (after `{"time":"…"`), or says why it cannot be.
+    /// Records a JSON line whose fields `line` appends after the time, or says why it
+    /// cannot be.
     fn audited(&self, line: impl FnOnce(&mut String)) -> Result<(), LockboxError> {
         let Some(trail) = &self.audit else {
             return Ok(());
         };
         let micros = now_micros();
         let recorded = trail.sink.record(|out| {
-            out.push_str("{\"time\":\"");
-            push_rfc3339(out, micros);
-            out.push('"');
+            start_json_line(out, micros);
             line(out);
-            out.push_str("}\n");
+            end_json_line(out);
         });
         match recorded {
             Ok(()) => Ok(()),
@@ -97,13 +88,13 @@ impl Lockbox {
             Err(_) => version,
         };
         self.audited(|out| {
-            field(out, "event", "GetPayload");
-            field(out, "subject", caller.subject());
-            field(out, "secret", secret);
+            push_json_field(out, "event", "GetPayload");
+            push_json_field(out, "subject", caller.subject());
+            push_json_field(out, "secret", secret);
             if let Some(v) = version {
-                field(out, "version", v);
+                push_json_field(out, "version", v);
             }
-            field(out, "status", status(read.as_ref().err()));
+            push_json_field(out, "status", status(read.as_ref().err()));
         })?;
         read
     }
@@ -115,11 +106,11 @@ impl Lockbox {
         op: &OperationRecord,
     ) -> Result<(), LockboxError> {
         self.audited(|out| {
-            field(out, "event", &op.description);
-            field(out, "subject", caller.subject());
-            field(out, "resource", &op.resource_id);
-            field(out, "operation", &op.id);
-            field(out, "status", "OK");
+            push_json_field(out, "event", &op.description);
+            push_json_field(out, "subject", caller.subject());
+            push_json_field(out, "resource", &op.resource_id);
+            push_json_field(out, "operation", &op.id);
+            push_json_field(out, "status", "OK");
         })
     }
 
@@ -127,11 +118,11 @@ impl Lockbox {
     /// refusal stands whether or not the line can be written.
     pub(super) fn audit_denial(&self, caller: &Caller, permission: &str, resource: &str) {
         let recorded = self.audited(|out| {
-            field(out, "event", "Denied");
-            field(out, "subject", caller.subject());
-            field(out, "permission", permission);
-            field(out, "resource", resource);
-            field(out, "status", "PERMISSION_DENIED");
+            push_json_field(out, "event", "Denied");
+            push_json_field(out, "subject", caller.subject());
+            push_json_field(out, "permission", permission);
+            push_json_field(out, "resource", resource);
+            push_json_field(out, "status", "PERMISSION_DENIED");
         });
         if let Err(e) = recorded {
             tracing::warn!(error = %e, "a refusal could not be audited");
