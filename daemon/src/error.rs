@@ -34,3 +34,22 @@ pub enum LockboxError {
     #[error("{0}")]
     Internal(String),
 }
+
+impl LockboxError {
+    /// The name of the error's code as the wire spells it (`NOT_FOUND`, …), for records
+    /// kept below the front-end, such as the audit trail. The front-end's conversion
+    /// (`server::convert`) gives the same code; a test there holds the two together.
+    pub fn code_name(&self) -> &'static str {
+        match self {
+            LockboxError::InvalidArgument(_) => "INVALID_ARGUMENT",
+            LockboxError::NotFound(_) => "NOT_FOUND",
+            LockboxError::AlreadyExists(_) => "ALREADY_EXISTS",
+            LockboxError::PermissionDenied(_) => "PERMISSION_DENIED",
+            LockboxError::Unauthenticated(_) => "UNAUTHENTICATED",
+            LockboxError::FailedPrecondition(_) => "FAILED_PRECONDITION",
+            LockboxError::ResourceExhausted(_) => "RESOURCE_EXHAUSTED",
+            LockboxError::Unavailable(_) => "UNAVAILABLE",
+            LockboxError::Internal(_) => "INTERNAL",
+        }
+    }
+}

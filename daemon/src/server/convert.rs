@@ -251,3 +251,26 @@ pub(crate) fn key_to(k: &ServiceAccountKeyRecord) -> wire::ServiceAccountKey {
         public_key_pem: public_key_pem(&k.public_key),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wire_code_and_the_recorded_code_name_agree() {
+        let m = String::new;
+        for e in [
+            LockboxError::InvalidArgument(m()),
+            LockboxError::NotFound(m()),
+            LockboxError::AlreadyExists(m()),
+            LockboxError::PermissionDenied(m()),
+            LockboxError::Unauthenticated(m()),
+            LockboxError::FailedPrecondition(m()),
+            LockboxError::ResourceExhausted(m()),
+            LockboxError::Unavailable(m()),
+            LockboxError::Internal(m()),
+        ] {
+            assert_eq!(e.code().as_str(), e.code_name(), "{e:?}");
+        }
+    }
+}

@@ -35,22 +35,6 @@ impl AuditTrail {
     }
 }
 
-/// The code an outcome is recorded with.
-fn status(error: Option<&LockboxError>) -> &'static str {
-    match error {
-        None => "OK",
-        Some(LockboxError::InvalidArgument(_)) => "INVALID_ARGUMENT",
-        Some(LockboxError::NotFound(_)) => "NOT_FOUND",
-        Some(LockboxError::AlreadyExists(_)) => "ALREADY_EXISTS",
-        Some(LockboxError::PermissionDenied(_)) => "PERMISSION_DENIED",
-        Some(LockboxError::Unauthenticated(_)) => "UNAUTHENTICATED",
-        Some(LockboxError::FailedPrecondition(_)) => "FAILED_PRECONDITION",
-        Some(LockboxError::ResourceExhausted(_)) => "RESOURCE_EXHAUSTED",
-        Some(LockboxError::Unavailable(_)) => "UNAVAILABLE",
-        Some(LockboxError::Internal(_)) => "INTERNAL",
-    }
-}
-
 impl Lockbox {
     /// Records a JSON line whose fields `line` appends after the time, or says why it
     /// cannot be.
@@ -94,7 +78,8 @@ impl Lockbox {
             if let Some(v) = version {
                 push_json_field(out, "version", v);
             }
-            push_json_field(out, "status", status(read.as_ref().err()));
+            let status = read.as_ref().err().map_or("OK", LockboxError::code_name);
+            push_json_field(out, "status", status);
         })?;
         read
     }
