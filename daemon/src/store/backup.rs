@@ -44,14 +44,17 @@ impl Backups {
 
     /// Removes what earlier runs left behind (a backup abandoned by a crash).
     pub fn clear(&self) -> Result<(), StoreError> {
-        match fs::remove_dir_all(&self.root) {
-            Ok(()) => {
-                tracing::info!(dir = %self.root.display(), "removed an abandoned backup checkpoint");
-                Ok(())
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io(&self.root, e)),
+        let abandoned = match fs::read_dir(&self.root) {
+            Ok(mut entries) => entries.next().is_some(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io(&self.root, e)),
+        };
+        fs::remove_dir_all(&self.root).map_err(|e| io(&self.root, e))?;
+        if abandoned {
+            // A finished backup leaves the directory empty; only a crash leaves one in it.
+            tracing::info!(dir = %self.root.display(), "removed an abandoned backup checkpoint");
         }
+        Ok(())
     }
 
     /// Takes a checkpoint named `id` of `records` and lists its files. Blocking: reads every

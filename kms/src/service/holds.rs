@@ -100,9 +100,7 @@ impl Kms {
         })
         .await
     }
-}
 
-impl Kms {
     /// Drops every relay's hold on `version_id` of `key_id`, for a caller who may schedule
     /// its destruction: what the relays keep under it is lost once it is destroyed.
     pub async fn release_holds(
