@@ -1,6 +1,7 @@
 //! lockboxd's audit trail: payload reads (allowed and denied) and changes, one JSON object a
-//! line in files of its own, rotated by size, hash-chained; `lockbox audit verify` accepts
-//! the trail as written and names the place of any change.
+//! line in files of its own, rotated by size, hash-chained and signed by lockbox-kms;
+//! `lockbox audit verify` accepts the trail as written and names the place of any change,
+//! including one whose chain was made again to match.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers abort the test on failure
 
 use lockbox_tests::payload::{secret, set};
@@ -48,6 +49,39 @@ fn verify(daemon: &Daemon, files: &[PathBuf]) -> std::process::Output {
         .args(files)
         .output()
         .unwrap()
+}
+
+/// `lines` with every chain line made again over the lines as they now are (README, "Audit
+/// trail"), as someone able to write the files could.
+fn rechain(text: &str) -> String {
+    use lockbox_proto::bytes::hex;
+    use sha2::{Digest, Sha256};
+    let (mut seq, mut prev, mut covered, mut count) = (0u64, [0u8; 32], Sha256::new(), 0);
+    let mut out = String::new();
+    for line in text.lines() {
+        if line.starts_with("{\"chain\":") {
+            let lines_hash = std::mem::take(&mut covered).finalize();
+            let hash: [u8; 32] = Sha256::new()
+                .chain_update(prev)
+                .chain_update(lines_hash)
+                .finalize()
+                .into();
+            seq += 1;
+            out.push_str(&format!(
+                "{{\"chain\":{seq},\"lines\":{count},\"prev\":\"{}\",\"hash\":\"{}\"}}\n",
+                hex(&prev),
+                hex(&hash)
+            ));
+            (prev, count) = (hash, 0);
+        } else {
+            covered.update(line.as_bytes());
+            covered.update(b"\n");
+            count += 1;
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 #[tokio::test]
@@ -102,6 +136,14 @@ async fn reads_and_changes_are_audited_in_a_chained_trail_that_verifies() {
     );
     let first = reads[0];
     assert_eq!(first["subject"], "user:root");
+    // Every line names the front-end and the process it served.
+    assert!(
+        events
+            .iter()
+            .filter(|e| e.get("signed").is_none())
+            .all(|e| e["frontend"] == "unix" && e["pid"].as_u64().is_some_and(|p| p > 0)),
+        "{events:#?}"
+    );
     assert_eq!(first["secret"], id.as_str());
     assert!(first["version"].as_str().unwrap().starts_with("e6v"));
     assert!(
@@ -141,8 +183,18 @@ async fn reads_and_changes_are_audited_in_a_chained_trail_that_verifies() {
 
     let verified = json(&verify(&daemon, &files));
     assert_eq!(verified["files"], files.len());
+    // Signature lines are lines of the trail too.
+    let signatures = events.iter().filter(|e| e.get("signed").is_some()).count();
+    assert!(signatures >= 1, "signed at shutdown: {events:#?}");
     assert_eq!(verified["lines"], events.len());
+    assert_eq!(verified["signatures"], signatures);
     assert_eq!(verified["unchained_tail"], 0);
+    // The signature at shutdown vouches for every line.
+    assert_eq!(verified["unsigned_lines"], 0, "{verified}");
+    assert_eq!(
+        verified["signed_through"]["file"],
+        files.last().unwrap().display().to_string()
+    );
 
     // One subject changed in one file: found, in that file.
     let denied_in = files
@@ -160,10 +212,88 @@ async fn reads_and_changes_are_audited_in_a_chained_trail_that_verifies() {
         "{stderr}"
     );
     // Files out of order break it too.
-    std::fs::write(denied_in, text).unwrap();
+    std::fs::write(denied_in, text.clone()).unwrap();
     let mut shuffled = files.clone();
     shuffled.swap(0, 1);
     assert!(!verify(&daemon, &shuffled).status.success());
+
+    // Someone who can write the files changes a line and makes the chain again: the chain
+    // holds, the signature does not.
+    let whole: String = files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+    let forged = rechain(&whole.replace("user:nobody", "user:nobodx"));
+    let forged_file = trail.path().join("forged.jsonl");
+    std::fs::write(&forged_file, &forged).unwrap();
+    let out = verify(&daemon, std::slice::from_ref(&forged_file));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the trail up to it was rewritten"),
+        "{stderr}"
+    );
+    // Made again from the untouched lines, it verifies: the forgery is what fails.
+    std::fs::write(&forged_file, rechain(&whole)).unwrap();
+    assert_eq!(
+        json(&verify(&daemon, std::slice::from_ref(&forged_file)))["unsigned_lines"],
+        0
+    );
+}
+
+/// A restarted lockboxd goes on with its chain, so the files of several runs verify as one
+/// trail, each run ending in a signature by lockbox-kms; a public key given by hand that
+/// did not sign it is refused.
+#[tokio::test]
+async fn the_trail_of_several_runs_is_one_chain_signed_at_each_shutdown() {
+    let trail = tempfile::tempdir().unwrap();
+    let config = format!("[audit]\ndir = \"{}\"\n", trail.path().display());
+    let (_kms, mut daemon) = Daemon::with_kms(&config);
+    let id = daemon
+        .client()
+        .await
+        .create_secret(secret("db", vec![set("password", "s3cret")]))
+        .await
+        .unwrap()
+        .resource_id;
+    for _ in 0..3 {
+        daemon.client().await.get_payload(&id, None).await.unwrap();
+        daemon.stop();
+        daemon.start();
+    }
+    daemon.stop();
+    let files = trail_files(trail.path());
+    let verified = json(&verify(&daemon, &files));
+    assert_eq!(verified["signatures"], 4, "{verified}");
+    assert_eq!(verified["unsigned_lines"], 0, "{verified}");
+    let reads = events(&files)
+        .iter()
+        .filter(|e| e["event"] == "GetPayload")
+        .count();
+    assert_eq!(reads, 3);
+
+    let stranger = trail.path().join("stranger.pem");
+    let other_key = p256::SecretKey::from_slice(&[7u8; 32])
+        .unwrap()
+        .public_key();
+    {
+        use p256::pkcs8::{EncodePublicKey, LineEnding};
+        std::fs::write(
+            &stranger,
+            other_key.to_public_key_pem(LineEnding::LF).unwrap(),
+        )
+        .unwrap();
+    }
+    let out = daemon
+        .cli()
+        .args(["audit", "verify", "--public-key"])
+        .arg(&stranger)
+        .args(&files)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("does not hold"), "{stderr}");
 }
 
 /// lockbox-kms with `[audit] dir`: its relayed decisions go to chained JSON lines in files
@@ -192,6 +322,31 @@ async fn the_kms_writes_its_decisions_to_a_chained_trail_of_its_own() {
     for _ in 0..3 {
         client.get_payload(&id, None).await.unwrap();
     }
+    // Direct requests: a change and a use of the key, and a refused change.
+    let kms_client = kms.client().await;
+    kms_client.rotate(&key_id).await.unwrap();
+    kms_client
+        .encrypt(&key_id, None, b"", b"direct")
+        .await
+        .unwrap();
+    kms.open_socket_to_nobody();
+    failure(
+        &kms.run_as_nobody(&["kms", "symmetric-key", "rotate", &key_id]),
+        "PERMISSION_DENIED",
+    );
+    // The KMS's own key that signs its trail, readable by its administrators.
+    let own = kms_client
+        .list_signature_keys("lockbox-kms", Default::default())
+        .await
+        .unwrap();
+    assert_eq!(own.0.len(), 1, "{own:?}");
+    let keys = tempfile::tempdir().unwrap();
+    let own_key_pem = keys.path().join("kms-audit.pem");
+    std::fs::write(
+        &own_key_pem,
+        kms_client.get_public_key(&own.0[0].id).await.unwrap(),
+    )
+    .unwrap();
     daemon.stop();
     kms.stop();
 
@@ -212,7 +367,56 @@ async fn the_kms_writes_its_decisions_to_a_chained_trail_of_its_own() {
     };
     assert_eq!(on_key("kms.keys.decrypt"), 3, "{decisions:#?}");
     assert!(on_key("kms.keys.encrypt") >= 1, "{decisions:#?}");
-    let verified = json(&verify(&daemon, &files));
-    assert_eq!(verified["lines"], decisions.len());
     assert!(!kms.log().contains("AUDIT"), "{}", kms.log());
+    let direct = |event: &str, subject: &str, status: &str| {
+        decisions
+            .iter()
+            .filter(|e| {
+                e["event"] == event
+                    && e["subject"] == subject
+                    && e["resource"] == format!("key {key_id}")
+                    && e["status"] == status
+                    && e.get("relay").is_none()
+            })
+            .count()
+    };
+    assert_eq!(
+        direct("RotateSymmetricKey", &my_subject(), "OK"),
+        1,
+        "{decisions:#?}"
+    );
+    assert_eq!(direct("Encrypt", &my_subject(), "OK"), 1, "{decisions:#?}");
+    assert_eq!(
+        direct("RotateSymmetricKey", "user:nobody", "PERMISSION_DENIED"),
+        1,
+        "{decisions:#?}"
+    );
+    assert!(
+        decisions
+            .iter()
+            .any(|e| e["event"] == "CreateSymmetricKey" && e["status"] == "OK"),
+        "{decisions:#?}"
+    );
+    // Reads of metadata are not audited.
+    assert!(
+        !decisions
+            .iter()
+            .any(|e| e["event"] == "ListAsymmetricSignatureKeys"),
+        "{decisions:#?}"
+    );
+    // Signed at shutdown by the KMS's own key: with lockbox-kms stopped, its public key
+    // must be given.
+    let unreachable = failure(&verify(&daemon, &files), "UNAVAILABLE");
+    assert!(unreachable.contains("--public-key"), "{unreachable}");
+    let out = daemon
+        .cli()
+        .args(["--format", "json", "audit", "verify", "--public-key"])
+        .arg(&own_key_pem)
+        .args(&files)
+        .output()
+        .unwrap();
+    let verified = json(&out);
+    assert_eq!(verified["lines"], decisions.len());
+    assert_eq!(verified["signatures"], 1, "{verified}");
+    assert_eq!(verified["unsigned_lines"], 0, "{verified}");
 }

@@ -160,10 +160,12 @@ fn run(cli: Cli) -> Result<()> {
         None => lockbox,
     });
 
+    let kms_folder_for_audit = kms_folder.clone();
     let runtime = listen::runtime(file.worker_threads)?;
     runtime.block_on(async move {
         match lockbox.unlock_keyring(&kms_folder, rotation_period).await {
             Ok(()) => {
+                lockbox.prepare_audit_signer(&kms_folder).await;
                 let reconciling = lockbox.clone();
                 tokio::spawn(async move { reconciling.reconcile_holds_logged().await });
             }
@@ -176,6 +178,11 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
         }
+        let signer = tokio::spawn(
+            lockbox
+                .clone()
+                .keep_audit_trail_signed(kms_folder_for_audit, file.audit.sign_interval()),
+        );
         let destroyer = tokio::spawn(destruction_loop(lockbox.clone()));
         let rewrapper = tokio::spawn(
             lockbox
@@ -183,6 +190,7 @@ fn run(cli: Cli) -> Result<()> {
                 .keep_keyring_wrapped_under_primary(rewrap_interval),
         );
         let store = lockbox.clone();
+        let closing = lockbox.clone();
         let handler = Arc::new(LockboxHandler::new(lockbox, endpoint.config.max_frame));
         // A store that can no longer make writes durable stops the server as a signal would
         // (every connection answers what it has read, so writers learn their outcome), and
@@ -198,9 +206,8 @@ fn run(cli: Cli) -> Result<()> {
             .await;
         destroyer.abort();
         rewrapper.abort();
-        if let Some(trail) = &audit {
-            trail.flush();
-        }
+        signer.abort();
+        closing.close_audit_trail().await;
         served?;
         match failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
             Some(why) => anyhow::bail!("storage failed, exiting for a restart: {why}"),

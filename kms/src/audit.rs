@@ -109,12 +109,86 @@ pub fn record(decision: Decision<'_>) -> Result<(), AuditError> {
     }
 }
 
+/// The subject of changes the KMS makes by itself (automatic rotation, destruction when
+/// its time comes).
+pub const SELF_SUBJECT: &str = "lockbox-kms";
+
+/// A request a subject made of the KMS directly (not relayed): a change, or a
+/// cryptographic operation.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// Who asked.
+    pub subject: &'a str,
+    /// The request, by its name (`Encrypt`, `RotateSymmetricKey`, …).
+    pub request: &'a str,
+    /// What it was about: `key ID`, `folder ID` or `root`.
+    pub resource: &'a str,
+    /// `OK` or the error code.
+    pub status: &'a str,
+}
+
+/// Whether a request may run: refused (fail-closed trail) when its line could not be
+/// recorded now. Its line is recorded afterwards by [`record_request`].
+pub fn admit() -> Result<(), AuditError> {
+    match SINK.get() {
+        Some(trail) if trail.fail_closed => trail.sink.admit(),
+        _ => Ok(()),
+    }
+}
+
+/// Records a request [`admit`] let run, with its outcome.
+pub fn record_request(request: Request<'_>) {
+    let Some(trail) = SINK.get() else {
+        tracing::info!(
+            subject = request.subject,
+            request = request.request,
+            resource = request.resource,
+            status = request.status,
+            "request"
+        );
+        return;
+    };
+    let micros = now_micros();
+    let recorded = if trail.json {
+        trail.sink.record_outcome(|out| {
+            start_json_line(out, micros);
+            push_json_field(out, "event", request.request);
+            push_json_field(out, "subject", request.subject);
+            push_json_field(out, "resource", request.resource);
+            push_json_field(out, "status", request.status);
+            end_json_line(out);
+        })
+    } else {
+        trail.sink.record_outcome(|out| {
+            push_rfc3339(out, micros);
+            out.push_str(" AUDIT lockbox-kms request: subject=");
+            quoted(out, request.subject);
+            out.push_str(" request=");
+            out.push_str(request.request);
+            out.push_str(" resource=");
+            quoted(out, request.resource);
+            out.push_str(" status=");
+            out.push_str(request.status);
+            out.push('\n');
+        })
+    };
+    if let Err(e) = recorded {
+        tracing::error!(error = %e, request = request.request, subject = request.subject,
+                        "an audit line was lost");
+    }
+}
+
 /// Waits until every decision recorded so far has been written (at shutdown), or the writer
 /// cannot write them.
 pub fn flush() {
     if let Some(trail) = SINK.get() {
         trail.sink.flush();
     }
+}
+
+/// The trail of its own this process writes, if it has one.
+pub fn own_trail() -> Option<&'static Arc<Sink>> {
+    SINK.get().filter(|t| t.json).map(|t| &t.sink)
 }
 
 /// Appends one decision as a JSON object on a line of its own:

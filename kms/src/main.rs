@@ -10,6 +10,7 @@ use lockbox_kms::seal::UnsealMaterial;
 use lockbox_kms::server::KmsHandler;
 use lockbox_kms::service::Kms;
 use lockbox_proto::hello::DEFAULT_KMS_SOCKET;
+use lockbox_rpc::audit::HeadSignature;
 use lockbox_rpc::clock::TimeSource;
 use lockbox_rpc::listen::{self, Endpoint};
 use std::io::Write;
@@ -326,12 +327,72 @@ fn run_serve(args: ServeArgs) -> Result<()> {
     let runtime = listen::runtime(file.worker_threads)?;
     runtime.block_on(async move {
         let maintenance = tokio::spawn(maintenance_loop(kms.clone()));
-        let handler = Arc::new(KmsHandler::new(kms, endpoint.config.max_frame));
+        let signer_key = audit_signer(&kms).await;
+        let signer = tokio::spawn(keep_signed(
+            kms.clone(),
+            signer_key.clone(),
+            file.audit.sign_interval(),
+        ));
+        let handler = Arc::new(KmsHandler::new(kms.clone(), endpoint.config.max_frame));
         let served = endpoint.serve_until_signal("lockbox-kms", handler).await;
         maintenance.abort();
-        lockbox_kms::audit::flush();
+        signer.abort();
+        close_trail(&kms, signer_key.as_deref()).await;
         Ok(served?)
     })
+}
+
+/// Signs `message` with the KMS's own audit key.
+fn sign_with(kms: &Kms, key_id: &str, message: &str) -> Result<HeadSignature, String> {
+    kms.sign_as_kms(key_id, message.as_bytes())
+        .map(|signature| HeadSignature {
+            key_id: key_id.to_owned(),
+            signature,
+        })
+        .map_err(|e| e.to_string())
+}
+
+/// The KMS's own key that signs the trail of its own (created if needed), when it writes
+/// one; call before serving.
+async fn audit_signer(kms: &Kms) -> Option<String> {
+    lockbox_kms::audit::own_trail()?;
+    match kms.audit_signer().await {
+        Ok(key_id) => Some(key_id),
+        Err(e) => {
+            tracing::error!(error = %e, "no key to sign the audit trail with; it stays unsigned");
+            None
+        }
+    }
+}
+
+/// Keeps the chain head of the trail of its own signed with `key_id` every `every` (only at
+/// shutdown when `None`); runs for ever.
+async fn keep_signed(kms: Arc<Kms>, key_id: Option<String>, every: Option<Duration>) {
+    let (Some(sink), Some(key_id), Some(every)) = (lockbox_kms::audit::own_trail(), key_id, every)
+    else {
+        return;
+    };
+    sink.clone()
+        .sign_heads(every, |message| {
+            std::future::ready(sign_with(&kms, &key_id, &message))
+        })
+        .await;
+}
+
+/// Writes every decision recorded so far and signs the chain head they end in with
+/// `key_id` (at shutdown).
+async fn close_trail(kms: &Kms, key_id: Option<&str>) {
+    lockbox_kms::audit::flush();
+    let (Some(sink), Some(key_id)) = (lockbox_kms::audit::own_trail(), key_id) else {
+        return;
+    };
+    let signed = sink
+        .sign_head(|message| std::future::ready(sign_with(kms, key_id, &message)))
+        .await;
+    if let Err(e) = signed {
+        tracing::warn!(error = %e, "the audit trail ends unsigned");
+    }
+    sink.flush();
 }
 
 /// The current file of the audit trail, in `audit.dir`.

@@ -241,14 +241,19 @@ impl State {
     }
 
     /// Enrols the secrets daemon: it may relay requests for its callers and manage and use
-    /// keys in [`DAEMON_FOLDER`], where it keeps the key that wraps its service keyring.
+    /// keys in [`DAEMON_FOLDER`], where it keeps the key that wraps its service keyring and
+    /// the key that signs its audit trail.
     pub fn enrol_daemon(&mut self, subject: &str) {
         self.relays.insert(subject.to_owned());
         let folder = self
             .bindings
             .entry(Resource::Folder(DAEMON_FOLDER.to_owned()))
             .or_default();
-        for role in ["kms.editor", "kms.keys.encrypterDecrypter"] {
+        for role in [
+            "kms.editor",
+            "kms.keys.encrypterDecrypter",
+            "kms.asymmetricSignatureKeys.signer",
+        ] {
             folder.insert(Binding {
                 role: role.into(),
                 subject: subject.to_owned(),

@@ -80,14 +80,34 @@ impl Handler for KmsHandler {
             subject: &p.subject,
             groups: Groups::Owned(&p.groups),
         });
+        // A relayed request leaves its decisions in the trail; a direct change or
+        // cryptographic operation leaves a line of its own, with its outcome.
+        let audited = match relayed {
+            None => audited_resource(&request.body),
+            Some(_) => None,
+        };
         let result = match caller(session, relayed) {
             Ok(caller) if caller.relay.is_some() && !relayable(&request.body) => {
                 Err(KmsError::NotRelayable(request_name(body)))
             }
-            Ok(caller) => match dispatch(&self.kms, &caller, request.body).await {
-                Ok(answer) if session.relay => self.hold(&session.identity.subject, answer).await,
-                answered => answered,
-            },
+            Ok(_)
+                if audited.is_some()
+                    && let Err(e) = crate::audit::admit() =>
+            {
+                Err(KmsError::Unavailable(e.to_string()))
+            }
+            Ok(caller) => {
+                let answered = match dispatch(&self.kms, &caller, request.body).await {
+                    Ok(answer) if session.relay => {
+                        self.hold(&session.identity.subject, answer).await
+                    }
+                    answered => answered,
+                };
+                if let Some(resource) = &audited {
+                    record_request(session, request_name(body), resource, &answered);
+                }
+                answered
+            }
             Err(e) => Err(e),
         };
         respond(
@@ -158,6 +178,12 @@ impl KmsHandler {
         });
         let d = call.decrypt;
         let max = self.max_frame;
+        let direct = relayed.is_none();
+        if direct && let Err(e) = crate::audit::admit() {
+            let refused = KmsError::Unavailable(e.to_string());
+            respond::<()>(out, call.id, Err(refused.answer()), max);
+            return;
+        }
         let answered = caller(session, relayed).and_then(|caller| {
             self.kms
                 .decrypt_then(&caller, d.key_id, d.aad_context, d.ciphertext, |plain| {
@@ -169,9 +195,75 @@ impl KmsHandler {
                     respond(out, call.id, Ok(answer), max);
                 })
         });
+        if direct {
+            let resource = format!("key {}", d.key_id);
+            record_request(session, "Decrypt", &resource, &answered);
+        }
         if let Err(e) = answered {
             respond::<()>(out, call.id, Err(e.answer()), max);
         }
+    }
+}
+
+/// Records a direct request's outcome in the audit trail.
+fn record_request<T>(
+    session: &Session,
+    request: &str,
+    resource: &str,
+    answered: &Result<T, KmsError>,
+) {
+    crate::audit::record_request(crate::audit::Request {
+        subject: &session.identity.subject,
+        request,
+        resource,
+        status: answered
+            .as_ref()
+            .map_or_else(|e| e.code().as_str(), |_| "OK"),
+    });
+}
+
+/// What a request that changes something or uses a key is about, for its audit line;
+/// `None` for reads of metadata, which are not audited.
+fn audited_resource(request: &KmsRequest) -> Option<String> {
+    use KmsRequest as R;
+    let key = |id: &str| Some(format!("key {id}"));
+    let folder = |id: &str| Some(format!("folder {id}"));
+    match request {
+        R::CreateSymmetricKey(c) => folder(&c.folder_id),
+        R::CreateAsymmetricSignatureKey(c) => folder(&c.folder_id),
+        R::UpdateSymmetricKey(u) => key(&u.key_id),
+        R::DeleteSymmetricKey { key_id }
+        | R::RotateSymmetricKey { key_id }
+        | R::SetPrimaryVersion { key_id, .. }
+        | R::ScheduleVersionDestruction { key_id, .. }
+        | R::CancelVersionDestruction { key_id, .. }
+        | R::Encrypt { key_id, .. }
+        | R::Decrypt { key_id, .. }
+        | R::ReEncrypt { key_id, .. }
+        | R::GenerateDataKey { key_id, .. }
+        | R::Sign { key_id, .. }
+        | R::SignHash { key_id, .. }
+        | R::ReportHolds { key_id, .. }
+        | R::ReleaseHolds { key_id, .. } => key(key_id),
+        R::SetAccessBindings { resource, .. } | R::UpdateAccessBindings { resource, .. } => {
+            Some(match resource {
+                lockbox_proto::kms::ResourceRef::Root => "root".into(),
+                lockbox_proto::kms::ResourceRef::Folder(id) => format!("folder {id}"),
+                lockbox_proto::kms::ResourceRef::Key(id) => format!("key {id}"),
+                _ => "unknown".into(),
+            })
+        }
+        R::DangerAdvanceClock { .. } | R::ExportKeystore { .. } => Some("root".into()),
+        R::GetSymmetricKey { .. }
+        | R::ListSymmetricKeys { .. }
+        | R::ListSymmetricKeyVersions { .. }
+        | R::GetAsymmetricSignatureKey { .. }
+        | R::ListAsymmetricSignatureKeys { .. }
+        | R::GetPublicKey { .. }
+        | R::ListAccessBindings { .. }
+        | R::CheckMayActAs { .. } => None,
+        // A request added later is audited until it is placed above.
+        _ => Some("unknown".into()),
     }
 }
 

@@ -8,8 +8,8 @@
 use crate::error::LockboxError;
 use lockbox_proto::hello::Service;
 use lockbox_proto::kms::{
-    CreateSymmetricKey, DecryptRef, HeldVersion, KmsRequest, KmsResponse, SymmetricAlgorithm,
-    decrypted_plaintext,
+    CreateAsymmetricSignatureKey, CreateSymmetricKey, DecryptRef, HeldVersion, KmsRequest,
+    KmsResponse, SignatureAlgorithm, SymmetricAlgorithm, decrypted_plaintext,
 };
 use lockbox_proto::{ErrorCode, Principal, SecretBytes, Wiping};
 use lockbox_rpc::{CallError, Channel};
@@ -322,6 +322,45 @@ impl KmsLink {
             });
             match channel.call(None, &request).await? {
                 KmsResponse::SymmetricKey(key) => Ok(key.id),
+                other => Err(unexpected(&other)),
+            }
+        })
+        .await
+    }
+
+    /// Creates an ECDSA P-256 signature key of the daemon's own in `folder_id`: it signs
+    /// the audit trail's chain head.
+    pub async fn create_own_signature_key(
+        &self,
+        folder_id: &str,
+        name: &str,
+    ) -> Result<String, LockboxError> {
+        self.with_channel(|channel| async move {
+            let request = KmsRequest::CreateAsymmetricSignatureKey(CreateAsymmetricSignatureKey {
+                folder_id: folder_id.into(),
+                name: name.into(),
+                description: "signs lockboxd's audit trail".into(),
+                labels: Default::default(),
+                signature_algorithm: SignatureAlgorithm::EcdsaNistP256Sha256,
+                deletion_protection: true,
+            });
+            match channel.call(None, &request).await? {
+                KmsResponse::AsymmetricSignatureKey(key) => Ok(key.id),
+                other => Err(unexpected(&other)),
+            }
+        })
+        .await
+    }
+
+    /// Signs `message` with `key_id`, as the daemon itself; a DER ECDSA signature.
+    pub async fn sign(&self, key_id: &str, message: &[u8]) -> Result<Vec<u8>, LockboxError> {
+        self.with_channel(|channel| async move {
+            let request = KmsRequest::Sign {
+                key_id: key_id.into(),
+                message: message.to_vec(),
+            };
+            match channel.call(None, &request).await? {
+                KmsResponse::Signature { signature, .. } => Ok(signature),
                 other => Err(unexpected(&other)),
             }
         })

@@ -16,6 +16,18 @@ pub struct Caller {
     /// The subject and its groups, in the form `lockbox-kms` is given them when the daemon
     /// acts on the caller's behalf.
     pub principal: Principal,
+    /// Where the request came from, for the audit trail.
+    pub frontend: Frontend,
+}
+
+/// The front-end a caller's requests come through, and the process on the other end when
+/// the kernel says: named in every audit line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frontend {
+    /// The front-end: `unix` for lockboxd's own socket.
+    pub name: &'static str,
+    /// The peer's process id, from `SO_PEERCRED`.
+    pub pid: Option<u32>,
 }
 
 impl Caller {

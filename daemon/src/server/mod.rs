@@ -14,6 +14,7 @@ mod dispatch;
 pub mod payload;
 
 use crate::error::LockboxError;
+use crate::iam::Frontend;
 use crate::service::{AccountSession, Caller, Lockbox, ReadMemo};
 use lockbox_proto::hello::Service;
 use lockbox_proto::lockbox::{GetPayloadBytes, LockboxRequest, LockboxResponse};
@@ -38,6 +39,9 @@ impl LockboxHandler {
         Self { lockbox, max_frame }
     }
 }
+
+/// The name of this front-end in audit lines.
+const FRONTEND: &str = "unix";
 
 /// A connection: the local user the kernel reported, and the service account it switched
 /// to with a token, if it did.
@@ -77,6 +81,10 @@ impl Handler for LockboxHandler {
                 principal: Principal {
                     subject: id.subject,
                     groups: id.groups,
+                },
+                frontend: Frontend {
+                    name: FRONTEND,
+                    pid: cred.pid.and_then(|p| u32::try_from(p).ok()),
                 },
             },
             service_account: std::sync::OnceLock::new(),
@@ -193,7 +201,7 @@ fn authenticate(
             "this connection already acts as a service account".into(),
         ));
     }
-    let account = lockbox.authenticate(token)?;
+    let account = lockbox.authenticate(token, session.local.frontend)?;
     let subject = account.subject().to_owned();
     session
         .service_account

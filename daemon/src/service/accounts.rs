@@ -4,9 +4,9 @@
 
 use super::Lockbox;
 use crate::error::LockboxError;
-use crate::iam::Caller;
 use crate::iam::roles::Permission;
 use crate::iam::tokens::{self, Presented};
+use crate::iam::{Caller, Frontend};
 use crate::model::ids::{self, new_id};
 use crate::model::validate;
 use crate::model::{Resource, ServiceAccountKeyRecord, ServiceAccountRecord};
@@ -285,7 +285,11 @@ impl Lockbox {
     /// Verifies a token: shape, algorithm, a key of the issuing account that still exists,
     /// the signature, the audience, the time window and single use. Returns the account as a
     /// caller.
-    pub fn authenticate(&self, token: &str) -> Result<AccountSession, LockboxError> {
+    pub fn authenticate(
+        &self,
+        token: &str,
+        frontend: Frontend,
+    ) -> Result<AccountSession, LockboxError> {
         // Loaded before the lookups: a deletion completing from here on moves it on, and the
         // next request looks again.
         let generation = self.generation.load(Ordering::Acquire);
@@ -311,6 +315,7 @@ impl Lockbox {
                     subject: format!("serviceAccount:{account_id}"),
                     groups: Vec::new(),
                 },
+                frontend,
             },
             account_id: account_id.to_owned(),
             key_id: presented.key_id().to_owned(),

@@ -6,14 +6,26 @@
 //! The schema (README, "Audit trail") is flat, with short names, since a busy daemon writes
 //! a line per read: `time`, `event` (`GetPayload`, or the operation's description),
 //! `subject`, `secret` (an id, or `folder/name` as the request named it), `version`,
-//! `resource` and `operation` (mutations), `permission` (`Denied`: a refused permission
-//! check other than a payload read's), `status` (`OK` or the error code).
+//! `frontend` and `pid` (where the request came from), `resource` and `operation`
+//! (mutations), `permission` (`Denied`: a refused permission check other than a payload
+//! read's), `status` (`OK` or the error code).
 
 use super::{Caller, Lockbox, PayloadRead};
 use crate::error::LockboxError;
 use crate::model::OperationRecord;
-use lockbox_rpc::audit::{Sink, end_json_line, now_micros, push_json_field, start_json_line};
+use crate::store::Batch;
+use lockbox_rpc::audit::{
+    HeadSignature, Sink, end_json_line, now_micros, push_json_field, push_json_number,
+    start_json_line,
+};
 use std::sync::Arc;
+use std::time::Duration;
+
+/// Name of lockboxd's key in lockbox-kms that signs its trail's chain head.
+const SIGNER_NAME: &str = "lockboxd-audit";
+
+/// How long lockboxd waits before asking lockbox-kms for its signature key again.
+const SIGNER_RETRY: Duration = Duration::from_secs(10);
 
 /// Where lockboxd's audit lines go, and what happens when they cannot.
 #[derive(Debug, Clone)]
@@ -35,7 +47,121 @@ impl AuditTrail {
     }
 }
 
+/// Appends who called and through what: `subject`, `frontend`, and `pid` when known.
+fn push_caller(out: &mut String, caller: &Caller) {
+    push_json_field(out, "subject", caller.subject());
+    push_json_field(out, "frontend", caller.frontend.name);
+    if let Some(pid) = caller.frontend.pid {
+        push_json_number(out, "pid", pid.into());
+    }
+}
+
 impl Lockbox {
+    /// The KMS key that signs the trail's chain head: the one recorded, or, at the first
+    /// start with a trail, a new ECDSA key of lockboxd's own in `kms_folder`.
+    async fn audit_signer(&self, kms_folder: &str) -> Result<String, LockboxError> {
+        if let Some(key_id) = self.records.audit_signer()? {
+            return Ok(key_id);
+        }
+        let key_id = self
+            .kms
+            .create_own_signature_key(kms_folder, SIGNER_NAME)
+            .await?;
+        let mut batch = Batch::default();
+        self.records.put_audit_signer(&mut batch, &key_id);
+        let writer = self.write_lock().await;
+        self.commit(writer, batch).await?;
+        tracing::info!(kms_key_id = %key_id, "created the key that signs the audit trail");
+        Ok(key_id)
+    }
+
+    /// Finds or creates the key that signs the trail, when there is a trail (at start,
+    /// before serving, so even a short run ends signed); a failure is logged and
+    /// [`keep_audit_trail_signed`](Self::keep_audit_trail_signed) tries again.
+    pub async fn prepare_audit_signer(&self, kms_folder: &str) {
+        if self.audit.is_some()
+            && let Err(e) = self.audit_signer(kms_folder).await
+        {
+            tracing::warn!(error = %e, "no key to sign the audit trail with yet");
+        }
+    }
+
+    /// Has lockbox-kms sign `message` with `key_id`.
+    async fn sign_head(&self, key_id: String, message: String) -> Result<HeadSignature, String> {
+        match self.kms.sign(&key_id, message.as_bytes()).await {
+            Ok(signature) => Ok(HeadSignature { key_id, signature }),
+            Err(LockboxError::PermissionDenied(e)) => Err(format!(
+                "{e} (lockboxd needs kms.asymmetricSignatureKeys.signer on its key {key_id}: \
+                 `lockbox-kms init --daemon` grants it on its folder)"
+            )),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Keeps the trail's chain head signed by lockbox-kms: finds or creates the key (trying
+    /// again while lockbox-kms cannot answer), then signs every `every` (only at shutdown
+    /// when `None`). Runs for ever.
+    pub async fn keep_audit_trail_signed(
+        self: Arc<Self>,
+        kms_folder: String,
+        every: Option<Duration>,
+    ) {
+        let Some(trail) = self.audit.clone() else {
+            return;
+        };
+        let key_id = loop {
+            match self.audit_signer(&kms_folder).await {
+                Ok(key_id) => break key_id,
+                Err(e) => {
+                    tracing::warn!(error = %e, "no key to sign the audit trail with yet; \
+                                                trying again");
+                    tokio::time::sleep(SIGNER_RETRY).await;
+                }
+            }
+        };
+        let Some(every) = every else {
+            return;
+        };
+        let lockbox = self.clone();
+        trail
+            .sink
+            .sign_heads(every, move |message| {
+                lockbox.clone().sign_head_owned(key_id.clone(), message)
+            })
+            .await;
+    }
+
+    async fn sign_head_owned(
+        self: Arc<Self>,
+        key_id: String,
+        message: String,
+    ) -> Result<HeadSignature, String> {
+        self.sign_head(key_id, message).await
+    }
+
+    /// Writes every line recorded so far and signs the chain head they end in (at
+    /// shutdown): a trail that ends in a signature vouches for all of it.
+    pub async fn close_audit_trail(&self) {
+        let Some(trail) = &self.audit else {
+            return;
+        };
+        trail.flush();
+        let signed = match self.records.audit_signer() {
+            Ok(Some(key_id)) => {
+                trail
+                    .sink
+                    .sign_head(|message| self.sign_head(key_id, message))
+                    .await
+            }
+            Ok(None) => Err("lockboxd has no key to sign it with yet".into()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = signed {
+            tracing::warn!(error = %e, "the audit trail ends unsigned");
+        }
+        trail.flush();
+    }
+
     /// Records a JSON line whose fields `line` appends after the time, or says why it
     /// cannot be.
     fn audited(&self, line: impl FnOnce(&mut String)) -> Result<(), LockboxError> {
@@ -73,7 +199,7 @@ impl Lockbox {
         };
         self.audited(|out| {
             push_json_field(out, "event", "GetPayload");
-            push_json_field(out, "subject", caller.subject());
+            push_caller(out, caller);
             push_json_field(out, "secret", secret);
             if let Some(v) = version {
                 push_json_field(out, "version", v);
@@ -92,7 +218,7 @@ impl Lockbox {
     ) -> Result<(), LockboxError> {
         self.audited(|out| {
             push_json_field(out, "event", &op.description);
-            push_json_field(out, "subject", caller.subject());
+            push_caller(out, caller);
             push_json_field(out, "resource", &op.resource_id);
             push_json_field(out, "operation", &op.id);
             push_json_field(out, "status", "OK");
@@ -104,7 +230,7 @@ impl Lockbox {
     pub(super) fn audit_denial(&self, caller: &Caller, permission: &str, resource: &str) {
         let recorded = self.audited(|out| {
             push_json_field(out, "event", "Denied");
-            push_json_field(out, "subject", caller.subject());
+            push_caller(out, caller);
             push_json_field(out, "permission", permission);
             push_json_field(out, "resource", resource);
             push_json_field(out, "status", "PERMISSION_DENIED");

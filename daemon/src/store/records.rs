@@ -18,6 +18,8 @@ use std::sync::Arc;
 const SCHEMA_KEY: &[u8] = b"schema";
 /// Meta key of the wrapped service keyring.
 const KEYRING_KEY: &[u8] = b"keyring";
+/// Meta key of the id of the KMS key signing the audit trail.
+const AUDIT_SIGNER_KEY: &[u8] = b"audit_signer";
 /// Meta key of the default organization, cloud and folder ids.
 const DEFAULTS_KEY: &[u8] = b"defaults";
 
@@ -231,6 +233,16 @@ impl Records {
     /// Stores the wrapped service keyring.
     pub fn put_keyring(&self, batch: &mut Batch, keyring: &StoredKeyring) {
         batch.put(Table::Meta, KEYRING_KEY.to_vec(), encode(keyring));
+    }
+
+    /// The KMS key that signs the audit trail's chain head, once created.
+    pub fn audit_signer(&self) -> Result<Option<String>, StoreError> {
+        self.get(Table::Meta, AUDIT_SIGNER_KEY)
+    }
+
+    /// Records the KMS key that signs the audit trail's chain head.
+    pub fn put_audit_signer(&self, batch: &mut Batch, kms_key_id: &str) {
+        batch.put(Table::Meta, AUDIT_SIGNER_KEY.to_vec(), encode(&kms_key_id));
     }
 
     /// Secrets counted against `cloud_id`'s quota.

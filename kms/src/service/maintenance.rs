@@ -31,29 +31,48 @@ impl Kms {
             return Ok(());
         }
         let limit = self.quotas.versions_per_key;
-        self.mutate(|_, state, now| {
-            for key in state.symmetric_keys.values_mut() {
-                for v in &mut key.versions {
-                    if v.status == VersionStatus::ScheduledForDestruction && v.is_destroyed_at(now) {
-                        v.status = VersionStatus::Destroyed;
-                        // Dropping the material zeroizes it.
-                        v.material = None;
-                        tracing::info!(key_id = %key.meta.id, version_id = %v.id, "key version destroyed");
+        // What was done, for the audit trail once it is saved: (request, key, version).
+        let done = self
+            .mutate(|_, state, now| {
+                let mut done = Vec::new();
+                for key in state.symmetric_keys.values_mut() {
+                    for v in &mut key.versions {
+                        if v.status == VersionStatus::ScheduledForDestruction
+                            && v.is_destroyed_at(now)
+                        {
+                            v.status = VersionStatus::Destroyed;
+                            // Dropping the material zeroizes it.
+                            v.material = None;
+                            tracing::info!(key_id = %key.meta.id, version_id = %v.id, "key version destroyed");
+                            done.push(("DestroyKeyVersion", key.meta.id.clone(), v.id.clone()));
+                        }
                     }
-                }
-                if key.rotation_due_at().is_some_and(|due| due <= now) {
-                    match rotate_in_place(key, now, limit) {
-                        Ok(v) => tracing::info!(key_id = %key.meta.id, version_id = %v.id, "key rotated automatically"),
-                        Err(e) => {
-                            tracing::warn!(key_id = %key.meta.id, error = %e, "automatic rotation skipped");
-                            // Try again after another period rather than on every pass.
-                            key.rotated_at = Some(now);
+                    if key.rotation_due_at().is_some_and(|due| due <= now) {
+                        match rotate_in_place(key, now, limit) {
+                            Ok(v) => {
+                                tracing::info!(key_id = %key.meta.id, version_id = %v.id, "key rotated automatically");
+                                let version = v.id.clone();
+                                done.push(("RotateSymmetricKey", key.meta.id.clone(), version));
+                            }
+                            Err(e) => {
+                                tracing::warn!(key_id = %key.meta.id, error = %e, "automatic rotation skipped");
+                                // Try again after another period rather than on every pass.
+                                key.rotated_at = Some(now);
+                            }
                         }
                     }
                 }
-            }
-            Ok(())
-        })
-        .await
+                Ok(done)
+            })
+            .await?;
+        for (request, key_id, version_id) in done {
+            crate::audit::record_request(crate::audit::Request {
+                subject: crate::audit::SELF_SUBJECT,
+                request,
+                resource: &format!("key {key_id} version {version_id}"),
+                status: "OK",
+            });
+        }
+        Ok(())
     }
 }

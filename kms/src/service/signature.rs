@@ -20,6 +20,39 @@ fn signature_key<'s>(state: &'s State, key_id: &str) -> Result<&'s SignatureKeyR
         .ok_or_else(|| KmsError::NotFound(format!("asymmetric signature key {key_id} not found")))
 }
 
+/// Folder of the KMS's own key that signs its audit trail.
+const AUDIT_SIGNER_FOLDER: &str = "lockbox-kms";
+/// Name of that key.
+const AUDIT_SIGNER_NAME: &str = "audit-trail";
+
+/// The KMS's own audit key in `state`, if there is one.
+fn own_audit_key(state: &State) -> Option<String> {
+    state
+        .signature_keys
+        .values()
+        .filter(|k| {
+            k.meta.folder_id == AUDIT_SIGNER_FOLDER
+                && k.meta.name == AUDIT_SIGNER_NAME
+                && k.meta.status == crate::model::KeyStatus::Active
+        })
+        .min_by_key(|k| (k.meta.created_at, k.meta.id.clone()))
+        .map(|k| k.meta.id.clone())
+}
+
+/// Adds a new signature key made to `spec` to `state`.
+fn insert_new_key(state: &mut State, spec: KeyMetaSpec, now: i64) -> KeyMeta {
+    let signer = random_signing_key();
+    let meta = spec.into_meta(now);
+    state.signature_keys.insert(
+        meta.id.clone(),
+        SignatureKeyRecord {
+            meta: meta.clone(),
+            private_key: KeyMaterial::from_bytes(Zeroizing::new(signer.to_bytes().to_vec())),
+        },
+    );
+    meta
+}
+
 fn random_signing_key() -> SigningKey {
     loop {
         let mut bytes = Zeroizing::new([0u8; 32]);
@@ -43,21 +76,46 @@ impl Kms {
         self.mutate(|snap, state, now| {
             Self::authorize(snap, caller, None, &spec.folder_id, Permission::Create)?;
             check_key_quota(state, &spec.folder_id, limit)?;
-            let signer = random_signing_key();
-            let meta = spec.into_meta(now);
-            let id = meta.id.clone();
-            state.signature_keys.insert(
-                id,
-                SignatureKeyRecord {
-                    meta: meta.clone(),
-                    private_key: KeyMaterial::from_bytes(Zeroizing::new(
-                        signer.to_bytes().to_vec(),
-                    )),
-                },
-            );
-            Ok(meta)
+            Ok(insert_new_key(state, spec, now))
         })
         .await
+    }
+
+    /// The KMS's own key that signs its audit trail: the oldest active signature key named
+    /// [`AUDIT_SIGNER_NAME`] in [`AUDIT_SIGNER_FOLDER`], created if there is none. No one
+    /// may sign with it unless granted a role on it (management roles include none).
+    pub async fn audit_signer(&self) -> Result<String, KmsError> {
+        if let Some(id) = own_audit_key(&self.snapshot().state) {
+            return Ok(id);
+        }
+        self.mutate(|_, state, now| {
+            if let Some(id) = own_audit_key(state) {
+                return Ok(id);
+            }
+            let spec = KeyMetaSpec {
+                folder_id: AUDIT_SIGNER_FOLDER.into(),
+                name: AUDIT_SIGNER_NAME.into(),
+                description: "signs lockbox-kms's audit trail".into(),
+                labels: Default::default(),
+                deletion_protection: true,
+            };
+            let meta = insert_new_key(state, spec, now);
+            tracing::info!(key_id = %meta.id, "created the key that signs the audit trail");
+            Ok(meta.id)
+        })
+        .await
+    }
+
+    /// Signs `message` with `key_id` as the KMS itself, for its own audit trail.
+    pub fn sign_as_kms(&self, key_id: &str, message: &[u8]) -> Result<Vec<u8>, KmsError> {
+        let snap = self.snapshot();
+        require_active(&signature_key(&snap.state, key_id)?.meta)?;
+        let signer = snap
+            .signers
+            .get(key_id)
+            .ok_or_else(|| KmsError::Internal(format!("key {key_id} has no signer")))?;
+        let sig: Signature = signer.sign(message);
+        Ok(sig.to_der().as_bytes().to_vec())
     }
 
     /// Reads a signature key's metadata.

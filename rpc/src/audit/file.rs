@@ -1,6 +1,6 @@
 //! The files of a trail of its own: where they are (`[audit]`) and their rotation by size.
 
-use super::Sink;
+use super::{Sink, chain};
 use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,6 +18,9 @@ pub struct TrailConfig {
     pub keep_files: usize,
     /// Refuse requests whose audit line cannot be written (default true).
     pub fail_closed: bool,
+    /// Seconds between signatures of the chain head by lockbox-kms (default 60; also at
+    /// shutdown). 0: only at shutdown.
+    pub sign_interval: u64,
 }
 
 impl Default for TrailConfig {
@@ -27,25 +30,51 @@ impl Default for TrailConfig {
             max_file_bytes: 64 << 20,
             keep_files: 10,
             fail_closed: true,
+            sign_interval: DEFAULT_SIGN_INTERVAL,
         }
     }
 }
 
+/// Seconds between signatures of a trail's chain head unless configured.
+pub const DEFAULT_SIGN_INTERVAL: u64 = 60;
+
 impl TrailConfig {
-    /// A started, chained trail into `dir/file_name`, or `None` without a `dir`.
+    /// A started, chained trail into `dir/file_name`, or `None` without a `dir`. The chain
+    /// goes on from where the files left it, so a restart does not break it; lines a crash
+    /// left after the last chain line are chained first.
     pub fn open(&self, file_name: &str) -> std::io::Result<Option<Arc<Sink>>> {
         let Some(dir) = &self.dir else {
             return Ok(None);
         };
-        let out = RotatingFile::open(
+        let mut out = RotatingFile::open(
             dir,
             file_name,
             self.max_file_bytes.max(4096),
             self.keep_files,
         )?;
-        let sink = Sink::chained(Duration::from_secs(1));
+        let current = std::fs::read(dir.join(file_name))?;
+        let previous = match std::fs::read(out.numbered(1)) {
+            Ok(text) => Some(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        let (head, append) = chain::resume(&current, previous.as_deref());
+        if !append.is_empty() {
+            tracing::warn!(
+                file = %dir.join(file_name).display(),
+                "the audit trail ended in lines no chain line covered (a write cut short); \
+                 chaining them now"
+            );
+            out.append_unrotated(&append)?;
+        }
+        let sink = Sink::chained_after(Duration::from_secs(1), head);
         sink.spawn_writer(out);
         Ok(Some(sink))
+    }
+
+    /// How often to sign the chain head; `None`: only at shutdown.
+    pub fn sign_interval(&self) -> Option<Duration> {
+        (self.sign_interval > 0).then(|| Duration::from_secs(self.sign_interval))
     }
 }
 
@@ -102,6 +131,14 @@ impl RotatingFile {
             .create(true)
             .mode(0o600)
             .open(path)
+    }
+
+    /// Appends `bytes` to the current file whatever its size, synced.
+    fn append_unrotated(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.file.write_all(bytes)?;
+        self.file.sync_data()?;
+        self.size += bytes.len() as u64;
+        Ok(())
     }
 
     fn numbered(&self, n: usize) -> std::path::PathBuf {

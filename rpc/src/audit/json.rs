@@ -47,6 +47,26 @@ pub fn push_json_field(out: &mut String, name: &str, value: &str) {
     push_json_string(out, value);
 }
 
+/// Appends `,"name":N`.
+pub fn push_json_number(out: &mut String, name: &str, n: u64) {
+    out.push_str(",\"");
+    out.push_str(name);
+    out.push_str("\":");
+    // Digits written by hand: this is on the request path.
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    push_ascii(out, &digits[at..]);
+}
+
 /// Ends a JSON audit line.
 pub fn end_json_line(out: &mut String) {
     out.push_str("}\n");
@@ -149,6 +169,15 @@ mod tests {
                     || (next.0 == previous.0 + 1 && next.1 == 1 && next.2 == 1 && previous.1 == 12);
             assert!(follows, "{previous:?} -> {next:?}");
             previous = next;
+        }
+    }
+
+    #[test]
+    fn numbers_are_written_in_decimal() {
+        for n in [0, 7, 10, 1234, u64::from(u32::MAX), u64::MAX] {
+            let mut out = String::new();
+            push_json_number(&mut out, "pid", n);
+            assert_eq!(out, format!(",\"pid\":{n}"));
         }
     }
 

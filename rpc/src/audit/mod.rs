@@ -25,12 +25,11 @@ mod chain;
 mod file;
 mod json;
 
-use chain::Chain;
-pub use chain::{Broken, Verified, verify};
-pub use file::{RotatingFile, SYNC_EVERY, TrailConfig};
+pub use chain::{Broken, ChainHead, SignedHead, Verified, signature_keys, verify};
+pub use file::{DEFAULT_SIGN_INTERVAL, RotatingFile, SYNC_EVERY, TrailConfig};
 pub use json::{
     civil_from_days, end_json_line, now_micros, push_json_escaped, push_json_field,
-    push_json_string, push_rfc3339, start_json_line,
+    push_json_number, push_json_string, push_rfc3339, start_json_line,
 };
 
 use std::io::Write;
@@ -48,6 +47,15 @@ pub const INTERVAL: Duration = Duration::from_millis(2);
 /// Capacity of each of the two line buffers; one grown past four times this by a burst (a
 /// slow output) is given back once written.
 pub const BUFFER_CAPACITY: usize = 64 * 1024;
+
+/// A signature over a chain head by a key of lockbox-kms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeadSignature {
+    /// The signature key.
+    pub key_id: String,
+    /// The signature (DER).
+    pub signature: Vec<u8>,
+}
 
 /// Why a line could not be recorded; what it would have recorded must then be refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -87,22 +95,34 @@ struct State {
     failure: Option<String>,
     /// Whether the writer thread is running.
     alive: bool,
+    /// The last chain line written (a chained trail).
+    head: ChainHead,
+    /// Lines written under a chain line (chain lines left out).
+    written: u64,
+    /// `written` when the head was last signed.
+    signed: Option<u64>,
 }
 
 impl Sink {
     /// A trail whose writer retries a failed write every `retry`; start it with
     /// [`spawn_writer`](Self::spawn_writer).
     pub fn new(retry: Duration) -> Arc<Self> {
-        Self::build(retry, false)
+        Self::build(retry, false, ChainHead::default())
     }
 
     /// As [`new`](Self::new), with a chain line after every write, for an output of its own
     /// (a file): each write takes all that gathered, not [`CHUNK`] at a time.
     pub fn chained(retry: Duration) -> Arc<Self> {
-        Self::build(retry, true)
+        Self::build(retry, true, ChainHead::default())
     }
 
-    fn build(retry: Duration, chained: bool) -> Arc<Self> {
+    /// As [`chained`](Self::chained), going on from `head`, the last chain line of the
+    /// output it appends to.
+    pub fn chained_after(retry: Duration, head: ChainHead) -> Arc<Self> {
+        Self::build(retry, true, head)
+    }
+
+    fn build(retry: Duration, chained: bool, head: ChainHead) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(State {
                 buffer: String::with_capacity(BUFFER_CAPACITY),
@@ -111,6 +131,9 @@ impl Sink {
                 idle: false,
                 failure: None,
                 alive: true,
+                head,
+                written: 0,
+                signed: None,
             }),
             changed: Condvar::new(),
             retry,
@@ -152,6 +175,39 @@ impl Sink {
             format(&mut line);
             self.append(&line)
         })
+    }
+
+    /// Says whether a line could be recorded now: for a request recorded once it has run
+    /// (with its outcome), asked before it runs so a trail that cannot be written refuses
+    /// it. Record it then with [`record_outcome`](Self::record_outcome).
+    pub fn admit(&self) -> Result<(), AuditError> {
+        let state = self.lock();
+        if !state.alive {
+            return Err(AuditError("its writer has stopped".into()));
+        }
+        if let Some(failure) = &state.failure {
+            return Err(AuditError(format!("writing it failed: {failure}")));
+        }
+        Ok(())
+    }
+
+    /// Records the line of a request [`admit`](Self::admit) let run: it has happened, so
+    /// the line is kept even if writing has failed since (it is written with the others
+    /// once writing works again) or the buffer is full. Only a stopped writer loses it.
+    pub fn record_outcome(&self, format: impl FnOnce(&mut String)) -> Result<(), AuditError> {
+        let mut line = String::with_capacity(256);
+        format(&mut line);
+        let mut state = self.lock();
+        if !state.alive {
+            return Err(AuditError("its writer has stopped".into()));
+        }
+        state.buffer.push_str(&line);
+        let wake = std::mem::take(&mut state.idle);
+        drop(state);
+        if wake {
+            self.changed.notify_all();
+        }
+        Ok(())
     }
 
     /// Appends a formatted line, or says why it cannot be.
@@ -201,9 +257,56 @@ impl Sink {
         }
     }
 
+    /// Has `sign` sign the chain head as written and records the signature line (see
+    /// [`ChainHead::signed_message`]); nothing when nothing was written, or only the last
+    /// signature, since the head was last signed. Returns the head signed, if one was.
+    pub async fn sign_head<F, Fut>(&self, sign: F) -> Result<Option<ChainHead>, String>
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: std::future::Future<Output = Result<HeadSignature, String>>,
+    {
+        let (head, written, signed) = {
+            let state = self.lock();
+            (state.head, state.written, state.signed)
+        };
+        if head.seq == 0 || signed.is_some_and(|at| written <= at + 1) {
+            return Ok(None);
+        }
+        let mut time = String::new();
+        push_rfc3339(&mut time, now_micros());
+        let signature = sign(head.signed_message(&time)).await?;
+        self.record(|out| {
+            chain::push_signature_line(out, &head, &time, &signature.key_id, &signature.signature);
+        })
+        .map_err(|e| e.to_string())?;
+        self.lock().signed = Some(written);
+        Ok(Some(head))
+    }
+
+    /// Signs the chain head every `every` (see [`sign_head`](Self::sign_head)), for ever;
+    /// a failure is logged and the next one tried.
+    pub async fn sign_heads<F, Fut>(self: Arc<Self>, every: Duration, sign: F)
+    where
+        F: Fn(String) -> Fut,
+        Fut: std::future::Future<Output = Result<HeadSignature, String>>,
+    {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if let Err(e) = self.sign_head(&sign).await {
+                tracing::warn!(error = %e, "could not sign the audit trail's chain head; \
+                                            trying again at the next interval");
+            }
+        }
+    }
+
     fn write_loop(&self, mut out: impl Write) {
         let mut pending = String::with_capacity(BUFFER_CAPACITY);
-        let mut chain = Chain::default();
+        let mut chain = self.lock().head;
+        // Lines chained but not yet written.
+        let mut sealed = 0;
         loop {
             let chained_head;
             {
@@ -226,7 +329,7 @@ impl Sink {
             }
             self.changed.notify_all();
             if self.chained && pending.len() > chained_head {
-                chain.seal(&mut pending, chained_head);
+                sealed += chain.seal(&mut pending, chained_head);
             }
             let mut written = 0;
             let mut failure = None;
@@ -267,6 +370,8 @@ impl Sink {
             // futex wake on the recorder's request path.
             let gather = {
                 let mut state = self.lock();
+                state.head = chain;
+                state.written += std::mem::take(&mut sealed);
                 if state.failure.take().is_some() {
                     tracing::info!("the audit trail is written again; audited requests resume");
                     self.changed.notify_all();
@@ -474,6 +579,10 @@ mod tests {
 
     /// A chained trail written by `writes` rounds of `per_round` lines, through an output
     /// that fails once in the middle.
+    fn no_signatures(signed: &SignedHead<'_>) -> Result<(), String> {
+        panic!("no signature expected: {signed:?}")
+    }
+
     fn chained_trail() -> String {
         use std::sync::atomic::Ordering::SeqCst;
         let out = Flaky::default();
@@ -501,7 +610,7 @@ mod tests {
     fn a_chained_trail_verifies_and_any_change_is_found_at_its_place() {
         let trail = chained_trail();
         let lines: Vec<&str> = trail.lines().collect();
-        let ok = verify(lines.iter().copied()).unwrap();
+        let ok = verify(lines.iter().copied(), no_signatures).unwrap();
         assert_eq!(ok.lines, 31);
         assert!(ok.chain_lines >= 7, "{ok:?}");
         assert_eq!(ok.unchained_tail, 0);
@@ -512,7 +621,7 @@ mod tests {
             .iter()
             .map(|l| l.replace("user:r3l2", "user:r3l9"))
             .collect();
-        let e = verify(changed.iter().map(String::as_str))
+        let e = verify(changed.iter().map(String::as_str), no_signatures)
             .unwrap_err()
             .to_string();
         assert!(
@@ -532,10 +641,10 @@ mod tests {
 
         let mut removed = lines.clone();
         removed.remove(at);
-        assert!(verify(removed.iter().copied()).is_err());
+        assert!(verify(removed.iter().copied(), no_signatures).is_err());
         let mut inserted = lines.clone();
         inserted.insert(at, "forged");
-        assert!(verify(inserted.iter().copied()).is_err());
+        assert!(verify(inserted.iter().copied(), no_signatures).is_err());
         // A whole write removed with its chain line: the next does not follow.
         let first_chain = lines
             .iter()
@@ -549,10 +658,219 @@ mod tests {
                 .unwrap();
         let mut cut: Vec<&str> = lines[..=first_chain].to_vec();
         cut.extend_from_slice(&lines[second_chain + 1..]);
-        let e = verify(cut.iter().copied()).unwrap_err().to_string();
+        let e = verify(cut.iter().copied(), no_signatures)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("does not follow"), "{e}");
         // A trail whose start was rotated away still verifies from its first chain line on.
-        let tail = verify(lines[first_chain + 1..].iter().copied()).unwrap();
+        let tail = verify(lines[first_chain + 1..].iter().copied(), no_signatures).unwrap();
         assert_eq!(tail.chain_lines, ok.chain_lines - 1);
+    }
+
+    /// A stand-in for a KMS signature: the SHA-256 of the message under a "key".
+    fn fake_sign(key: &str, message: &str) -> Vec<u8> {
+        use sha2::{Digest, Sha256};
+        Sha256::new()
+            .chain_update(key)
+            .chain_update(message)
+            .finalize()
+            .to_vec()
+    }
+
+    fn fake_check(signed: &SignedHead<'_>) -> Result<(), String> {
+        if fake_sign(signed.key_id, &signed.message) == signed.signature {
+            Ok(())
+        } else {
+            Err("the signature does not match".into())
+        }
+    }
+
+    async fn sign(sink: &Sink) -> Option<ChainHead> {
+        sink.sign_head(|message| async move {
+            Ok(HeadSignature {
+                key_id: "key1".into(),
+                signature: fake_sign("key1", &message),
+            })
+        })
+        .await
+        .unwrap()
+    }
+
+    fn written(out: &Flaky) -> String {
+        String::from_utf8(out.written.lock().unwrap().clone()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_signed_head_vouches_for_the_lines_before_it_and_a_rewrite_is_found() {
+        let out = Flaky::default();
+        let sink = Sink::chained(Duration::from_millis(10));
+        sink.spawn_writer(out.clone());
+        assert_eq!(sign(&sink).await, None, "nothing written yet");
+        for i in 0..4 {
+            sink.record(line(&format!("user:a{i}"))).unwrap();
+        }
+        sink.flush();
+        let head = sign(&sink).await.unwrap();
+        sink.flush();
+        // Only the signature was written since: nothing to sign.
+        assert_eq!(sign(&sink).await, None);
+        sink.record(line("user:after")).unwrap();
+        sink.flush();
+        let trail = written(&out);
+        let lines: Vec<&str> = trail.lines().collect();
+        let ok = verify(lines.iter().copied(), fake_check).unwrap();
+        assert_eq!(ok.signatures, 1);
+        let signed_line = lines
+            .iter()
+            .position(|l| l.contains(&format!("\"chain\":{},", head.seq)))
+            .unwrap();
+        assert_eq!(ok.signed_through, Some(signed_line as u64 + 1));
+        assert_eq!(ok.unsigned_lines, 1, "{trail}");
+
+        // A forged signature is refused at its line.
+        let signature_at = lines
+            .iter()
+            .position(|l| l.starts_with("{\"signed\":"))
+            .unwrap();
+        let forged: Vec<String> = lines
+            .iter()
+            .map(|l| {
+                if l.starts_with("{\"signed\":") {
+                    let cut = l.rfind("\",\"signature\":\"").unwrap();
+                    format!("{}\",\"signature\":\"{}\"}}", &l[..cut], "ab".repeat(32))
+                } else {
+                    (*l).to_owned()
+                }
+            })
+            .collect();
+        let e = verify(forged.iter().map(String::as_str), fake_check).unwrap_err();
+        assert!(e.reason.contains("does not hold"), "{e}");
+        // It breaks the chain too; checked without the chain, the signature is what fails.
+        assert!(e.line > signature_at as u64, "{e}");
+
+        // Someone who can write the files rewrites a line and chains everything again: the
+        // chain holds, the signature does not.
+        let rewritten = rechain(&lines, |l| l.replace("user:a1", "user:zz"));
+        let e = verify(rewritten.iter().map(String::as_str), fake_check).unwrap_err();
+        assert_eq!(e.line, signature_at as u64 + 1, "{e}");
+        assert!(e.reason.contains("rewritten"), "{e}");
+        // Without its signature lines, such a rewrite verifies but vouches for nothing.
+        let stripped: Vec<&str> = lines
+            .iter()
+            .copied()
+            .filter(|l| !l.starts_with("{\"signed\":"))
+            .collect();
+        let unsigned = verify(
+            rechain(&stripped, |l| l.replace("user:a1", "user:zz"))
+                .iter()
+                .map(String::as_str),
+            fake_check,
+        )
+        .unwrap();
+        assert_eq!((unsigned.signatures, unsigned.signed_through), (0, None));
+        assert_eq!(unsigned.unsigned_lines, 5);
+    }
+
+    /// `lines` with `edit` applied to each event line and every chain line made again, as
+    /// someone able to write the files could.
+    fn rechain(lines: &[&str], edit: impl Fn(&str) -> String) -> Vec<String> {
+        let mut head = ChainHead::default();
+        let mut covered = String::new();
+        let mut out = Vec::new();
+        for l in lines {
+            if l.starts_with("{\"chain\":") {
+                let mut text = std::mem::take(&mut covered);
+                let from = text.len();
+                head.seal(&mut text, 0);
+                out.push(text[from..].trim_end().to_owned());
+            } else {
+                let edited = edit(l);
+                covered.push_str(&edited);
+                covered.push('\n');
+                out.push(edited);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_trail_opened_again_goes_on_with_its_chain_and_chains_a_cut_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = TrailConfig {
+            dir: Some(dir.path().to_owned()),
+            ..TrailConfig::default()
+        };
+        let path = dir.path().join("audit.jsonl");
+        for run in 0..3 {
+            let sink = config.open("audit.jsonl").unwrap().unwrap();
+            for i in 0..3 {
+                sink.record(line(&format!("user:run{run}line{i}"))).unwrap();
+            }
+            sink.flush();
+        }
+        // A crash cut the last write short: two lines and half a chain line.
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str(&line_text("user:cut1"));
+        text.push_str(&line_text("user:cut2"));
+        text.push_str("{\"chain\":99,\"lin");
+        std::fs::write(&path, &text).unwrap();
+        let sink = config.open("audit.jsonl").unwrap().unwrap();
+        sink.record(line("user:after")).unwrap();
+        sink.flush();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let ok = verify(text.lines(), no_signatures).unwrap();
+        assert_eq!(ok.lines, 3 * 3 + 3 + 1, "{text}");
+        assert_eq!(ok.unchained_tail, 0);
+        let seqs: Vec<u64> = text
+            .lines()
+            .filter(|l| l.ends_with("\"}"))
+            .filter_map(|l| l.strip_prefix("{\"chain\":"))
+            .map(|l| l.split(',').next().unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+    }
+
+    fn line_text(subject: &str) -> String {
+        let mut out = String::new();
+        line(subject)(&mut out);
+        out
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_head_is_signed_at_every_interval_when_lines_were_written() {
+        let out = Flaky::default();
+        let sink = Sink::chained(Duration::from_millis(10));
+        sink.spawn_writer(out.clone());
+        let signer = tokio::spawn(sink.clone().sign_heads(
+            Duration::from_secs(60),
+            |message| async move {
+                Ok(HeadSignature {
+                    key_id: "key1".into(),
+                    signature: fake_sign("key1", &message),
+                })
+            },
+        ));
+        let signatures = |out: &Flaky| {
+            written(out)
+                .lines()
+                .filter(|l| l.starts_with("{\"signed\":"))
+                .count()
+        };
+        for round in 1..=3 {
+            sink.record(line("user:busy")).unwrap();
+            sink.flush();
+            // Just past the next tick: the signer has run.
+            tokio::time::sleep(Duration::from_secs(61)).await;
+            sink.flush();
+            assert_eq!(signatures(&out), round);
+        }
+        // A quiet minute signs nothing.
+        tokio::time::sleep(Duration::from_secs(61)).await;
+        sink.flush();
+        assert_eq!(signatures(&out), 3);
+        signer.abort();
+        let trail = written(&out);
+        let ok = verify(trail.lines(), fake_check).unwrap();
+        assert_eq!((ok.signatures, ok.unsigned_lines), (3, 0));
     }
 }

@@ -77,44 +77,6 @@ pub(crate) async fn run(
     Ok(())
 }
 
-/// `lockbox audit verify`: checks the chain over `files`, oldest first.
-pub(crate) fn verify_audit(format: Format, files: &[PathBuf]) -> Result<()> {
-    let mut texts = Vec::with_capacity(files.len());
-    for f in files {
-        texts.push(std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?);
-    }
-    let lines = texts.iter().flat_map(|t| t.lines());
-    match lockbox_rpc::audit::verify(lines) {
-        Ok(v) => {
-            print(
-                format,
-                &json!({
-                    "files": files.len(),
-                    "lines": v.lines,
-                    "chain_lines": v.chain_lines,
-                    "unchained_tail": v.unchained_tail,
-                }),
-            );
-            Ok(())
-        }
-        Err(broken) => {
-            // Name the file and the line in it.
-            let (mut at, message) = (broken.line, broken.reason);
-            for (f, t) in files.iter().zip(&texts) {
-                let n = t.lines().count() as u64;
-                if at <= n {
-                    bail!(
-                        "the audit trail is broken at {} line {at}: {message}",
-                        f.display()
-                    );
-                }
-                at -= n;
-            }
-            bail!("the audit trail is broken: {message}")
-        }
-    }
-}
-
 /// Writes a backup into `dir`: lockboxd's checkpoint first, then the keystore (so every key
 /// version the checkpoint needs is in it), then the manifest, which marks it complete.
 async fn backup(client: &LockboxClient, kms: &KmsClient, dir: &Path) -> Result<Manifest> {

@@ -14,6 +14,21 @@ pub(crate) fn invalid(message: impl Into<String>) -> anyhow::Error {
     .into()
 }
 
+/// `e` with what the CLI was doing, and what to do about it, in front of its message; its
+/// code stays.
+pub(crate) fn explained(e: lockbox_client::CallError, doing: &str) -> anyhow::Error {
+    let code = lockbox_client::error_code(&e);
+    let message = match &e {
+        lockbox_client::CallError::Server(answer) => answer.message.clone(),
+        other => other.to_string(),
+    };
+    lockbox_client::CallError::Server(lockbox_client::proto::Error::new(
+        code,
+        format!("{doing}: {message}"),
+    ))
+    .into()
+}
+
 /// The most the CLI reads from a payload file or stdin: the largest frame a server accepts,
 /// which no valid payload's JSON exceeds.
 pub(crate) const MAX_PAYLOAD_INPUT: usize =

@@ -2,6 +2,7 @@
 
 mod access;
 mod admin;
+mod audit;
 mod iam;
 mod io;
 mod kms;
@@ -70,19 +71,7 @@ enum Command {
     Admin(admin::AdminCommand),
     /// Work with audit trails.
     #[command(subcommand)]
-    Audit(AuditCommand),
-}
-
-#[derive(Subcommand)]
-enum AuditCommand {
-    /// Check the hash chain of an audit trail and report the first place it breaks. Give
-    /// the files oldest first (audit.jsonl.2 audit.jsonl.1 audit.jsonl); a trail whose
-    /// older files were removed verifies from its first chain line on.
-    Verify {
-        /// The trail's files, oldest first.
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-    },
+    Audit(audit::AuditCommand),
 }
 
 /// Connects to lockboxd, as a service account when a key file is given.
@@ -121,9 +110,7 @@ fn main() -> ExitCode {
                 kms::rewrap(&client, cli.format, args).await
             }
             Command::Kms { command } => kms::run(&cli.kms_socket, cli.format, command).await,
-            Command::Audit(AuditCommand::Verify { files }) => {
-                admin::verify_audit(cli.format, &files)
-            }
+            Command::Audit(command) => audit::run(&cli.kms_socket, cli.format, command).await,
             Command::Admin(command) => {
                 let client = connect(&cli.socket, cli.sa_key.as_deref()).await?;
                 admin::run(&client, &cli.kms_socket, cli.format, command).await
