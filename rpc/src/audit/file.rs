@@ -191,6 +191,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_readme_s_audit_table_is_read_as_written() {
+        #[derive(serde::Deserialize)]
+        struct File {
+            audit: TrailConfig,
+        }
+        let readme = include_str!("../../../README.md");
+        let section = &readme[readme.find("## Audit trail").unwrap()..];
+        let block = section
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|b| b.split("```").next())
+            .unwrap();
+        let file: File = toml::from_str(block).unwrap();
+        assert_eq!(
+            file.audit,
+            TrailConfig {
+                dir: Some("/var/log/lockboxd".into()),
+                ..TrailConfig::default()
+            }
+        );
+    }
+
+    #[test]
     fn a_rotating_file_keeps_the_newest_files_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let mut f = RotatingFile::open(dir.path(), "audit.jsonl", 100, 2).unwrap();
