@@ -18,8 +18,11 @@
 //! A chained trail ([`Sink::chained`]) ends every write with a chain line,
 //! `{"chain":SEQ,"lines":N,"prev":"HEX","hash":"HEX"}`: `hash` is the SHA-256 of `prev`
 //! and of the SHA-256 of the N lines written since the previous chain line (newlines
-//! included), and `prev` is that chain line's `hash` (zeros for the first). [`verify`]
-//! checks a trail.
+//! included), and `prev` is that chain line's `hash` (zeros for the first). A trail in
+//! files of its own goes on from the chain its files end in ([`TrailConfig::open`]).
+//! [`Sink::sign_head`] has the head signed (by lockbox-kms) and records a signature line,
+//! `{"signed":SEQ,"hash":"HEX","time":"T","key":"ID","signature":"HEX"}`, over
+//! [`ChainHead::signed_message`]. [`verify`] checks a trail, signatures included.
 
 mod chain;
 mod file;
