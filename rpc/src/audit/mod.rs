@@ -106,6 +106,18 @@ struct State {
     signed: Option<u64>,
 }
 
+impl State {
+    /// Why no line can be recorded now, if none can: the writer stopped, or its last write
+    /// failed.
+    fn refusal(&self) -> Option<AuditError> {
+        if !self.alive {
+            return Some(AuditError("its writer has stopped".into()));
+        }
+        let failure = self.failure.as_ref()?;
+        Some(AuditError(format!("writing it failed: {failure}")))
+    }
+}
+
 impl Sink {
     /// A trail whose writer retries a failed write every `retry`; start it with
     /// [`spawn_writer`](Self::spawn_writer).
@@ -184,14 +196,7 @@ impl Sink {
     /// (with its outcome), asked before it runs so a trail that cannot be written refuses
     /// it. Record it then with [`record_outcome`](Self::record_outcome).
     pub fn admit(&self) -> Result<(), AuditError> {
-        let state = self.lock();
-        if !state.alive {
-            return Err(AuditError("its writer has stopped".into()));
-        }
-        if let Some(failure) = &state.failure {
-            return Err(AuditError(format!("writing it failed: {failure}")));
-        }
-        Ok(())
+        self.lock().refusal().map_or(Ok(()), Err)
     }
 
     /// Records the line of a request [`admit`](Self::admit) let run: it has happened, so
@@ -200,16 +205,11 @@ impl Sink {
     pub fn record_outcome(&self, format: impl FnOnce(&mut String)) -> Result<(), AuditError> {
         let mut line = String::with_capacity(256);
         format(&mut line);
-        let mut state = self.lock();
+        let state = self.lock();
         if !state.alive {
             return Err(AuditError("its writer has stopped".into()));
         }
-        state.buffer.push_str(&line);
-        let wake = std::mem::take(&mut state.idle);
-        drop(state);
-        if wake {
-            self.changed.notify_all();
-        }
+        self.push(state, &line);
         Ok(())
     }
 
@@ -219,11 +219,8 @@ impl Sink {
         // Read the clock only once the buffer is full: recording is on the request path.
         let mut deadline = None;
         loop {
-            if !state.alive {
-                return Err(AuditError("its writer has stopped".into()));
-            }
-            if let Some(failure) = &state.failure {
-                return Err(AuditError(format!("writing it failed: {failure}")));
+            if let Some(refused) = state.refusal() {
+                return Err(refused);
             }
             if state.buffer.len() < MAX_BUFFERED {
                 break;
@@ -241,13 +238,18 @@ impl Sink {
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
+        self.push(state, line);
+        Ok(())
+    }
+
+    /// Adds `line` to the buffer, waking the writer if it is asleep.
+    fn push(&self, mut state: MutexGuard<'_, State>, line: &str) {
         state.buffer.push_str(line);
         let wake = std::mem::take(&mut state.idle);
         drop(state);
         if wake {
             self.changed.notify_all();
         }
-        Ok(())
     }
 
     /// Waits until every line recorded so far has been written (at shutdown), or the
