@@ -51,15 +51,21 @@ impl ChainHead {
 }
 
 /// Where a trail's files leave its chain, for a writer starting again: the head is the last
-/// chain line of `current` (or, when it has none, of `previous`, the newest rotated file).
-/// Lines after that chain line (a write cut short by a crash) are covered by a chain line
-/// of their own, returned, with a newline ending a cut line first, to be appended to
-/// `current` before anything else.
-pub(super) fn resume(current: &[u8], previous: Option<&[u8]>) -> (ChainHead, Vec<u8>) {
+/// chain line of `current` (or, when it has none, of the newest rotated file, read by
+/// `previous` only then). Lines after that chain line (a write cut short by a crash) are
+/// covered by a chain line of their own, returned, with a newline ending a cut line first,
+/// to be appended to `current` before anything else.
+pub(super) fn resume(
+    current: &[u8],
+    previous: impl FnOnce() -> std::io::Result<Option<Vec<u8>>>,
+) -> std::io::Result<(ChainHead, Vec<u8>)> {
     let (mut head, after) = match last_head(current) {
         Some(found) => found,
         None => {
-            let head = previous.and_then(last_head).map(|(head, _)| head);
+            let head = previous()?
+                .as_deref()
+                .and_then(last_head)
+                .map(|(head, _)| head);
             (head.unwrap_or_default(), 0)
         }
     };
@@ -74,7 +80,7 @@ pub(super) fn resume(current: &[u8], previous: Option<&[u8]>) -> (ChainHead, Vec
         covered.extend_from_slice(&append);
         append.extend_from_slice(head.line_over(&covered).0.as_bytes());
     }
-    (head, append)
+    Ok((head, append))
 }
 
 /// The last chain line in `text` and the offset just past it (before its newline).

@@ -53,12 +53,11 @@ impl TrailConfig {
             self.keep_files,
         )?;
         let current = std::fs::read(dir.join(file_name))?;
-        let previous = match std::fs::read(out.numbered(1)) {
-            Ok(text) => Some(text),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e),
-        };
-        let (head, append) = chain::resume(&current, previous.as_deref());
+        let (head, append) = chain::resume(&current, || match std::fs::read(out.numbered(1)) {
+            Ok(text) => Ok(Some(text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        })?;
         if !append.is_empty() {
             tracing::warn!(
                 file = %dir.join(file_name).display(),
