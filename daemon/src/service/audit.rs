@@ -126,17 +126,10 @@ impl Lockbox {
         trail
             .sink
             .sign_heads(every, move |message| {
-                lockbox.clone().sign_head_owned(key_id.clone(), message)
+                let (lockbox, key_id) = (lockbox.clone(), key_id.clone());
+                async move { lockbox.sign_head(key_id, message).await }
             })
             .await;
-    }
-
-    async fn sign_head_owned(
-        self: Arc<Self>,
-        key_id: String,
-        message: String,
-    ) -> Result<HeadSignature, String> {
-        self.sign_head(key_id, message).await
     }
 
     /// Writes every line recorded so far and signs the chain head they end in (at
