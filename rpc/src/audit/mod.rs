@@ -23,6 +23,10 @@
 //! [`Sink::sign_head`] has the head signed (by lockbox-kms) and records a signature line,
 //! `{"signed":SEQ,"hash":"HEX","time":"T","key":"ID","signature":"HEX"}`, over
 //! [`ChainHead::signed_message`]. [`verify`] checks a trail, signatures included.
+//!
+//! A recorder may also count events in a [`HeldLines`] of its own (a connection repeating
+//! one read) and [`hold`](Sink::hold) it: the writer asks it for its lines at its next
+//! write, so a run of repeats costs the request path a count, not a line each.
 
 mod chain;
 mod file;
@@ -36,6 +40,7 @@ pub use json::{
 };
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -65,9 +70,18 @@ pub struct HeadSignature {
 #[error("the audit trail cannot be written ({0}); audited requests are refused until it can")]
 pub struct AuditError(String);
 
+/// Lines a recorder keeps back (counting repeats) until the writer asks for them.
+pub trait HeldLines: Send + Sync {
+    /// Appends the lines kept so far, each ending in a newline, and forgets them.
+    fn drain(&self, out: &mut String);
+}
+
 /// An audit trail: a buffer of lines and the thread writing them.
 pub struct Sink {
     state: Mutex<State>,
+    /// Whether lines cannot be recorded now (`State::refusal` says why): read without the
+    /// lock on the request path.
+    refusing: AtomicBool,
     /// Signalled when the buffer gains data (for the writer) or is drained, or the writer's
     /// health changes (for recorders and [`Sink::flush`]).
     changed: Condvar,
@@ -88,6 +102,8 @@ impl std::fmt::Debug for Sink {
 struct State {
     /// Lines not yet taken by the writer.
     buffer: String,
+    /// Recorders holding lines back, to be asked for them at the next write.
+    held: Vec<Arc<dyn HeldLines>>,
     /// Bytes at the head of `buffer` that a failed write gave back, already chained.
     chained_head: usize,
     /// Whether the writer is writing lines it took.
@@ -141,6 +157,7 @@ impl Sink {
         Arc::new(Self {
             state: Mutex::new(State {
                 buffer: String::with_capacity(BUFFER_CAPACITY),
+                held: Vec::new(),
                 chained_head: 0,
                 writing: false,
                 idle: false,
@@ -150,6 +167,7 @@ impl Sink {
                 written: 0,
                 signed: None,
             }),
+            refusing: AtomicBool::new(false),
             changed: Condvar::new(),
             retry,
             chained,
@@ -167,8 +185,16 @@ impl Sink {
             });
         if let Err(e) = spawned {
             tracing::error!(error = %e, "cannot start the audit writer");
-            self.lock().alive = false;
+            let mut state = self.lock();
+            state.alive = false;
+            self.note_health(&state);
         }
+    }
+
+    /// Publishes whether `state` refuses lines, after its writer's health changed.
+    fn note_health(&self, state: &State) {
+        self.refusing
+            .store(state.refusal().is_some(), Ordering::Release);
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -196,7 +222,24 @@ impl Sink {
     /// (with its outcome), asked before it runs so a trail that cannot be written refuses
     /// it. Record it then with [`record_outcome`](Self::record_outcome).
     pub fn admit(&self) -> Result<(), AuditError> {
+        if !self.refusing.load(Ordering::Acquire) {
+            return Ok(());
+        }
         self.lock().refusal().map_or(Ok(()), Err)
+    }
+
+    /// Has the writer ask `held` for its lines at its next write (waking it if it is
+    /// asleep); `held` calls this again once drained, when it holds lines again. Like
+    /// [`record_outcome`](Self::record_outcome), for events [`admit`](Self::admit) let
+    /// happen: only a stopped writer loses them.
+    pub fn hold(&self, held: Arc<dyn HeldLines>) {
+        let mut state = self.lock();
+        state.held.push(held);
+        let wake = std::mem::take(&mut state.idle);
+        drop(state);
+        if wake {
+            self.changed.notify_all();
+        }
     }
 
     /// Records the line of a request [`admit`](Self::admit) let run: it has happened, so
@@ -256,7 +299,9 @@ impl Sink {
     /// writer cannot write them.
     pub fn flush(&self) {
         let mut state = self.lock();
-        while (!state.buffer.is_empty() || state.writing) && state.alive && state.failure.is_none()
+        while (!state.buffer.is_empty() || !state.held.is_empty() || state.writing)
+            && state.alive
+            && state.failure.is_none()
         {
             state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
         }
@@ -309,6 +354,7 @@ impl Sink {
 
     fn write_loop(&self, mut out: impl Write) {
         let mut pending = String::with_capacity(BUFFER_CAPACITY);
+        let mut held = Vec::new();
         let mut chain = self.lock().head;
         // Lines chained but not yet written.
         let mut sealed = 0;
@@ -323,16 +369,21 @@ impl Sink {
                 }
                 // Recorders waiting for room, and `flush`, may go on.
                 self.changed.notify_all();
-                while state.buffer.is_empty() {
+                while state.buffer.is_empty() && state.held.is_empty() {
                     state.idle = true;
                     state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
                 }
                 state.idle = false;
                 std::mem::swap(&mut state.buffer, &mut pending);
+                std::mem::swap(&mut state.held, &mut held);
                 chained_head = std::mem::take(&mut state.chained_head);
                 state.writing = true;
             }
             self.changed.notify_all();
+            // Outside the lock: each takes its own.
+            for h in held.drain(..) {
+                h.drain(&mut pending);
+            }
             if self.chained && pending.len() > chained_head {
                 sealed += chain.seal(&mut pending, chained_head);
             }
@@ -362,6 +413,7 @@ impl Sink {
                 state.buffer.insert_str(0, kept);
                 state.chained_head = kept.len();
                 state.failure = Some(e.to_string());
+                self.note_health(&state);
                 drop(state);
                 self.changed.notify_all();
                 pending.clear();
@@ -378,6 +430,7 @@ impl Sink {
                 state.head = chain;
                 state.written += std::mem::take(&mut sealed);
                 if state.failure.take().is_some() {
+                    self.note_health(&state);
                     tracing::info!("the audit trail is written again; audited requests resume");
                     self.changed.notify_all();
                 }
@@ -396,7 +449,10 @@ struct Alive<'a>(&'a Sink);
 impl Drop for Alive<'_> {
     fn drop(&mut self) {
         tracing::error!("the audit writer stopped; refusing audited requests");
-        self.0.lock().alive = false;
+        let mut state = self.0.lock();
+        state.alive = false;
+        self.0.note_health(&state);
+        drop(state);
         self.0.changed.notify_all();
     }
 }
@@ -500,11 +556,14 @@ mod tests {
         wait_until(&sink, |s| s.failure.is_some());
         let refused = sink.record(line("user:refused")).unwrap_err();
         assert!(refused.to_string().contains("disk full"), "{refused}");
+        let refused = sink.admit().unwrap_err();
+        assert!(refused.to_string().contains("disk full"), "{refused}");
 
         out.broken.store(false, SeqCst);
         wait_until(&sink, |s| {
             s.failure.is_none() && s.buffer.is_empty() && !s.writing
         });
+        sink.admit().unwrap();
         sink.record(line("user:after")).unwrap();
         sink.flush();
         let written = String::from_utf8(out.written.lock().unwrap().clone()).unwrap();
@@ -569,8 +628,65 @@ mod tests {
         wait_until(&sink, |s| !s.alive);
         let refused = sink.record(line("user:refused")).unwrap_err();
         assert!(refused.to_string().contains("stopped"), "{refused}");
+        let refused = sink.admit().unwrap_err();
+        assert!(refused.to_string().contains("stopped"), "{refused}");
         // Flushing does not wait for a writer that is gone.
         sink.flush();
+    }
+
+    /// A recorder counting one repeated event, as a connection counts its repeated reads:
+    /// the count, and whether the trail holds it.
+    #[derive(Default)]
+    struct Repeats(Mutex<(u32, bool)>);
+
+    impl HeldLines for Repeats {
+        fn drain(&self, out: &mut String) {
+            let mut repeats = self.0.lock().unwrap();
+            if repeats.0 > 0 {
+                out.push_str(&format!("read count={}\n", repeats.0));
+            }
+            *repeats = (0, false);
+        }
+    }
+
+    impl Repeats {
+        fn count(self: &Arc<Self>, sink: &Sink) {
+            let hold = {
+                let mut repeats = self.0.lock().unwrap();
+                repeats.0 += 1;
+                !std::mem::replace(&mut repeats.1, true)
+            };
+            if hold {
+                sink.hold(self.clone());
+            }
+        }
+    }
+
+    #[test]
+    fn held_lines_are_asked_for_at_the_next_write_and_chained() {
+        let out = Flaky::default();
+        let sink = Sink::chained(Duration::from_millis(10));
+        let repeats = Arc::new(Repeats::default());
+        // Counted before the writer runs: one line for the three.
+        for _ in 0..3 {
+            repeats.count(&sink);
+        }
+        sink.record(line("user:direct")).unwrap();
+        sink.spawn_writer(out.clone());
+        sink.flush();
+        repeats.count(&sink);
+        sink.flush();
+        assert!(sink.lock().held.is_empty());
+        let written = String::from_utf8(out.written.lock().unwrap().clone()).unwrap();
+        let events: Vec<&str> = written
+            .lines()
+            .filter(|l| !l.starts_with("{\"chain\""))
+            .collect();
+        assert_eq!(events.len(), 3, "{written}");
+        assert!(events[0].contains("user:direct"), "{written}");
+        assert_eq!(events[1..], ["read count=3", "read count=1"]);
+        let ok = verify(written.lines(), no_signatures).unwrap();
+        assert_eq!((ok.lines, ok.unchained_tail), (3, 0), "{ok:?}");
     }
 
     #[test]
