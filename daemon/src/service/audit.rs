@@ -8,17 +8,23 @@
 //! `subject`, `secret` (an id, or `folder/name` as the request named it), `version`,
 //! `frontend` and `pid` (where the request came from), `resource` and `operation`
 //! (mutations), `permission` (`Denied`: a refused permission check other than a payload
-//! read's), `status` (`OK` or the error code).
+//! read's), `status` (`OK` or the error code), and `count` and `last` (a run of reads).
+//!
+//! A connection repeating one read (answered by its [`ReadMemo`](super::ReadMemo)) pays a
+//! count for each, not a line: its [`ReadRun`] becomes one line with the first read's time,
+//! `count` and the last one's time, when the trail next writes or the run ends (the
+//! connection reads something else, or a read fails). Reads slower than the trail's writes
+//! still get a line each.
 
-use super::{Caller, Lockbox, PayloadRead};
+use super::{Caller, Lockbox, PayloadRead, ReadMemo};
 use crate::error::LockboxError;
 use crate::model::OperationRecord;
 use crate::store::Batch;
 use lockbox_rpc::audit::{
-    HeadSignature, Sink, end_json_line, now_micros, push_json_field, push_json_number,
-    start_json_line,
+    HeadSignature, HeldLines, Sink, end_json_line, now_micros, push_json_field, push_json_number,
+    push_rfc3339, start_json_line,
 };
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 /// Name of lockboxd's key in lockbox-kms that signs its trail's chain head.
@@ -45,6 +51,70 @@ impl AuditTrail {
     pub fn flush(&self) {
         self.sink.flush();
     }
+}
+
+/// A connection's run of allowed reads of the secret version its memo remembers, counted
+/// until the trail's writer asks for its line (or the run ends).
+#[derive(Debug, Default)]
+pub(super) struct ReadRun(Mutex<Run>);
+
+#[derive(Debug, Default)]
+struct Run {
+    /// The line's fields after its time (empty until the run's first read): the caller,
+    /// secret and version never change within a run.
+    fields: String,
+    /// Reads not yet recorded.
+    count: u64,
+    /// Times of the first and the last of them.
+    first: i64,
+    last: i64,
+    /// Whether the trail holds the run, to ask for its line at its next write.
+    held: bool,
+}
+
+impl ReadRun {
+    fn lock(&self) -> MutexGuard<'_, Run> {
+        // Every update leaves the run whole.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Run {
+    /// Appends the line of the reads counted so far, if any, and starts counting again.
+    fn take_line(&mut self, out: &mut String) {
+        if self.count == 0 {
+            return;
+        }
+        start_json_line(out, self.first);
+        out.push_str(&self.fields);
+        if self.count > 1 {
+            push_json_number(out, "count", self.count);
+            out.push_str(",\"last\":\"");
+            push_rfc3339(out, self.last);
+            out.push('"');
+        }
+        end_json_line(out);
+        self.count = 0;
+    }
+}
+
+impl HeldLines for ReadRun {
+    fn drain(&self, out: &mut String) {
+        let mut run = self.lock();
+        run.held = false;
+        run.take_line(out);
+    }
+}
+
+/// Appends a payload read's fields after the time.
+fn push_read(out: &mut String, caller: &Caller, secret: &str, version: Option<&str>, status: &str) {
+    push_json_field(out, "event", "GetPayload");
+    push_caller(out, caller);
+    push_json_field(out, "secret", secret);
+    if let Some(v) = version {
+        push_json_field(out, "version", v);
+    }
+    push_json_field(out, "status", status);
 }
 
 /// Appends who called and through what: `subject`, `frontend`, and `pid` when known.
@@ -190,17 +260,82 @@ impl Lockbox {
             Ok(r) => Some(r.version_id()),
             Err(_) => version,
         };
-        self.audited(|out| {
-            push_json_field(out, "event", "GetPayload");
-            push_caller(out, caller);
-            push_json_field(out, "secret", secret);
-            if let Some(v) = version {
-                push_json_field(out, "version", v);
-            }
-            let status = read.as_ref().err().map_or("OK", LockboxError::code_name);
-            push_json_field(out, "status", status);
-        })?;
+        let status = read.as_ref().err().map_or("OK", LockboxError::code_name);
+        self.audited(|out| push_read(out, caller, secret, version, status))?;
         read
+    }
+
+    /// Records a read `memo` answered: counted in its run when allowed (see [`ReadRun`]),
+    /// else a line of its own after the run's. Like [`audit_read`](Self::audit_read)
+    /// otherwise.
+    pub(super) fn audit_repeated_read(
+        &self,
+        caller: &Caller,
+        memo: &ReadMemo,
+        secret: &str,
+        read: Result<PayloadRead, LockboxError>,
+    ) -> Result<PayloadRead, LockboxError> {
+        let Some(trail) = &self.audit else {
+            return read;
+        };
+        let read = match read {
+            Ok(read) => read,
+            Err(e) => {
+                self.end_read_run(memo);
+                return self.audit_read(caller, secret, None, Err(e));
+            }
+        };
+        if let Err(e) = trail.sink.admit() {
+            if trail.fail_closed {
+                return Err(LockboxError::Unavailable(e.to_string()));
+            }
+            tracing::error!(error = %e, "an audit line may be lost (audit.fail_closed is off)");
+        }
+        let now = now_micros();
+        let hold = {
+            let mut run = memo.run.lock();
+            if run.fields.is_empty() {
+                push_read(
+                    &mut run.fields,
+                    caller,
+                    secret,
+                    Some(read.version_id()),
+                    "OK",
+                );
+            }
+            if run.count == 0 {
+                run.first = now;
+            }
+            run.count += 1;
+            run.last = now;
+            !std::mem::replace(&mut run.held, true)
+        };
+        if hold {
+            trail.sink.hold(memo.run.clone());
+        }
+        Ok(read)
+    }
+
+    /// Records the reads `memo`'s run counted, if any, and ends it: the memo is about to
+    /// change, or a read it answered failed.
+    pub(super) fn end_read_run(&self, memo: &ReadMemo) {
+        let Some(trail) = &self.audit else {
+            return;
+        };
+        let mut line = String::new();
+        {
+            let mut run = memo.run.lock();
+            run.take_line(&mut line);
+            run.fields.clear();
+        }
+        if line.is_empty() {
+            return;
+        }
+        // The reads were allowed (admitted) and answered: their line is kept like an
+        // outcome's.
+        if let Err(e) = trail.sink.record_outcome(|out| out.push_str(&line)) {
+            tracing::error!(error = %e, "the line of a run of reads was lost");
+        }
     }
 
     /// Records a mutation by its operation record, before its batch is applied.

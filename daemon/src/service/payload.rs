@@ -90,9 +90,14 @@ fn wrapping_key_id(secret: &SecretRecord) -> &str {
 /// decision) is checked on every read.
 ///
 /// It belongs to one caller: [`forget`](Self::forget) it when the connection's caller
-/// changes.
+/// changes. With an audit trail it also counts the reads it answers (see
+/// [`ReadRun`](super::audit::ReadRun)).
 #[derive(Debug, Default)]
-pub struct ReadMemo(Mutex<Option<Remembered>>);
+pub struct ReadMemo {
+    last: Mutex<Option<Remembered>>,
+    /// The reads it answered since it was made, not yet recorded.
+    pub(super) run: Arc<super::audit::ReadRun>,
+}
 
 #[derive(Debug)]
 struct Remembered {
@@ -111,7 +116,7 @@ impl ReadMemo {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Remembered>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.last.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The remembered secret and version, if they answer this read at `generation`. The ids
@@ -151,7 +156,7 @@ impl Lockbox {
             return Some(self.open_payload(caller, secret, version).await);
         }
         let read = self.open_payload(caller, secret.clone(), version).await;
-        Some(self.audit_read(caller, &secret.record.id, None, read))
+        Some(self.audit_repeated_read(caller, memo, &secret.record.id, read))
     }
 
     /// [`get_payload`](Self::get_payload) for a read [`recall_payload`](Self::recall_payload)
@@ -166,6 +171,8 @@ impl Lockbox {
         // Loaded before anything is looked up: a mutation completing from here on makes
         // what follows stale, and moves the generation past this one.
         let generation = self.generation.load(Ordering::Acquire);
+        // The reads the memo answered end here, before it changes.
+        self.end_read_run(memo);
         let read = async {
             let secret = self.cached_secret(secret_id)?;
             let version = self.readable_version(caller, &secret, version_id)?;
