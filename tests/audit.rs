@@ -323,6 +323,66 @@ async fn the_trail_of_several_runs_is_one_chain_signed_at_each_shutdown() {
     assert!(stderr.contains("does not hold"), "{stderr}");
 }
 
+/// A trail that cannot be written refuses what it would record, the repeated reads it
+/// counts included, with `UNAVAILABLE` and the reason.
+#[tokio::test]
+async fn a_trail_that_cannot_be_written_refuses_reads_and_changes() {
+    use lockbox_client::proto::ErrorCode;
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("trail");
+    let config = format!(
+        "[audit]\ndir = \"{}\"\nmax_file_bytes = 4096\n",
+        dir.display()
+    );
+    let (_kms, mut daemon) = Daemon::with_kms(&config);
+    let client = daemon.client().await;
+    let id = client
+        .create_secret(secret("db", vec![set("password", "s3cret")]))
+        .await
+        .unwrap()
+        .resource_id;
+    for _ in 0..3 {
+        client.get_payload(&id, None).await.unwrap();
+    }
+    // Lines go on to the file removed with its directory until it is full; the rotation
+    // then cannot open the next one.
+    std::fs::remove_dir_all(&dir).unwrap();
+    let mut refused = None;
+    for _ in 0..100_000 {
+        if let Err(e) = client.get_payload_by_name("", "db", None).await {
+            refused = Some(e);
+            break;
+        }
+    }
+    let refused = refused.expect("reads go on while the trail cannot be written");
+    assert_eq!(
+        lockbox_client::error_code(&refused),
+        ErrorCode::Unavailable,
+        "{refused}"
+    );
+    let why = refused.to_string();
+    assert!(why.contains("audit trail cannot be written"), "{why}");
+    assert!(why.contains("trail/audit.jsonl"), "{why}");
+    // The read this connection repeats, counted rather than written, is refused too.
+    let e = client.get_payload(&id, None).await.unwrap_err();
+    assert_eq!(
+        lockbox_client::error_code(&e),
+        ErrorCode::Unavailable,
+        "{e}"
+    );
+    let e = client
+        .create_secret(secret("other", vec![set("k", "v")]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        lockbox_client::error_code(&e),
+        ErrorCode::Unavailable,
+        "{e}"
+    );
+    failure(&daemon.run(["payload", "get", "--id", &id]), "UNAVAILABLE");
+    daemon.stop();
+}
+
 /// lockbox-kms with `[audit] dir`: its relayed decisions go to chained JSON lines in files
 /// of its own, and none to its log.
 #[tokio::test]

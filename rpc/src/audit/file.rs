@@ -144,26 +144,42 @@ impl RotatingFile {
         self.dir.join(format!("{}.{n}", self.name))
     }
 
+    /// A file gone already (removed by hand, or with its directory) is no reason to fail:
+    /// the new current file is what matters, and opening it says whether it can be had.
     fn rotate(&mut self) -> std::io::Result<()> {
         self.file.sync_data()?;
         let _ = std::fs::remove_file(self.numbered(self.keep));
-        for n in (1..self.keep).rev() {
-            match std::fs::rename(self.numbered(n), self.numbered(n + 1)) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        let current = self.dir.join(&self.name);
+        let moves = (1..self.keep)
+            .rev()
+            .map(|n| (self.numbered(n), self.numbered(n + 1)))
+            .chain((self.keep > 0).then(|| (current.clone(), self.numbered(1))));
+        for (from, to) in moves {
+            match std::fs::rename(&from, &to) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(at(e, &from));
+                }
                 _ => {}
             }
         }
-        let current = self.dir.join(&self.name);
         if self.keep == 0 {
-            std::fs::remove_file(&current)?;
-        } else {
-            std::fs::rename(&current, self.numbered(1))?;
+            match std::fs::remove_file(&current) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(at(e, &current));
+                }
+                _ => {}
+            }
         }
-        self.file = Self::open_file(&current)?;
+        self.file = Self::open_file(&current).map_err(|e| at(e, &current))?;
         self.size = 0;
         self.synced = Instant::now();
         Ok(())
     }
+}
+
+/// `e`, saying which file it is about.
+fn at(e: std::io::Error, path: &std::path::Path) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))
 }
 
 impl Write for RotatingFile {
@@ -230,5 +246,24 @@ mod tests {
         let mut again = RotatingFile::open(dir.path(), "audit.jsonl", 100, 2).unwrap();
         again.write_all(b"x\n").unwrap();
         assert!(read("audit.jsonl").ends_with("x\n"));
+    }
+
+    #[test]
+    fn a_removed_directory_fails_the_rotation_that_needs_it_until_it_is_back() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("trail");
+        let mut f = RotatingFile::open(&dir, "audit.jsonl", 100, 2).unwrap();
+        f.write_all(&[b'a'; 80]).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let e = f.write_all(&[b'b'; 80]).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+        assert!(
+            e.to_string()
+                .contains(&*dir.join("audit.jsonl").to_string_lossy()),
+            "{e}"
+        );
+        std::fs::create_dir(&dir).unwrap();
+        f.write_all(&[b'c'; 80]).unwrap();
+        assert_eq!(std::fs::read(dir.join("audit.jsonl")).unwrap(), [b'c'; 80]);
     }
 }
