@@ -334,7 +334,7 @@ async fn every_acknowledged_change_survives_kill_9_and_nothing_is_half_applied()
     assert!(acknowledged > 0 && cut > 0, "{acknowledged} {cut}");
 
     // The cloud's secret count, kept in the same write as each creation and deletion, agrees
-    // with what is live: with the quota set two above it, exactly two more can be created.
+    // with what is live (and so do the versions counted by the secrets): with the quota set two above it, exactly two more can be created.
     let live = model.secrets.len();
     world.daemon.stop();
     let mut daemon = Daemon::new(
@@ -342,6 +342,8 @@ async fn every_acknowledged_change_survives_kill_9_and_nothing_is_half_applied()
         &format!("[limits]\nsecrets_per_cloud = {}\n", live + 2),
     );
     daemon.start();
+    // The recount at start agrees with every counter the crashes left.
+    assert!(!daemon.log().contains("disagreed"), "{}", daemon.log());
     let c = daemon.client().await;
     for extra in ["extra-1", "extra-2"] {
         c.create_secret(secret(extra, vec![set("k", "v")]))

@@ -635,7 +635,10 @@ async fn answers_tell_nothing_the_caller_may_not_read() {
         &["secret", "add-version", "--id", &id, "--payload", &big],
         "RESOURCE_EXHAUSTED",
     );
-    assert!(err.contains("limit of 65536 bytes"), "{err}");
+    assert!(
+        err.contains("quota lockbox.payload.size exceeded") && err.contains("65536 bytes"),
+        "{err}"
+    );
     assert!(
         !err.contains("66003"),
         "the size of the payload shows: {err}"

@@ -109,7 +109,7 @@ async fn create_secret_validation() {
         (
             with(&|s| s.version_payload_entries = vec![set("k", &"v".repeat(1000))]),
             Exhausted,
-            "limit of 1000 bytes",
+            "quota lockbox.payload.size exceeded: the new version's keys and values take 1001 bytes of 1000",
         ),
         (
             with(&|s| s.kms_key_id = "not-a-key".into()),

@@ -4,7 +4,7 @@ use lockbox_proto::common::{AccessBinding, AccessBindingDelta, Page};
 use lockbox_proto::hello::Service;
 use lockbox_proto::lockbox::{
     AddVersion, BackupStarted, Cloud, CreateSecret, Folder, GetPayloadRef, LockboxRequest,
-    LockboxResource, LockboxResponse, Operation, Secret, SecretRef, ServiceAccount,
+    LockboxResource, LockboxResponse, Operation, Quota, Secret, SecretRef, ServiceAccount,
     ServiceAccountKey, UpdateSecret, Version,
 };
 use lockbox_proto::payload::{PayloadEntries, PayloadLayout, PayloadValueRef};
@@ -520,6 +520,17 @@ impl LockboxClient {
             .call(&LockboxRequest::ListResourceOperations { resource, page })
             .await?;
         expect!(r, LockboxResponse::Operations { operations, next_page_token } => (operations, next_page_token))
+    }
+
+    /// A cloud's quotas and their usage (empty id: the default cloud); returns the cloud's
+    /// id with them.
+    pub async fn list_quotas(&self, cloud_id: &str) -> Result<(String, Vec<Quota>), CallError> {
+        let r = self
+            .call(&LockboxRequest::ListQuotas {
+                cloud_id: cloud_id.into(),
+            })
+            .await?;
+        expect!(r, LockboxResponse::Quotas { cloud_id, quotas } => (cloud_id, quotas))
     }
 
     async fn payload<R: Serialize>(&self, request: &R) -> Result<Payload, CallError> {

@@ -139,6 +139,22 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_s_configuration_reads_as_written() {
+        let readme = include_str!("../../README.md");
+        let section = &readme[readme.find("## lockboxd").unwrap()..];
+        let block = section
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|b| b.split("```").next())
+            .unwrap();
+        let c: FileConfig = toml::from_str(block).unwrap();
+        assert_eq!(c.limits.secrets_per_cloud("b1g3f1p0k2ma8s5hq6rd"), 50_000);
+        assert_eq!(c.limits.secrets_per_cloud("b1gother"), 10_000);
+        assert_eq!(c.limits.versions_per_secret("b1g3f1p0k2ma8s5hq6rd"), 1_000);
+        assert_eq!(c.max_frame, Some(1_048_576));
+    }
+
+    #[test]
     fn the_keyring_key_rotates_by_default_and_periods_are_checked() {
         let period = |toml_text: &str| {
             toml::from_str::<FileConfig>(toml_text)

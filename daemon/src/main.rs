@@ -155,6 +155,10 @@ fn run(cli: Cli) -> Result<()> {
             .unwrap_or(config::DEFAULT_READ_CACHE_ENTRIES),
         backups,
     )?;
+    // Before serving: nothing changes the counters meanwhile.
+    lockbox
+        .check_usage()
+        .context("checking the quota usage counters against the records")?;
     let lockbox = Arc::new(match audit.clone() {
         Some(trail) => lockbox.with_audit(trail),
         None => lockbox,

@@ -486,6 +486,24 @@ pub enum LockboxRequest {
         resource: LockboxResource,
         page: Page,
     },
+    /// A cloud's quotas and their usage (empty id: the default cloud). Needs
+    /// `lockbox.quotas.get` on the cloud (`lockbox.auditor` and up).
+    ListQuotas { cloud_id: String },
+}
+
+/// A quota, its limit and how much of it is used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quota {
+    /// `lockbox.secrets.count`, `lockbox.versions.count`, `lockbox.payload.size`.
+    pub name: String,
+    /// What it limits each of: `cloud`, `secret` or `version`.
+    pub per: String,
+    pub limit: u64,
+    /// The cloud's usage, or that of its most used secret for a per-secret quota; `None`
+    /// for a limit checked on each version as it is written.
+    pub usage: Option<u64>,
+    /// Whose usage it is: `cloud ID` or `secret ID`.
+    pub resource: String,
 }
 
 /// Most bytes one `ReadBackup` returns.
@@ -746,6 +764,11 @@ pub enum LockboxResponse {
         rewrapped: u64,
         /// Data keys still wrapped by an older version after this call.
         remaining: u64,
+    },
+    /// Result of `ListQuotas`.
+    Quotas {
+        cloud_id: String,
+        quotas: Vec<Quota>,
     },
 }
 

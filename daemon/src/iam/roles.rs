@@ -28,6 +28,8 @@ pub enum Permission {
     SetAccessBindings,
     /// Create, change and delete clouds and folders.
     ManageResources,
+    /// See a cloud's quotas and their usage.
+    GetQuotas,
     /// Service maintenance on the organization: rewrapping the keyring and data keys.
     /// lockbox's own; granted by the roles that grant everything.
     ManageService,
@@ -47,11 +49,12 @@ impl Permission {
             Permission::SetAccessBindings => "lockbox.secrets.setAccessBindings",
             Permission::ManageResources => "resource-manager.resources.manage",
             Permission::ManageService => "lockbox.service.manage",
+            Permission::GetQuotas => "lockbox.quotas.get",
         }
     }
 
     /// Every permission.
-    pub const ALL: [Permission; 10] = [
+    pub const ALL: [Permission; 11] = [
         Permission::Get,
         Permission::Create,
         Permission::Update,
@@ -62,6 +65,7 @@ impl Permission {
         Permission::SetAccessBindings,
         Permission::ManageResources,
         Permission::ManageService,
+        Permission::GetQuotas,
     ];
 }
 
@@ -99,7 +103,8 @@ const OWNER_ROLES: &[&str] = &[
 /// the two owner roles; the owners may do everything.
 pub fn role_grants(role: &str, permission: Permission) -> bool {
     use Permission as P;
-    let auditor = matches!(permission, P::Get | P::ListAccessBindings);
+    // The seeds give every role that sees secrets' metadata the quota details too.
+    let auditor = matches!(permission, P::Get | P::ListAccessBindings | P::GetQuotas);
     let editor = auditor
         || matches!(
             permission,

@@ -17,4 +17,6 @@ pub use records::*;
 /// - 1: the first.
 /// - 2: a sealed payload records the layout of its entries ([`EntriesLayout`]); schema 1
 ///   wrote layout 0 without saying so, and reads as such.
-pub const SCHEMA: u32 = 2;
+/// - 3: a secret's `version_count` counts its versions not destroyed (before: every version
+///   ever created), so destroyed versions free their place in the quota.
+pub const SCHEMA: u32 = 3;

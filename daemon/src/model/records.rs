@@ -139,7 +139,8 @@ pub struct SecretRecord {
     /// Whether deletion is refused.
     pub deletion_protection: bool,
     pub password_spec: Option<PasswordSpec>,
-    /// Versions ever created (destroyed ones included), for the quota.
+    /// Versions not destroyed, counted against `lockbox.versions.count` (schema 3; before,
+    /// every version ever created).
     pub version_count: u32,
 }
 

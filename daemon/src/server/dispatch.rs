@@ -4,7 +4,7 @@
 use super::convert;
 use crate::error::LockboxError;
 use crate::service::{BindingUpdate, Caller, Done, Lockbox, NewSecret, NewVersion};
-use lockbox_proto::lockbox::{BackupFile, LockboxRequest, LockboxResponse};
+use lockbox_proto::lockbox::{BackupFile, LockboxRequest, LockboxResponse, Quota};
 
 // The wire's promise and the service's cap are one number.
 const _: () =
@@ -133,6 +133,23 @@ pub(super) async fn dispatch(
                 &page.page_token,
             )?;
             operations_page(listed.items, listed.next_page_token)
+        }
+        R::ListQuotas { cloud_id } => {
+            let quotas = lockbox.list_quotas(caller, &cloud_id)?;
+            LockboxResponse::Quotas {
+                cloud_id: quotas.cloud_id,
+                quotas: quotas
+                    .quotas
+                    .into_iter()
+                    .map(|q| Quota {
+                        name: q.name.into(),
+                        per: q.per.into(),
+                        limit: q.limit,
+                        usage: q.usage,
+                        resource: q.resource,
+                    })
+                    .collect(),
+            }
         }
         R::ListOperations { secret_id, page } => {
             let listed =

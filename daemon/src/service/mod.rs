@@ -15,6 +15,7 @@ mod backup;
 mod keyring;
 mod operations;
 mod payload;
+mod quotas;
 mod read_cache;
 mod resources;
 mod rewrap;
@@ -28,6 +29,7 @@ pub use audit::AuditTrail;
 pub use backup::{BackupStarted, MAX_BACKUP_CHUNK};
 pub use keyring::KeyringRewrap;
 pub use payload::{PayloadRead, ReadMemo};
+pub use quotas::{CloudLimits, CloudQuotas, Limits, QuotaUsage};
 pub use resources::bootstrap;
 pub use rewrap::{DataKeysRewrapped, MAX_REWRAP_LIMIT};
 pub use secrets::{NewSecret, SecretUpdate};
@@ -45,41 +47,6 @@ use crate::store::{Batch, StoreError, Table};
 use lockbox_rpc::clock::{Clock, ManualClock, TimeSource};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-
-/// Limits on what callers may store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Limits {
-    /// Secrets per cloud (`lockbox.secrets.count`).
-    pub secrets_per_cloud: u64,
-    /// Versions per secret (`lockbox.versions.count`).
-    pub versions_per_secret: u32,
-    /// Bytes of keys and values in one version's payload.
-    pub payload_bytes: usize,
-    /// Service-account tokens remembered against replay until they expire; past it, new
-    /// tokens are refused with `ResourceExhausted` (a token lives at most an hour).
-    pub live_tokens: usize,
-}
-
-impl Limits {
-    /// The largest payload answer these limits allow, bytes: a payload of `payload_bytes`
-    /// encodes in at most four times as many (a one-byte key and an empty value take four),
-    /// plus the ids and lengths around it. The frame limit must be at least this.
-    pub fn largest_answer(&self) -> u32 {
-        u32::try_from(self.payload_bytes.saturating_mul(4).saturating_add(4096)).unwrap_or(u32::MAX)
-    }
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            secrets_per_cloud: 10_000,
-            versions_per_secret: 1_000,
-            payload_bytes: 64 * 1024,
-            live_tokens: 100_000,
-        }
-    }
-}
 
 /// Proof that the caller holds the writer lock. Every mutation changes records, read-cache
 /// entries and bindings while holding it; dropping it counts the mutation in
@@ -164,6 +131,7 @@ impl Lockbox {
         backups: crate::store::backup::Backups,
     ) -> Result<Self, LockboxError> {
         let bindings = binding_map(records.all_bindings()?);
+        let live_tokens = limits.live_tokens;
         Ok(Self {
             records,
             kms,
@@ -176,9 +144,7 @@ impl Lockbox {
             generation: AtomicU64::new(0),
             defaults,
             bindings: RwLock::new(bindings),
-            replays: std::sync::Mutex::new(crate::iam::tokens::ReplayCache::new(
-                limits.live_tokens,
-            )),
+            replays: std::sync::Mutex::new(crate::iam::tokens::ReplayCache::new(live_tokens)),
             read_cache: read_cache::ReadCache::new(read_cache_entries),
             cloud_orgs: RwLock::default(),
             backups,

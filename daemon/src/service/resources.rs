@@ -97,10 +97,19 @@ fn ensure_defaults(
 }
 
 /// Brings a data directory of an older schema up to [`SCHEMA`] before anything is written in
-/// the new form, in one batch. From 1 to 2 no record changes (schema 1's payloads read as
-/// layout 0, see [`SCHEMA`]); only the number does, so that an older lockboxd refuses the
-/// directory from then on instead of failing on the first payload written in the new form.
+/// the new form. From 1 to 2 no record changes (schema 1's payloads read as layout 0, see
+/// [`SCHEMA`]); only the number does, so that an older lockboxd refuses the directory from
+/// then on instead of failing on the first payload written in the new form. Below 3, every
+/// secret's version count is recounted without its destroyed versions (first, so a crash
+/// before the number is written only repeats it).
 fn upgrade(records: &Records, from: u32) -> Result<(), LockboxError> {
+    if from < 3 {
+        let recounted = super::quotas::repair_usage(records)?.len();
+        tracing::info!(
+            recounted,
+            "recounted the versions of secrets without destroyed ones"
+        );
+    }
     let mut batch = Batch::default();
     records.put_schema(&mut batch, SCHEMA);
     records.commit(batch)?;

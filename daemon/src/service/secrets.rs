@@ -2,7 +2,7 @@
 //! update, delete, activate and deactivate.
 
 use super::versions::{BaseVisible, EntryChange, apply_changes, validate_changes};
-use super::{Caller, Done, Lockbox, WriterGuard};
+use super::{Caller, Done, Lockbox, WriterGuard, quotas};
 use crate::error::LockboxError;
 use crate::iam::roles::Permission;
 use crate::model::Resource;
@@ -159,7 +159,7 @@ impl Lockbox {
             let entries = apply_changes(
                 Vec::new(),
                 changes,
-                self.limits.payload_bytes,
+                self.limits.payload_bytes(&secret.cloud_id),
                 BaseVisible::Yes,
             )?;
             Some(
@@ -180,12 +180,14 @@ impl Lockbox {
         )?;
         self.check_name_free(&secret.folder_id, &secret.name, None)?;
         let count = self.records.secret_count(&secret.cloud_id)?;
-        let limit = self.limits.secrets_per_cloud;
+        let limit = self.limits.secrets_per_cloud(&secret.cloud_id);
         if count >= limit {
-            return Err(LockboxError::ResourceExhausted(format!(
-                "quota lockbox.secrets.count: cloud {} already has {count} secrets (limit {limit})",
-                secret.cloud_id
-            )));
+            return Err(quotas::exceeded(
+                quotas::SECRETS_COUNT,
+                &format!("cloud {}", secret.cloud_id),
+                count,
+                limit,
+            ));
         }
         let mut batch = Batch::default();
         if let Some(v) = &version {

@@ -3,7 +3,7 @@
 
 use super::payload::payload_ids;
 use super::read_cache::CachedSecret;
-use super::{Caller, Done, Lockbox};
+use super::{Caller, Done, Lockbox, quotas};
 use crate::crypto::envelope::{self, Dek};
 use crate::error::LockboxError;
 use crate::iam::roles::Permission;
@@ -120,11 +120,14 @@ pub(super) fn apply_changes(
     if size > limit {
         return Err(LockboxError::ResourceExhausted(match visible {
             BaseVisible::Yes => format!(
-                "payload: {size} bytes of keys and values exceed the limit of {limit} bytes per version"
+                "quota {} exceeded: the new version's keys and values take {size} bytes of \
+                 {limit}",
+                quotas::PAYLOAD_SIZE
             ),
             BaseVisible::No => format!(
-                "payload: the new version's keys and values would exceed the limit of {limit} \
-                 bytes per version"
+                "quota {} exceeded: the new version's keys and values would take more than \
+                 {limit} bytes",
+                quotas::PAYLOAD_SIZE
             ),
         }));
     }
@@ -222,12 +225,14 @@ impl Lockbox {
     }
 
     fn check_version_quota(&self, secret: &SecretRecord) -> Result<(), LockboxError> {
-        let limit = self.limits.versions_per_secret;
+        let limit = self.limits.versions_per_secret(&secret.cloud_id);
         if secret.version_count >= limit {
-            return Err(LockboxError::ResourceExhausted(format!(
-                "quota lockbox.versions.count: secret {} already has {} versions (limit {limit})",
-                secret.id, secret.version_count
-            )));
+            return Err(quotas::exceeded(
+                quotas::VERSIONS_COUNT,
+                &format!("secret {}", secret.id),
+                secret.version_count.into(),
+                limit.into(),
+            ));
         }
         Ok(())
     }
@@ -341,7 +346,7 @@ impl Lockbox {
         let entries = apply_changes(
             base_entries,
             new.changes.clone(),
-            self.limits.payload_bytes,
+            self.limits.payload_bytes(&secret.cloud_id),
             visible,
         )?;
         self.build_version(caller, secret, new.description.clone(), entries)
@@ -520,6 +525,8 @@ impl Lockbox {
                 return Ok(destroyed);
             }
             let mut batch = Batch::default();
+            // Versions destroyed, by secret: they stop counting against its quota.
+            let mut freed: std::collections::BTreeMap<&str, u32> = Default::default();
             for (at, secret_id, version_id) in &due {
                 self.records
                     .unqueue_destruction(&mut batch, *at, secret_id, version_id);
@@ -532,11 +539,26 @@ impl Lockbox {
                     version.meta.status = VersionStatus::Destroyed;
                     version.sealed = None;
                     self.records.put_version(&mut batch, &version);
+                    *freed.entry(secret_id).or_default() += 1;
                     destroyed += 1;
                     tracing::info!(secret_id, version_id, "secret version destroyed");
                 }
             }
-            self.commit(writer, batch).await?;
+            // Under the writer lock the read cache agrees with the store.
+            let mut secrets = Vec::new();
+            for (secret_id, n) in freed {
+                let mut secret = self.cached_secret(secret_id)?.record.clone();
+                secret.version_count = secret.version_count.saturating_sub(n);
+                self.records
+                    .put_secret(&mut batch, &secret, Some(&secret.name));
+                secrets.push(secret.id);
+            }
+            self.commit_then(writer, batch, || {
+                for id in &secrets {
+                    self.read_cache.invalidate_secret(id);
+                }
+            })
+            .await?;
         }
     }
 }

@@ -7,6 +7,7 @@ mod iam;
 mod io;
 mod kms;
 mod pages;
+mod quota;
 mod render;
 mod resource;
 mod secret;
@@ -72,6 +73,9 @@ enum Command {
     /// Work with audit trails.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// See a cloud's quotas and how much of them is used.
+    #[command(subcommand)]
+    Quota(quota::QuotaCommand),
 }
 
 /// Connects to lockboxd, as a service account when a key file is given.
@@ -126,6 +130,10 @@ fn main() -> ExitCode {
             Command::ResourceManager(command) => {
                 let client = connect(&cli.socket, cli.sa_key.as_deref()).await?;
                 resource::run(&client, cli.format, command).await
+            }
+            Command::Quota(command) => {
+                let client = connect(&cli.socket, cli.sa_key.as_deref()).await?;
+                quota::run(&client, cli.format, command).await
             }
             Command::Iam(command) => {
                 let client = connect(&cli.socket, cli.sa_key.as_deref()).await?;
