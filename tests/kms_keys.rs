@@ -416,24 +416,89 @@ async fn validation_errors_name_the_field_and_change_nothing() {
     );
 }
 
+/// Quotas are named in their refusals with usage and limit, overridable per folder, listed
+/// with their usage, and a destroyed version frees its place.
 #[tokio::test]
 async fn quotas_are_enforced_with_resource_exhausted() {
-    let (_kms, c) = kms_with_crypto("[quotas]\nkeys_per_folder = 3\nversions_per_key = 2\n").await;
+    let (kms, c) = kms_with_crypto(
+        "[quotas]\nkeys_per_folder = 3\nversions_per_key = 2\n\
+         [quotas.folders.other]\nkeys_per_folder = 1\n",
+    )
+    .await;
     let key = c.create_symmetric_key(spec("f")).await.unwrap();
     c.create_symmetric_key(spec("f")).await.unwrap();
     c.create_symmetric_key(spec("f")).await.unwrap();
     let err = c.create_symmetric_key(spec("f")).await.unwrap_err();
     assert_eq!(error_code(&err), ErrorCode::ResourceExhausted);
-    assert!(err.to_string().contains("kms.keys.count"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("quota kms.keys.count exceeded: folder f uses 3 of 3"),
+        "{err}"
+    );
     c.create_symmetric_key(spec("other")).await.unwrap();
+    let err = c.create_symmetric_key(spec("other")).await.unwrap_err();
+    assert!(
+        err.to_string().contains("folder other uses 1 of 1"),
+        "{err}"
+    );
 
+    // The first version, no longer primary once rotated.
+    let first = key.primary_version.id.clone();
     c.rotate(&key.id).await.unwrap();
     let err = c.rotate(&key.id).await.unwrap_err();
     assert_eq!(error_code(&err), ErrorCode::ResourceExhausted);
-    assert!(
-        err.to_string().contains("kms.symmetricKeyVersions.count"),
-        "{err}"
+    let limit = format!(
+        "quota kms.symmetricKeyVersions.count exceeded: key {} uses 2 of 2",
+        key.id
     );
+    assert!(err.to_string().contains(&limit), "{err}");
+
+    let out = kms.run([
+        "--format",
+        "json",
+        "kms",
+        "quota",
+        "list",
+        "--folder-id",
+        "f",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let quota = |name: &str| {
+        list["quotas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|q| q["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(quota("kms.keys.count")["usage"], 3);
+    assert_eq!(quota("kms.keys.count")["limit"], 3);
+    assert_eq!(quota("kms.symmetricKeyVersions.count")["usage"], 2);
+    assert_eq!(
+        quota("kms.symmetricKeyVersions.count")["resource"],
+        format!("key {}", key.id)
+    );
+
+    // A destroyed version no longer counts.
+    c.schedule_version_destruction(&key.id, &first, Some(86_400))
+        .await
+        .unwrap();
+    c.danger_advance_clock(86_400).await.unwrap();
+    c.rotate(&key.id).await.unwrap();
+
+    // Quotas are metadata of the folder: kms.keys.get there.
+    kms.open_socket_to_nobody();
+    let denied = lockbox_tests::failure(
+        &kms.run_as_nobody(&["kms", "quota", "list", "--folder-id", "f"]),
+        "PERMISSION_DENIED",
+    );
+    assert!(denied.contains("kms.keys.get"), "{denied}");
 }
 
 #[tokio::test]

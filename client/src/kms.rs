@@ -1,6 +1,6 @@
 //! Typed calls to `lockbox-kms`.
 
-use lockbox_proto::common::{AccessBinding, AccessBindingDelta, Page};
+use lockbox_proto::common::{AccessBinding, AccessBindingDelta, Page, Quota};
 use lockbox_proto::hello::Service;
 use lockbox_proto::kms::{
     AsymmetricSignatureKey, CreateAsymmetricSignatureKey, CreateSymmetricKey, DecryptRef,
@@ -229,6 +229,16 @@ impl KmsClient {
             })
             .await?;
         expect!(r, KmsResponse::Done => ())
+    }
+
+    /// A folder's quotas and their usage.
+    pub async fn list_quotas(&self, folder_id: &str) -> Result<Vec<Quota>, CallError> {
+        let r = self
+            .call(&KmsRequest::ListQuotas {
+                folder_id: folder_id.into(),
+            })
+            .await?;
+        expect!(r, KmsResponse::Quotas { quotas, .. } => quotas)
     }
 
     /// Up to `length` bytes of the sealed keystore from `offset`: `(schema, total size,

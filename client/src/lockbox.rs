@@ -1,10 +1,10 @@
 //! Typed calls to `lockboxd`.
 
-use lockbox_proto::common::{AccessBinding, AccessBindingDelta, Page};
+use lockbox_proto::common::{AccessBinding, AccessBindingDelta, Page, Quota};
 use lockbox_proto::hello::Service;
 use lockbox_proto::lockbox::{
     AddVersion, BackupStarted, Cloud, CreateSecret, Folder, GetPayloadRef, LockboxRequest,
-    LockboxResource, LockboxResponse, Operation, Quota, Secret, SecretRef, ServiceAccount,
+    LockboxResource, LockboxResponse, Operation, Secret, SecretRef, ServiceAccount,
     ServiceAccountKey, UpdateSecret, Version,
 };
 use lockbox_proto::payload::{PayloadEntries, PayloadLayout, PayloadValueRef};

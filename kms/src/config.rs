@@ -84,6 +84,21 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_s_configuration_reads_as_written() {
+        let readme = include_str!("../../README.md");
+        let section = &readme[readme.find("## lockbox-kms").unwrap()..];
+        let block = section
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|b| b.split("```").next())
+            .unwrap();
+        let c: FileConfig = toml::from_str(block).unwrap();
+        assert_eq!(c.quotas.keys_per_folder("lockboxd"), 10);
+        assert_eq!(c.quotas.keys_per_folder("f"), 100);
+        assert_eq!(c.quotas.versions_per_key("lockboxd"), 100);
+    }
+
+    #[test]
     fn the_shipped_configuration_reads() {
         let c: FileConfig = toml::from_str(include_str!("../../deploy/kms.toml")).unwrap();
         assert_eq!(

@@ -261,6 +261,7 @@ fn audited_resource(request: &KmsRequest) -> Option<String> {
         | R::ListAsymmetricSignatureKeys { .. }
         | R::GetPublicKey { .. }
         | R::ListAccessBindings { .. }
+        | R::ListQuotas { .. }
         | R::CheckMayActAs { .. } => None,
         // A request added later is audited until it is placed above.
         _ => Some("unknown".into()),
@@ -533,6 +534,20 @@ async fn dispatch(
             kms.release_holds(caller, &key_id, &version_id).await?;
             A::Done
         }
+        R::ListQuotas { folder_id } => A::Quotas {
+            quotas: kms
+                .list_quotas(caller, &folder_id)?
+                .into_iter()
+                .map(|q| lockbox_proto::common::Quota {
+                    name: q.name.into(),
+                    per: q.per.into(),
+                    limit: q.limit,
+                    usage: Some(q.usage),
+                    resource: q.resource,
+                })
+                .collect(),
+            folder_id,
+        },
         R::ReportHolds { key_id, held } => {
             let held = held
                 .into_iter()

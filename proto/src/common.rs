@@ -44,3 +44,20 @@ pub struct AccessBindingDelta {
     /// The binding.
     pub binding: AccessBinding,
 }
+
+/// A quota, its limit and how much of it is used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quota {
+    /// `lockbox.secrets.count`, `kms.keys.count`, ….
+    pub name: String,
+    /// What it limits each of: `cloud`, `secret`, `version`, `folder` or `key`.
+    pub per: String,
+    /// The limit, in what it counts.
+    pub limit: u64,
+    /// The usage of the cloud or folder asked about, or of its most used secret or key for
+    /// a quota per secret or key; `None` for a limit checked on each version as it is
+    /// written.
+    pub usage: Option<u64>,
+    /// Whose usage it is: `cloud ID`, `secret ID`, `folder ID` or `key ID`.
+    pub resource: String,
+}

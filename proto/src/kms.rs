@@ -9,7 +9,7 @@
 #![allow(missing_docs)]
 
 use crate::bytes::{self, SecretBytes};
-use crate::common::{AccessBinding, AccessBindingDelta, Page};
+use crate::common::{AccessBinding, AccessBindingDelta, Page, Quota};
 use crate::variant::{self, Tag};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -480,6 +480,9 @@ pub enum KmsRequest {
     /// Up to `length` bytes (at most [`MAX_KEYSTORE_CHUNK`]) of the sealed keystore file,
     /// for a backup. Needs `kms.admin` on the root.
     ExportKeystore { offset: u64, length: u32 },
+    /// A folder's quotas and their usage. Needs `kms.keys.get` on the folder (`kms.auditor`
+    /// and up).
+    ListQuotas { folder_id: String },
 }
 
 /// Most bytes one `ExportKeystore` returns.
@@ -595,6 +598,11 @@ pub enum KmsResponse {
     ClockAdvanced {
         /// Unix seconds.
         now: i64,
+    },
+    /// Result of `ListQuotas`.
+    Quotas {
+        folder_id: String,
+        quotas: Vec<Quota>,
     },
 }
 

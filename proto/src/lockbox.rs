@@ -9,7 +9,7 @@
 #![allow(missing_docs)]
 
 use crate::bytes::{SecretBytes, reserve_wiped};
-use crate::common::{AccessBinding, AccessBindingDelta, Page};
+use crate::common::{AccessBinding, AccessBindingDelta, Page, Quota};
 use crate::error::Error;
 use crate::variant::{self, Tag};
 use serde::{Deserialize, Serialize};
@@ -489,21 +489,6 @@ pub enum LockboxRequest {
     /// A cloud's quotas and their usage (empty id: the default cloud). Needs
     /// `lockbox.quotas.get` on the cloud (`lockbox.auditor` and up).
     ListQuotas { cloud_id: String },
-}
-
-/// A quota, its limit and how much of it is used.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Quota {
-    /// `lockbox.secrets.count`, `lockbox.versions.count`, `lockbox.payload.size`.
-    pub name: String,
-    /// What it limits each of: `cloud`, `secret` or `version`.
-    pub per: String,
-    pub limit: u64,
-    /// The cloud's usage, or that of its most used secret for a per-secret quota; `None`
-    /// for a limit checked on each version as it is written.
-    pub usage: Option<u64>,
-    /// Whose usage it is: `cloud ID` or `secret ID`.
-    pub resource: String,
 }
 
 /// Most bytes one `ReadBackup` returns.

@@ -4,7 +4,8 @@
 use super::convert;
 use crate::error::LockboxError;
 use crate::service::{BindingUpdate, Caller, Done, Lockbox, NewSecret, NewVersion};
-use lockbox_proto::lockbox::{BackupFile, LockboxRequest, LockboxResponse, Quota};
+use lockbox_proto::common::Quota;
+use lockbox_proto::lockbox::{BackupFile, LockboxRequest, LockboxResponse};
 
 // The wire's promise and the service's cap are one number.
 const _: () =

@@ -30,7 +30,7 @@ impl Kms {
         if self.next_due().is_none_or(|due| due > now) {
             return Ok(());
         }
-        let limit = self.quotas.versions_per_key;
+        let quotas = &self.quotas;
         // What was done, for the audit trail once it is saved: (request, key, version).
         let done = self
             .mutate(|_, state, now| {
@@ -48,7 +48,7 @@ impl Kms {
                         }
                     }
                     if key.rotation_due_at().is_some_and(|due| due <= now) {
-                        match rotate_in_place(key, now, limit) {
+                        match rotate_in_place(key, now, quotas) {
                             Ok(v) => {
                                 tracing::info!(key_id = %key.meta.id, version_id = %v.id, "key rotated automatically");
                                 let version = v.id.clone();

@@ -12,12 +12,14 @@ mod crypto_ops;
 mod export;
 mod holds;
 mod maintenance;
+mod quotas;
 mod signature;
 mod symmetric;
 
 pub use bindings::{BindingUpdate, MAX_DELTAS};
 pub use crypto_ops::{DataKey, Decrypted, Decryption, Encrypted};
 pub use export::{KeystoreChunk, MAX_KEYSTORE_CHUNK};
+pub use quotas::{FolderQuotas, QuotaUsage, Quotas};
 pub use symmetric::{KeyMetaSpec, KeySpec, KeyUpdate};
 
 use crate::access::{BindingIndex, Permission, Principal};
@@ -29,25 +31,6 @@ use lockbox_proto::ids::IdHashing;
 use lockbox_rpc::clock::{Clock, ManualClock, TimeSource};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-
-/// Limits on what callers may create.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Quotas {
-    /// Keys (of both kinds) per folder.
-    pub keys_per_folder: usize,
-    /// Versions per symmetric key, destroyed ones included.
-    pub versions_per_key: usize,
-}
-
-impl Default for Quotas {
-    fn default() -> Self {
-        Self {
-            keys_per_folder: 100,
-            versions_per_key: 100,
-        }
-    }
-}
 
 /// The caller of an operation.
 #[derive(Debug, Clone, Copy)]

@@ -1,6 +1,6 @@
 //! Asymmetric signature keys: ECDSA over NIST P-256 with SHA-256.
 
-use super::{Caller, KeyMetaSpec, Kms, Page, require_active, symmetric::check_key_quota};
+use super::{Caller, KeyMetaSpec, Kms, Page, quotas::check_key_quota, require_active};
 use crate::access::Permission;
 use crate::crypto::{KeyMaterial, fill_random};
 use crate::error::KmsError;
@@ -72,10 +72,9 @@ impl Kms {
         spec: KeyMetaSpec,
     ) -> Result<KeyMeta, KmsError> {
         spec.validate()?;
-        let limit = self.quotas.keys_per_folder;
         self.mutate(|snap, state, now| {
             Self::authorize(snap, caller, None, &spec.folder_id, Permission::Create)?;
-            check_key_quota(state, &spec.folder_id, limit)?;
+            check_key_quota(state, &self.quotas, &spec.folder_id)?;
             Ok(insert_new_key(state, spec, now))
         })
         .await

@@ -1,6 +1,7 @@
 //! Symmetric key management: create, read, list, update, delete, rotate, versions.
 
 use super::holds::refuse_if_held;
+use super::quotas::{Quotas, VERSIONS_COUNT, check_key_quota, exceeded, live_versions};
 use super::{
     Caller, Kms, Page, SymmetricKeyInfo, VersionInfo, page_by_offset, symmetric_key,
     symmetric_key_mut,
@@ -10,7 +11,7 @@ use crate::crypto::{Algorithm, KeyMaterial};
 use crate::error::KmsError;
 use crate::ids::{KEY_PREFIX, new_id};
 use crate::model::{
-    KeyMeta, KeyStatus, KeyVersionRecord, Resource, State, SymmetricKeyRecord, VersionStatus,
+    KeyMeta, KeyStatus, KeyVersionRecord, Resource, SymmetricKeyRecord, VersionStatus,
 };
 use crate::validate;
 use std::collections::BTreeMap;
@@ -121,18 +122,21 @@ fn new_version(algorithm: Algorithm, now: i64) -> KeyVersionRecord {
     }
 }
 
-/// Adds a new primary version, within the versions quota.
+/// Adds a new primary version, within the versions quota (versions not destroyed).
 pub(super) fn rotate_in_place(
     key: &mut SymmetricKeyRecord,
     now: i64,
-    versions_per_key: usize,
+    quotas: &Quotas,
 ) -> Result<VersionInfo, KmsError> {
-    if key.versions.len() >= versions_per_key {
-        return Err(KmsError::ResourceExhausted(format!(
-            "quota kms.symmetricKeyVersions.count: key {} already has {} versions (limit {versions_per_key})",
-            key.meta.id,
-            key.versions.len()
-        )));
+    let live = live_versions(key);
+    let limit = quotas.versions_per_key(&key.meta.folder_id);
+    if live >= limit {
+        return Err(exceeded(
+            VERSIONS_COUNT,
+            &format!("key {}", key.meta.id),
+            live,
+            limit,
+        ));
     }
     let version = new_version(key.default_algorithm, now);
     key.primary_version_id = version.id.clone();
@@ -141,21 +145,6 @@ pub(super) fn rotate_in_place(
     let v = key.versions.last().map(|v| version_info(key, v));
     // The version was pushed on the line above.
     v.ok_or_else(|| KmsError::Internal("rotation lost its version".into()))
-}
-
-/// Refuses a new key in `folder_id` beyond the quota.
-pub(super) fn check_key_quota(
-    state: &State,
-    folder_id: &str,
-    limit: usize,
-) -> Result<(), KmsError> {
-    let count = state.keys_in_folder(folder_id);
-    if count >= limit {
-        return Err(KmsError::ResourceExhausted(format!(
-            "quota kms.keys.count: folder {folder_id} already has {count} keys (limit {limit})"
-        )));
-    }
-    Ok(())
 }
 
 impl Kms {
@@ -167,10 +156,9 @@ impl Kms {
     ) -> Result<SymmetricKeyInfo, KmsError> {
         spec.meta.validate()?;
         validate::rotation_period(spec.rotation_period)?;
-        let limit = self.quotas.keys_per_folder;
         self.mutate(|snap, state, now| {
             Self::authorize(snap, caller, None, &spec.meta.folder_id, Permission::Create)?;
-            check_key_quota(state, &spec.meta.folder_id, limit)?;
+            check_key_quota(state, &self.quotas, &spec.meta.folder_id)?;
             let version = new_version(spec.algorithm, now);
             let meta = spec.meta.into_meta(now);
             let id = meta.id.clone();
@@ -358,9 +346,8 @@ impl Kms {
         caller: &Caller<'_>,
         key_id: &str,
     ) -> Result<SymmetricKeyInfo, KmsError> {
-        let limit = self.quotas.versions_per_key;
         self.mutate_symmetric_key(caller, key_id, Permission::Rotate, |key, now| {
-            let v = rotate_in_place(key, now, limit)?;
+            let v = rotate_in_place(key, now, &self.quotas)?;
             tracing::info!(key_id, version_id = %v.id, subject = caller.principal.subject, "key rotated");
             info(key)
         })

@@ -34,6 +34,9 @@ pub(crate) enum KmsCommand {
     /// List, add and remove kms.* role bindings on the root, a folder or a key.
     #[command(subcommand)]
     AccessBinding(AccessBindingCommand),
+    /// See a folder's quotas and how much of them is used.
+    #[command(subcommand)]
+    Quota(crate::quota::KmsQuotaCommand),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -451,6 +454,7 @@ pub(crate) async fn run(socket: &Path, format: Format, command: KmsCommand) -> R
         KmsCommand::AsymmetricSignatureKey(c) => signature_key(&client, format, c).await,
         KmsCommand::AsymmetricSignatureCrypto(c) => signature_crypto(&client, format, c).await,
         KmsCommand::AccessBinding(c) => access_binding(&client, format, c).await,
+        KmsCommand::Quota(c) => crate::quota::run_kms(&client, format, c).await,
     }
 }
 
