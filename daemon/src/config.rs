@@ -59,6 +59,9 @@ pub struct FileConfig {
     /// The audit trail.
     #[serde(default)]
     pub audit: lockbox_rpc::audit::TrailConfig,
+    /// Per-subject rate limits.
+    #[serde(default)]
+    pub rate_limits: crate::service::RateLimits,
 }
 
 /// How long lockboxd waits for lockbox-kms unless configured.
@@ -152,6 +155,17 @@ mod tests {
         assert_eq!(c.limits.secrets_per_cloud("b1gother"), 10_000);
         assert_eq!(c.limits.versions_per_secret("b1g3f1p0k2ma8s5hq6rd"), 1_000);
         assert_eq!(c.max_frame, Some(1_048_576));
+        // And its rate limits.
+        let section = &readme[readme.find("### Rate limits").unwrap()..];
+        let block = section
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|b| b.split("```").next())
+            .unwrap();
+        let c: FileConfig = toml::from_str(block).unwrap();
+        c.rate_limits.validate().unwrap();
+        assert_eq!(c.rate_limits.subjects.len(), 1);
+        assert!(c.rate_limits.roles.contains_key("lockbox.payloadViewer"));
     }
 
     #[test]

@@ -94,6 +94,7 @@ fn run(cli: Cli) -> Result<()> {
     let settings = file.listen_settings();
     let rotation_period = file.keyring_rotation_period().map_err(anyhow::Error::msg)?;
     let rewrap_interval = file.keyring_rewrap_interval().map_err(anyhow::Error::msg)?;
+    file.rate_limits.validate().map_err(anyhow::Error::msg)?;
     let data_dir = cli
         .data_dir
         .or(file.data_dir)
@@ -159,6 +160,7 @@ fn run(cli: Cli) -> Result<()> {
     lockbox
         .check_usage()
         .context("checking the quota usage counters against the records")?;
+    let lockbox = lockbox.with_rate_limits(file.rate_limits.clone());
     let lockbox = Arc::new(match audit.clone() {
         Some(trail) => lockbox.with_audit(trail),
         None => lockbox,

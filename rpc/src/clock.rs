@@ -8,6 +8,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub trait Clock: Send + Sync + 'static {
     /// Now, in Unix seconds.
     fn now(&self) -> i64;
+
+    /// Now, in milliseconds since the Unix epoch, for what counts in fractions of a second
+    /// (rate limits); a clock that only has seconds gives whole seconds.
+    fn now_millis(&self) -> i64 {
+        self.now().saturating_mul(1000)
+    }
 }
 
 /// The system's wall clock.
@@ -23,13 +29,13 @@ impl Clock for SystemClock {
     }
 }
 
-/// The wall clock in whole seconds, as a thread of its own last read it: a read is one atomic
-/// load instead of a system clock read. Servers tell time on every batch of requests
-/// (connection ages, token expiry), and whole seconds are all they need; the value is at
-/// most [`TICK`](Self::TICK) behind.
+/// The wall clock, as a thread of its own last read it: a read is one atomic load instead of
+/// a system clock read. Servers tell time on every batch of requests (connection ages, token
+/// expiry, rate limits), and whole seconds or a tick's resolution are all they need; the value
+/// is at most [`TICK`](Self::TICK) behind.
 #[derive(Debug)]
 pub struct TickingClock {
-    /// Unix seconds at the last tick.
+    /// Unix milliseconds at the last tick.
     now: AtomicI64,
 }
 
@@ -44,7 +50,7 @@ impl TickingClock {
         CLOCK
             .get_or_init(|| {
                 let clock = Arc::new(TickingClock {
-                    now: AtomicI64::new(SystemClock.now()),
+                    now: AtomicI64::new(SystemClock.now_millis()),
                 });
                 let ticking = clock.clone();
                 let started = std::thread::Builder::new()
@@ -52,7 +58,7 @@ impl TickingClock {
                     .spawn(move || {
                         loop {
                             std::thread::sleep(TickingClock::TICK);
-                            ticking.now.store(SystemClock.now(), Ordering::Relaxed);
+                            ticking.now.store(SystemClock.now_millis(), Ordering::Relaxed);
                         }
                     });
                 match started {
@@ -69,6 +75,10 @@ impl TickingClock {
 
 impl Clock for TickingClock {
     fn now(&self) -> i64 {
+        self.now.load(Ordering::Relaxed).div_euclid(1000)
+    }
+
+    fn now_millis(&self) -> i64 {
         self.now.load(Ordering::Relaxed)
     }
 }
@@ -158,6 +168,16 @@ mod tests {
             (before - 1..=after).contains(&read),
             "{before} {read} {after}"
         );
+        let (before, read, after) = (
+            SystemClock.now_millis(),
+            ticking.now_millis(),
+            SystemClock.now_millis(),
+        );
+        let tick = TickingClock::TICK.as_millis() as i64;
+        assert!(
+            (before - 2 * tick..=after).contains(&read),
+            "{before} {read} {after}"
+        );
     }
 
     #[test]
@@ -166,6 +186,7 @@ mod tests {
         assert_eq!(c.now(), 100);
         assert_eq!(c.advance(50), 150);
         assert_eq!(c.now(), 150);
+        assert_eq!(c.now_millis(), 150_000);
         assert_eq!(c.advance(u64::MAX), i64::MAX);
     }
 }

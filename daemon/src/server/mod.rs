@@ -15,7 +15,7 @@ pub mod payload;
 
 use crate::error::LockboxError;
 use crate::iam::Frontend;
-use crate::service::{AccountSession, Caller, Lockbox, ReadMemo};
+use crate::service::{AccountSession, Caller, Lockbox, RateKind, RateMemo, ReadMemo};
 use lockbox_proto::hello::Service;
 use lockbox_proto::lockbox::{GetPayloadBytes, LockboxRequest, LockboxResponse};
 use lockbox_proto::{Error, Principal};
@@ -53,6 +53,8 @@ pub struct Session {
     service_account: std::sync::OnceLock<AccountSession>,
     /// The last payload read by id, for the next one (forgotten when the caller changes).
     memo: ReadMemo,
+    /// The caller's rate limits, as last resolved.
+    rate: RateMemo,
 }
 
 impl Session {
@@ -89,6 +91,7 @@ impl Handler for LockboxHandler {
             },
             service_account: std::sync::OnceLock::new(),
             memo: ReadMemo::default(),
+            rate: RateMemo::default(),
         })
     }
 
@@ -111,7 +114,16 @@ impl Handler for LockboxHandler {
         };
         // The most frequent request is read in place, its ids borrowed from the frame; the
         // connection's last read is recognised before they are checked as text.
+        let mut rated = false;
         if let Some((id, get)) = GetPayloadBytes::parse(body) {
+            if let Err(e) = self
+                .lockbox
+                .check_rate(caller, RateKind::PayloadRead, &session.rate)
+            {
+                respond::<()>(out, id, Err(e.answer()), self.max_frame);
+                return Next::Continue;
+            }
+            rated = true;
             let memo = &session.memo;
             let read = match self
                 .lockbox
@@ -141,6 +153,12 @@ impl Handler for LockboxHandler {
                 return Next::Continue;
             }
         };
+        if let Some(kind) = rate_kind(&request.body).filter(|_| !rated)
+            && let Err(e) = self.lockbox.check_rate(caller, kind, &session.rate)
+        {
+            respond::<()>(out, request.id, Err(e.answer()), self.max_frame);
+            return Next::Continue;
+        }
         let result = match request.body {
             _ if request.on_behalf_of.is_some() => Err(LockboxError::PermissionDenied(
                 "lockboxd does not accept requests on behalf of other subjects".into(),
@@ -187,6 +205,35 @@ impl Handler for LockboxHandler {
             self.max_frame,
         );
         Next::Continue
+    }
+}
+
+/// Which rate limit a request counts against, if any: payload reads, and requests that
+/// change something.
+fn rate_kind(request: &LockboxRequest) -> Option<RateKind> {
+    use LockboxRequest as R;
+    match request {
+        R::GetPayload { .. } | R::GetPayloadEx { .. } => Some(RateKind::PayloadRead),
+        R::CreateSecret(_)
+        | R::UpdateSecret(_)
+        | R::DeleteSecret { .. }
+        | R::ActivateSecret { .. }
+        | R::DeactivateSecret { .. }
+        | R::AddVersion(_)
+        | R::SetCurrentVersion { .. }
+        | R::ScheduleVersionDestruction { .. }
+        | R::CancelVersionDestruction { .. }
+        | R::CreateCloud { .. }
+        | R::DeleteCloud { .. }
+        | R::CreateFolder { .. }
+        | R::DeleteFolder { .. }
+        | R::SetAccessBindings { .. }
+        | R::UpdateAccessBindings { .. }
+        | R::CreateServiceAccount { .. }
+        | R::DeleteServiceAccount { .. }
+        | R::CreateServiceAccountKey { .. }
+        | R::DeleteServiceAccountKey { .. } => Some(RateKind::Mutation),
+        _ => None,
     }
 }
 

@@ -110,6 +110,19 @@ impl Lockbox {
         allows(&bindings, &caller.principal, chain, permission)
     }
 
+    /// Every role `caller` holds, on any resource (for its rate limits).
+    pub(super) fn roles_held(&self, caller: &Caller) -> Vec<String> {
+        let bindings = self.bindings.read().unwrap_or_else(|p| p.into_inner());
+        let mut roles: Vec<String> = bindings
+            .values()
+            .flat_map(|rb| rb.roles_of(&caller.principal))
+            .map(str::to_owned)
+            .collect();
+        roles.sort_unstable();
+        roles.dedup();
+        roles
+    }
+
     /// `PermissionDenied` naming the permission and the resource unless `caller` holds it.
     pub(super) fn authorize(
         &self,

@@ -16,6 +16,7 @@ mod keyring;
 mod operations;
 mod payload;
 mod quotas;
+mod rate;
 mod read_cache;
 mod resources;
 mod rewrap;
@@ -30,6 +31,7 @@ pub use backup::{BackupStarted, MAX_BACKUP_CHUNK};
 pub use keyring::KeyringRewrap;
 pub use payload::{PayloadRead, ReadMemo};
 pub use quotas::{CloudLimits, CloudQuotas, Limits, QuotaUsage};
+pub use rate::{Rate, RateKind, RateLimits, RateMemo, RateSet};
 pub use resources::bootstrap;
 pub use rewrap::{DataKeysRewrapped, MAX_REWRAP_LIMIT};
 pub use secrets::{NewSecret, SecretUpdate};
@@ -108,6 +110,8 @@ pub struct Lockbox {
     open_backup: std::sync::Mutex<Option<backup::OpenBackup>>,
     /// The audit trail, when one is configured.
     audit: Option<AuditTrail>,
+    /// Per-subject rate limits, when any is configured.
+    rate_limiter: Option<rate::Limiter>,
 }
 
 impl std::fmt::Debug for Lockbox {
@@ -150,7 +154,14 @@ impl Lockbox {
             backups,
             open_backup: std::sync::Mutex::new(None),
             audit: None,
+            rate_limiter: None,
         })
+    }
+
+    /// The service with rate limits (none when `limits` limit nothing).
+    pub fn with_rate_limits(mut self, limits: RateLimits) -> Self {
+        self.rate_limiter = rate::Limiter::new(limits);
+        self
     }
 
     /// The service with its audit trail.
