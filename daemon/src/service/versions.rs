@@ -547,7 +547,13 @@ impl Lockbox {
             // Under the writer lock the read cache agrees with the store.
             let mut secrets = Vec::new();
             for (secret_id, n) in freed {
-                let mut secret = self.cached_secret(secret_id)?.record.clone();
+                // A secret deleted takes its versions and queued destructions with it; one
+                // missing here has nothing left to count.
+                let mut secret = match self.cached_secret(secret_id) {
+                    Ok(hot) => hot.record.clone(),
+                    Err(LockboxError::NotFound(_)) => continue,
+                    Err(e) => return Err(e),
+                };
                 secret.version_count = secret.version_count.saturating_sub(n);
                 self.records
                     .put_secret(&mut batch, &secret, Some(&secret.name));
