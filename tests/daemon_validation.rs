@@ -6,11 +6,11 @@ use lockbox_client::proto::ErrorCode;
 use lockbox_client::proto::SecretBytes;
 use lockbox_client::proto::common::Page;
 use lockbox_client::proto::lockbox::{
-    AddVersion, CreateSecret, LockboxRequest, PayloadEntryChange, PayloadValue, UpdateSecret,
+    CreateSecret, LockboxRequest, PayloadEntryChange, PayloadValue, UpdateSecret,
 };
 use lockbox_client::{LockboxClient, error_code};
 use lockbox_tests::Daemon;
-use lockbox_tests::payload::{map, remove, secret, set};
+use lockbox_tests::payload::{add, map, remove, secret, set};
 use std::collections::BTreeMap;
 
 const LIMITS: &str =
@@ -20,15 +20,6 @@ async fn refused(c: &LockboxClient, spec: CreateSecret, code: ErrorCode, mention
     let err = c.create_secret(spec).await.unwrap_err();
     assert_eq!(error_code(&err), code, "{err}");
     assert!(err.to_string().contains(mention), "{mention}: {err}");
-}
-
-fn add(id: &str, changes: Vec<PayloadEntryChange>) -> AddVersion {
-    AddVersion {
-        secret_id: id.into(),
-        description: String::new(),
-        payload_entries: changes,
-        base_version_id: None,
-    }
 }
 
 #[tokio::test]

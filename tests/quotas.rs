@@ -5,21 +5,12 @@
 
 use lockbox_client::error_code;
 use lockbox_client::proto::ErrorCode;
-use lockbox_client::proto::lockbox::{AddVersion, LockboxResource, PayloadEntryChange};
-use lockbox_tests::payload::{secret, set};
+use lockbox_client::proto::lockbox::LockboxResource;
+use lockbox_tests::payload::{add, secret, set};
 use lockbox_tests::{Daemon, change_binding, failure, json, success};
 use serde_json::Value;
 
 const DAY: u64 = 86_400;
-
-fn add(id: &str, changes: Vec<PayloadEntryChange>) -> AddVersion {
-    AddVersion {
-        secret_id: id.into(),
-        description: String::new(),
-        payload_entries: changes,
-        base_version_id: None,
-    }
-}
 
 /// The quota named `name` in `lockbox quota list` output.
 fn quota<'a>(list: &'a Value, name: &str) -> &'a Value {

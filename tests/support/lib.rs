@@ -687,7 +687,9 @@ fn run_as_nobody(mut cli: Command, args: &[&str]) -> Output {
 pub mod payload {
     use lockbox_client::lockbox::Payload;
     use lockbox_client::proto::SecretBytes;
-    use lockbox_client::proto::lockbox::{CreateSecret, PayloadEntryChange, PayloadValue};
+    use lockbox_client::proto::lockbox::{
+        AddVersion, CreateSecret, PayloadEntryChange, PayloadValue,
+    };
     use lockbox_client::proto::payload::PayloadValueRef;
     use std::collections::BTreeMap;
 
@@ -714,6 +716,16 @@ pub mod payload {
         PayloadEntryChange {
             key: key.into(),
             value: None,
+        }
+    }
+
+    /// A new version of `secret_id`: these changes on its current version.
+    pub fn add(secret_id: &str, changes: Vec<PayloadEntryChange>) -> AddVersion {
+        AddVersion {
+            secret_id: secret_id.into(),
+            description: String::new(),
+            payload_entries: changes,
+            base_version_id: None,
         }
     }
 
