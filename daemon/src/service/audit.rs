@@ -21,8 +21,8 @@ use crate::error::LockboxError;
 use crate::model::OperationRecord;
 use crate::store::Batch;
 use lockbox_rpc::audit::{
-    HeadSignature, HeldLines, Sink, end_json_line, now_micros, push_json_field, push_json_number,
-    push_rfc3339, start_json_line,
+    AuditError, HeadSignature, HeldLines, Sink, end_json_line, now_micros, push_json_field,
+    push_json_number, push_rfc3339, start_json_line,
 };
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -50,6 +50,20 @@ impl AuditTrail {
     /// Waits until every line so far is written (at shutdown).
     pub fn flush(&self) {
         self.sink.flush();
+    }
+
+    /// What becomes of a request the trail could not take a line for: refused
+    /// (`Unavailable`) when it fails closed, else logged and served.
+    fn require(&self, taken: Result<(), AuditError>) -> Result<(), LockboxError> {
+        match taken {
+            Ok(()) => Ok(()),
+            Err(e) if self.fail_closed => Err(LockboxError::Unavailable(e.to_string())),
+            Err(e) => {
+                tracing::error!(error = %e, "an audited request is served without its line \
+                                             (audit.fail_closed is off)");
+                Ok(())
+            }
+        }
     }
 }
 
@@ -237,14 +251,7 @@ impl Lockbox {
             line(out);
             end_json_line(out);
         });
-        match recorded {
-            Ok(()) => Ok(()),
-            Err(e) if trail.fail_closed => Err(LockboxError::Unavailable(e.to_string())),
-            Err(e) => {
-                tracing::error!(error = %e, "an audit line was lost (audit.fail_closed is off)");
-                Ok(())
-            }
-        }
+        trail.require(recorded)
     }
 
     /// Records a payload read of `secret` (an id, or `folder/name`) and passes its result
@@ -285,12 +292,7 @@ impl Lockbox {
                 return self.audit_read(caller, secret, None, Err(e));
             }
         };
-        if let Err(e) = trail.sink.admit() {
-            if trail.fail_closed {
-                return Err(LockboxError::Unavailable(e.to_string()));
-            }
-            tracing::error!(error = %e, "an audit line may be lost (audit.fail_closed is off)");
-        }
+        trail.require(trail.sink.admit())?;
         let now = now_micros();
         let hold = {
             let mut run = memo.run.lock();
