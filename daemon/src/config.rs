@@ -143,26 +143,23 @@ mod tests {
 
     #[test]
     fn the_readme_s_configuration_reads_as_written() {
-        let readme = include_str!("../../README.md");
-        let section = &readme[readme.find("## lockboxd").unwrap()..];
-        let block = section
-            .split("```toml\n")
-            .nth(1)
-            .and_then(|b| b.split("```").next())
-            .unwrap();
-        let c: FileConfig = toml::from_str(block).unwrap();
+        // The first TOML block after `heading` in the README.
+        let readme_toml = |heading: &str| {
+            let readme = include_str!("../../README.md");
+            let section = &readme[readme.find(heading).unwrap()..];
+            section
+                .split("```toml\n")
+                .nth(1)
+                .and_then(|b| b.split("```").next())
+                .unwrap()
+        };
+        let c: FileConfig = toml::from_str(readme_toml("## lockboxd")).unwrap();
         assert_eq!(c.limits.secrets_per_cloud("b1g3f1p0k2ma8s5hq6rd"), 50_000);
         assert_eq!(c.limits.secrets_per_cloud("b1gother"), 10_000);
         assert_eq!(c.limits.versions_per_secret("b1g3f1p0k2ma8s5hq6rd"), 1_000);
         assert_eq!(c.max_frame, Some(1_048_576));
         // And its rate limits.
-        let section = &readme[readme.find("### Rate limits").unwrap()..];
-        let block = section
-            .split("```toml\n")
-            .nth(1)
-            .and_then(|b| b.split("```").next())
-            .unwrap();
-        let c: FileConfig = toml::from_str(block).unwrap();
+        let c: FileConfig = toml::from_str(readme_toml("### Rate limits")).unwrap();
         c.rate_limits.validate().unwrap();
         assert_eq!(c.rate_limits.subjects.len(), 1);
         assert!(c.rate_limits.roles.contains_key("lockbox.payloadViewer"));
