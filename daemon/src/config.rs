@@ -62,6 +62,9 @@ pub struct FileConfig {
     /// Per-subject rate limits.
     #[serde(default)]
     pub rate_limits: crate::service::RateLimits,
+    /// The Prometheus endpoint (off unless `listen` is set).
+    #[serde(default)]
+    pub metrics: lockbox_rpc::metrics::MetricsConfig,
 }
 
 /// How long lockboxd waits for lockbox-kms unless configured.

@@ -110,6 +110,7 @@ fn run(cli: Cli) -> Result<()> {
     endpoint
         .reserve_files(RocksStore::MAX_OPEN_FILES + OTHER_FILES)
         .map_err(anyhow::Error::msg)?;
+    let (metrics, metrics_listener) = file.metrics.open().map_err(anyhow::Error::msg)?;
     let kms_timeout = match file.kms_timeout {
         Some(0) => anyhow::bail!("kms_timeout: must be at least 1 (seconds)"),
         Some(s) => Duration::from_secs(s),
@@ -197,7 +198,12 @@ fn run(cli: Cli) -> Result<()> {
         );
         let store = lockbox.clone();
         let closing = lockbox.clone();
-        let handler = Arc::new(LockboxHandler::new(lockbox, endpoint.config.max_frame));
+        let exporter = lockbox_rpc::metrics::http::spawn(&metrics, metrics_listener);
+        let handler = Arc::new(LockboxHandler::new(
+            lockbox,
+            endpoint.config.max_frame,
+            &metrics,
+        ));
         // A store that can no longer make writes durable stops the server as a signal would
         // (every connection answers what it has read, so writers learn their outcome), and
         // lockboxd exits for its supervisor to restart it on what the disk holds.
@@ -210,6 +216,7 @@ fn run(cli: Cli) -> Result<()> {
         let served = endpoint
             .serve_until("lockboxd", handler, store_failed)
             .await;
+        exporter.inspect(|e| e.abort());
         destroyer.abort();
         rewrapper.abort();
         signer.abort();

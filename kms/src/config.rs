@@ -46,6 +46,9 @@ pub struct FileConfig {
     /// (chained, rotated); else `AUDIT` lines in the service log.
     #[serde(default)]
     pub audit: lockbox_rpc::audit::TrailConfig,
+    /// The Prometheus endpoint (off unless `listen` is set).
+    #[serde(default)]
+    pub metrics: lockbox_rpc::metrics::MetricsConfig,
 }
 
 /// The unseal material path when none is configured: the systemd credential if running under

@@ -301,6 +301,7 @@ fn run_serve(args: ServeArgs) -> Result<()> {
     endpoint
         .reserve_files(OTHER_FILES)
         .map_err(anyhow::Error::msg)?;
+    let (metrics, metrics_listener) = file.metrics.open().map_err(anyhow::Error::msg)?;
 
     let material = UnsealMaterial::read(&unseal_path)?;
     let keystore = Keystore::new(state_dir.join(config::KEYSTORE_FILE), material);
@@ -333,8 +334,14 @@ fn run_serve(args: ServeArgs) -> Result<()> {
             signer_key.clone(),
             file.audit.sign_interval(),
         ));
-        let handler = Arc::new(KmsHandler::new(kms.clone(), endpoint.config.max_frame));
+        let exporter = lockbox_rpc::metrics::http::spawn(&metrics, metrics_listener);
+        let handler = Arc::new(KmsHandler::new(
+            kms.clone(),
+            endpoint.config.max_frame,
+            &metrics,
+        ));
         let served = endpoint.serve_until_signal("lockbox-kms", handler).await;
+        exporter.inspect(|e| e.abort());
         maintenance.abort();
         signer.abort();
         close_trail(&kms, signer_key.as_deref()).await;

@@ -7,7 +7,8 @@ use crate::service::{BindingUpdate, Caller, KeyMetaSpec, KeySpec, Kms, Page};
 use crate::wire;
 use lockbox_proto::hello::Service;
 use lockbox_proto::kms::{DecryptCall, DecryptedRef, KmsRequest, KmsResponse};
-use lockbox_proto::{Error, SecretBytes};
+use lockbox_proto::{Error, SecretBytes, variant};
+use lockbox_rpc::metrics::{Metrics, RequestMeter};
 use lockbox_rpc::peer::{self, LocalIdentity, PeerCred};
 use lockbox_rpc::server::{AnswerError, Handler, Next, decode_request, respond};
 use std::sync::Arc;
@@ -23,12 +24,19 @@ pub struct KmsHandler {
     kms: Arc<Kms>,
     /// Largest frame sent.
     max_frame: u32,
+    /// Request series, when metrics are on.
+    meter: Option<RequestMeter>,
 }
 
 impl KmsHandler {
-    /// A handler for `kms`.
-    pub fn new(kms: Arc<Kms>, max_frame: u32) -> Self {
-        Self { kms, max_frame }
+    /// A handler for `kms`, keeping request series in `metrics` (if on).
+    pub fn new(kms: Arc<Kms>, max_frame: u32, metrics: &Metrics) -> Self {
+        let meter = RequestMeter::new(metrics, "lockbox_kms", variant::names::<KmsRequest>());
+        Self {
+            kms,
+            max_frame,
+            meter,
+        }
     }
 }
 
@@ -61,6 +69,10 @@ impl Handler for KmsHandler {
 
     fn now(&self) -> i64 {
         self.kms.now()
+    }
+
+    fn meter(&self) -> Option<&RequestMeter> {
+        self.meter.as_ref()
     }
 
     async fn call(&self, session: &Session, body: &[u8], out: &mut Vec<u8>) -> Next {

@@ -11,6 +11,7 @@
 //! - [`redial`]: a client connection opened again when the server ends it.
 //! - [`peer`]: who is on the other end of a Unix socket, from `SO_PEERCRED` and
 //!   `SO_PEERGROUPS`.
+//! - [`metrics`]: Prometheus series, and the loopback HTTP listener that serves them.
 //! - [`clock`]: injectable time, so tests move it instead of sleeping.
 //! - [`notify`]: systemd readiness notification.
 //! - [`listen`]: socket binding, shutdown signal and logging set-up.
@@ -23,6 +24,7 @@ pub mod clock;
 pub mod connection;
 pub mod hardening;
 pub mod listen;
+pub mod metrics;
 pub mod notify;
 pub mod peer;
 pub mod redial;

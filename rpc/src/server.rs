@@ -106,6 +106,12 @@ pub trait Handler: Send + Sync + 'static {
         crate::clock::Clock::now(&crate::clock::SystemClock)
     }
 
+    /// The request series the server keeps for this service; `None` (the default) when
+    /// metrics are off, and then calls are not even timed.
+    fn meter(&self) -> Option<&crate::metrics::RequestMeter> {
+        None
+    }
+
     /// Answers one request frame body by appending exactly one response frame to `out`
     /// (see [`respond`] and [`decode_request`]), and says whether the connection goes on.
     fn call(
@@ -411,6 +417,8 @@ async fn connection<H: Handler>(
     let expires_at = handler
         .now()
         .saturating_add_unsigned(config.max_connection_age);
+    let meter = handler.meter();
+    let _open = meter.map(|m| m.connection());
 
     // One wait for the stop signal for the connection's whole life: polling a registered
     // waiter is cheaper than registering and dropping a new one around every read.
@@ -436,7 +444,12 @@ async fn connection<H: Handler>(
         loop {
             match reader.try_next() {
                 Ok(Some(body)) => {
-                    if handler.call(&session, body, &mut out).await == Next::Close {
+                    let timing = meter.map(|m| (m.start(body), out.len()));
+                    let next = handler.call(&session, body, &mut out).await;
+                    if let (Some(meter), Some((timing, mark))) = (meter, timing) {
+                        meter.finish(timing, &out[mark..]);
+                    }
+                    if next == Next::Close {
                         let why = "not run: an earlier request on this connection ended its \
                                    session; reconnect";
                         return close(&mut reader, &mut write, &mut out, why, config).await;

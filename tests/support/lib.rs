@@ -8,6 +8,7 @@
 use lockbox_client::KmsClient;
 
 pub mod gate;
+pub mod scrape;
 pub mod wire;
 use std::ffi::OsStr;
 use std::os::unix::fs::PermissionsExt;

@@ -18,7 +18,8 @@ use crate::iam::Frontend;
 use crate::service::{AccountSession, Caller, Lockbox, RateKind, RateMemo, ReadMemo};
 use lockbox_proto::hello::Service;
 use lockbox_proto::lockbox::{GetPayloadBytes, LockboxRequest, LockboxResponse};
-use lockbox_proto::{Error, Principal};
+use lockbox_proto::{Error, Principal, variant};
+use lockbox_rpc::metrics::{Metrics, RequestMeter};
 use lockbox_rpc::peer::{self, PeerCred};
 use lockbox_rpc::server::{AnswerError, Handler, Next, decode_request, request_id, respond};
 use payload::{get_payload_ex, respond_payload};
@@ -31,12 +32,19 @@ pub struct LockboxHandler {
     lockbox: Arc<Lockbox>,
     /// Largest frame sent.
     max_frame: u32,
+    /// Request series, when metrics are on.
+    meter: Option<RequestMeter>,
 }
 
 impl LockboxHandler {
-    /// A handler for `lockbox`.
-    pub fn new(lockbox: Arc<Lockbox>, max_frame: u32) -> Self {
-        Self { lockbox, max_frame }
+    /// A handler for `lockbox`, keeping request series in `metrics` (if on).
+    pub fn new(lockbox: Arc<Lockbox>, max_frame: u32, metrics: &Metrics) -> Self {
+        let meter = RequestMeter::new(metrics, "lockbox", variant::names::<LockboxRequest>());
+        Self {
+            lockbox,
+            max_frame,
+            meter,
+        }
     }
 }
 
@@ -101,6 +109,10 @@ impl Handler for LockboxHandler {
 
     fn now(&self) -> i64 {
         self.lockbox.now()
+    }
+
+    fn meter(&self) -> Option<&RequestMeter> {
+        self.meter.as_ref()
     }
 
     async fn call(&self, session: &Session, body: &[u8], out: &mut Vec<u8>) -> Next {
