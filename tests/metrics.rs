@@ -4,28 +4,29 @@
 
 use lockbox_client::error_code;
 use lockbox_client::proto::ErrorCode;
-use lockbox_tests::payload::{secret, set};
+use lockbox_tests::payload::{add, secret, set};
 use lockbox_tests::scrape::{self, sample, sum};
-use lockbox_tests::{Daemon, Kms, KmsOptions};
+use lockbox_tests::{Daemon, Kms, KmsOptions, json, kms_key_with, my_subject};
 
 const ON: &str = "[metrics]\nlisten = \"127.0.0.1:0\"\n";
 
-/// A KMS and a lockboxd, both with metrics on.
-fn both_measured(daemon_config: &str) -> (Kms, Daemon) {
+/// A KMS and a lockboxd, both with metrics on; lockboxd's configuration is `daemon_config`
+/// then its `[metrics]` section with `metrics_extra`.
+fn both_measured(daemon_config: &str, metrics_extra: &str) -> (Kms, Daemon) {
     let mut kms = Kms::init(KmsOptions {
         enrol_daemon: true,
         config: ON.into(),
         ..KmsOptions::default()
     });
     kms.start();
-    let mut daemon = Daemon::new(&kms, &format!("{ON}{daemon_config}"));
+    let mut daemon = Daemon::new(&kms, &format!("{daemon_config}{ON}{metrics_extra}"));
     daemon.start();
     (kms, daemon)
 }
 
 #[tokio::test]
 async fn requests_are_counted_by_method_and_code_in_both_processes() {
-    let (kms, daemon) = both_measured("");
+    let (kms, daemon) = both_measured("", "");
     let c = daemon.client().await;
     let id = c
         .create_secret(secret("db", vec![set("password", "p4ss")]))
@@ -51,6 +52,11 @@ async fn requests_are_counted_by_method_and_code_in_both_processes() {
     assert_eq!(requests("GetPayload", "OK"), Some(5.0), "{text}");
     assert_eq!(requests("GetPayload", "NOT_FOUND"), Some(1.0), "{text}");
     assert_eq!(requests("CreateSecret", "OK"), Some(1.0), "{text}");
+    assert_eq!(
+        sample(&text, "lockbox_payload_reads_total{code=\"OK\"}"),
+        Some(5.0),
+        "{text}"
+    );
     assert_eq!(
         sample(
             &text,
@@ -84,6 +90,137 @@ async fn requests_are_counted_by_method_and_code_in_both_processes() {
     // Anything but GET /metrics is refused.
     let (status, _) = scrape::get(&scrape::address(&daemon.log()), "/");
     assert_eq!(status, "HTTP/1.1 404 Not Found");
+}
+
+#[tokio::test]
+async fn what_is_stored_is_read_at_the_scrape_and_refusals_are_counted() {
+    let (mut kms, daemon) = both_measured(
+        "[limits]\nsecrets_per_cloud = 10\n\
+         [rate_limits]\npayload_reads = { per_second = 1, burst = 3 }\n",
+        "secret_series = 1\nsecret_names = true\n",
+    );
+    let c = daemon.client().await;
+    let a = c
+        .create_secret(secret("alpha", vec![set("k", "1")]))
+        .await
+        .unwrap()
+        .resource_id;
+    for v in ["2", "3"] {
+        c.add_version(add(&a, vec![set("k", v)])).await.unwrap();
+    }
+    let b = c
+        .create_secret(secret("beta", vec![set("k", "1")]))
+        .await
+        .unwrap()
+        .resource_id;
+    for _ in 0..3 {
+        c.get_payload(&b, None).await.unwrap();
+    }
+    let limited = c.get_payload(&b, None).await.unwrap_err();
+    assert_eq!(error_code(&limited), ErrorCode::ResourceExhausted);
+
+    let list = json(&daemon.run(["--format", "json", "quota", "list"]));
+    let cloud = list["cloud_id"].as_str().unwrap().to_owned();
+    let folder = c.get_secret(&a).await.unwrap().folder_id;
+    let text = scrape::metrics(&scrape::address(&daemon.log()));
+    let at = |series: String| sample(&text, &series);
+    assert_eq!(
+        at(format!(
+            "lockbox_secrets{{cloud=\"{cloud}\",folder=\"{folder}\"}}"
+        )),
+        Some(2.0),
+        "{text}"
+    );
+    // One secret has a series of its own, named as configured; the other is summed.
+    assert_eq!(
+        at(format!(
+            "lockbox_secret_active_versions{{secret=\"{a}\",name=\"alpha\"}}"
+        )),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        at("lockbox_secret_active_versions{secret=\"other\"}".into()),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(!text.contains(&format!("secret=\"{b}\"")), "{text}");
+    let quota = |kind: &str, q: &str| {
+        at(format!(
+            "lockbox_quota_{kind}{{quota=\"{q}\",cloud=\"{cloud}\"}}"
+        ))
+    };
+    assert_eq!(quota("usage", "lockbox.secrets.count"), Some(2.0), "{text}");
+    assert_eq!(
+        quota("limit", "lockbox.secrets.count"),
+        Some(10.0),
+        "{text}"
+    );
+    assert_eq!(
+        quota("usage", "lockbox.versions.count"),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        quota("limit", "lockbox.versions.count"),
+        Some(1000.0),
+        "{text}"
+    );
+    assert_eq!(
+        quota("limit", "lockbox.payload.size"),
+        Some(65536.0),
+        "{text}"
+    );
+    assert_eq!(
+        at("lockbox_rate_limited_total{kind=\"payload_reads\"}".into()),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(at("lockbox_quota_usage_drift".into()), Some(0.0), "{text}");
+    // Three versions and two secrets were synced, in one group or more.
+    assert!(
+        at("lockbox_store_sync_group_size_sum".into()).unwrap() >= 4.0,
+        "{text}"
+    );
+    assert!(
+        at("lockbox_store_sync_duration_seconds_count".into()).unwrap() >= 1.0,
+        "{text}"
+    );
+    assert!(
+        at("lockbox_store_live_data_bytes".into()).is_some(),
+        "{text}"
+    );
+    assert!(
+        at("lockbox_store_pending_compaction_bytes".into()).is_some(),
+        "{text}"
+    );
+    assert!(
+        sum(&text, "lockbox_kms_client_calls_total", &["code=\"OK\""]) >= 1.0,
+        "{text}"
+    );
+    assert_eq!(at("lockbox_kms_client_up".into()), Some(1.0), "{text}");
+
+    // With the KMS gone, a secret under a KMS key cannot be written, and the link says so.
+    let key = kms_key_with(
+        &kms.client().await,
+        &[("kms.keys.encrypterDecrypter", &my_subject())],
+    )
+    .await;
+    kms.stop();
+    let mut keyed = secret("gamma", vec![set("k", "1")]);
+    keyed.kms_key_id = key;
+    let failed = c.create_secret(keyed).await.unwrap_err();
+    assert_eq!(error_code(&failed), ErrorCode::Unavailable);
+    let text = scrape::metrics(&scrape::address(&daemon.log()));
+    assert_eq!(sample(&text, "lockbox_kms_client_up"), Some(0.0), "{text}");
+    assert!(
+        sum(
+            &text,
+            "lockbox_kms_client_calls_total",
+            &["code=\"UNAVAILABLE\""]
+        ) >= 1.0,
+        "{text}"
+    );
 }
 
 #[test]

@@ -64,7 +64,41 @@ pub struct FileConfig {
     pub rate_limits: crate::service::RateLimits,
     /// The Prometheus endpoint (off unless `listen` is set).
     #[serde(default)]
-    pub metrics: lockbox_rpc::metrics::MetricsConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// lockboxd's `[metrics]` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Loopback address and port to serve `/metrics` on; unset: no metrics.
+    pub listen: Option<std::net::SocketAddr>,
+    /// Secrets with a `lockbox_secret_active_versions` series of their own, the ones with
+    /// the most versions (default 100); the rest are summed into `secret="other"`.
+    pub secret_series: Option<usize>,
+    /// Whether those series carry the secret's name besides its id (default false: names
+    /// may say more than an operator wants in a monitoring system).
+    #[serde(default)]
+    pub secret_names: bool,
+}
+
+impl MetricsConfig {
+    /// The endpoint's settings.
+    pub fn endpoint(&self) -> lockbox_rpc::metrics::MetricsConfig {
+        lockbox_rpc::metrics::MetricsConfig {
+            listen: self.listen,
+        }
+    }
+
+    /// Which secrets get series of their own.
+    pub fn secret_series(&self) -> crate::service::SecretSeries {
+        crate::service::SecretSeries {
+            limit: self
+                .secret_series
+                .unwrap_or(crate::service::DEFAULT_SECRET_SERIES),
+            names: self.secret_names,
+        }
+    }
 }
 
 /// How long lockboxd waits for lockbox-kms unless configured.

@@ -6,7 +6,7 @@ use clap::Parser;
 use lockbox_daemon::config::{self, FileConfig};
 use lockbox_daemon::crypto::kms_link::KmsLink;
 use lockbox_daemon::server::LockboxHandler;
-use lockbox_daemon::service::{AuditTrail, Lockbox, bootstrap};
+use lockbox_daemon::service::{AuditTrail, Lockbox, bootstrap, collect_state};
 use lockbox_daemon::store::backup::Backups;
 use lockbox_daemon::store::records::Records;
 use lockbox_daemon::store::rocks::RocksStore;
@@ -110,7 +110,7 @@ fn run(cli: Cli) -> Result<()> {
     endpoint
         .reserve_files(RocksStore::MAX_OPEN_FILES + OTHER_FILES)
         .map_err(anyhow::Error::msg)?;
-    let (metrics, metrics_listener) = file.metrics.open().map_err(anyhow::Error::msg)?;
+    let (metrics, metrics_listener) = file.metrics.endpoint().open().map_err(anyhow::Error::msg)?;
     let kms_timeout = match file.kms_timeout {
         Some(0) => anyhow::bail!("kms_timeout: must be at least 1 (seconds)"),
         Some(s) => Duration::from_secs(s),
@@ -158,14 +158,17 @@ fn run(cli: Cli) -> Result<()> {
         backups,
     )?;
     // Before serving: nothing changes the counters meanwhile.
-    lockbox
+    let drift = lockbox
         .check_usage()
         .context("checking the quota usage counters against the records")?;
-    let lockbox = lockbox.with_rate_limits(file.rate_limits.clone());
+    let lockbox = lockbox
+        .with_rate_limits(file.rate_limits.clone())
+        .with_metrics(&metrics);
     let lockbox = Arc::new(match audit.clone() {
         Some(trail) => lockbox.with_audit(trail),
         None => lockbox,
     });
+    collect_state(&lockbox, &metrics, file.metrics.secret_series(), drift);
 
     let kms_folder_for_audit = kms_folder.clone();
     let runtime = listen::runtime(file.worker_threads)?;

@@ -12,11 +12,15 @@ use lockbox_proto::kms::{
     KmsResponse, SignatureAlgorithm, SymmetricAlgorithm, decrypted_plaintext,
 };
 use lockbox_proto::{ErrorCode, Principal, SecretBytes, Wiping};
+use lockbox_rpc::metrics::Metrics;
 use lockbox_rpc::{CallError, Channel};
+use metrics::{Counter, Histogram};
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// How lockboxd introduces itself in its hello to the KMS.
@@ -55,6 +59,56 @@ pub struct KmsLink {
     channel: Mutex<Option<Channel<KmsResponse>>>,
     /// How long a call, or connecting, may wait for the KMS.
     timeout: Duration,
+    /// Round trips and failures, when metrics are on.
+    meters: Option<LinkMeters>,
+}
+
+/// The link's series: each call's round trip, by operation, and its outcome.
+#[derive(Debug)]
+struct LinkMeters {
+    metrics: Metrics,
+    /// By operation.
+    latency: Mutex<BTreeMap<&'static str, Histogram>>,
+    /// By operation and code (`OK` included).
+    calls: Mutex<BTreeMap<(&'static str, &'static str), Counter>>,
+    /// Whether the last call reached the KMS (set as `lockbox_kms_client_up` at scrapes).
+    up: Arc<AtomicBool>,
+}
+
+impl LinkMeters {
+    fn record(&self, operation: &'static str, took: Duration, error: Option<&LockboxError>) {
+        use lockbox_rpc::server::AnswerError;
+        let code = error.map_or("OK", |e| e.code().as_str());
+        let reached = !matches!(error, Some(LockboxError::Unavailable(_)));
+        self.up.store(reached, Ordering::Relaxed);
+        lock(&self.latency)
+            .entry(operation)
+            .or_insert_with(|| {
+                self.metrics.histogram(
+                    "lockbox_kms_client_duration_seconds",
+                    "Round trips from lockboxd to lockbox-kms, by operation (a retry after a \
+                     lost connection included).",
+                    &[("operation", operation)],
+                )
+            })
+            .record(took.as_secs_f64());
+        lock(&self.calls)
+            .entry((operation, code))
+            .or_insert_with(|| {
+                self.metrics.counter(
+                    "lockbox_kms_client_calls_total",
+                    "Calls from lockboxd to lockbox-kms, by operation and code (UNAVAILABLE: \
+                     the KMS could not be reached or did not answer in time).",
+                    &[("operation", operation), ("code", code)],
+                )
+            })
+            .increment(1);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Maps of handles and an optional channel: consistent even if a holder panicked.
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl KmsLink {
@@ -65,6 +119,29 @@ impl KmsLink {
             socket,
             channel: Mutex::new(None),
             timeout,
+            meters: None,
+        }
+    }
+
+    /// Keeps the link's series in `metrics` (nothing while it is off).
+    pub fn instrument(&mut self, metrics: &Metrics) {
+        if metrics.is_on() {
+            // Up until a call fails to reach it: lockboxd calls the KMS as it starts.
+            let up = Arc::new(AtomicBool::new(true));
+            let gauge = metrics.gauge(
+                "lockbox_kms_client_up",
+                "1 while lockboxd's last call reached lockbox-kms, 0 once one could not.",
+                &[],
+            );
+            let reached = up.clone();
+            metrics
+                .on_scrape(move || gauge.set(f64::from(u8::from(reached.load(Ordering::Relaxed)))));
+            self.meters = Some(LinkMeters {
+                metrics: metrics.clone(),
+                latency: Mutex::default(),
+                calls: Mutex::default(),
+                up,
+            });
         }
     }
 
@@ -98,7 +175,25 @@ impl KmsLink {
     /// Runs `call`, reconnecting and retrying once if the connection was lost or the KMS
     /// ended it at its maximum age (all KMS calls the daemon makes are safe to repeat). A
     /// call past the deadline is not repeated: the KMS is hung or overloaded.
-    async fn with_channel<T, F, Fut>(&self, call: F) -> Result<T, LockboxError>
+    async fn with_channel<T, F, Fut>(
+        &self,
+        operation: &'static str,
+        call: F,
+    ) -> Result<T, LockboxError>
+    where
+        F: Fn(Channel<KmsResponse>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, CallError>>,
+    {
+        let Some(meters) = &self.meters else {
+            return self.with_channel_unmeasured(call).await;
+        };
+        let started = std::time::Instant::now();
+        let result = self.with_channel_unmeasured(call).await;
+        meters.record(operation, started.elapsed(), result.as_ref().err());
+        result
+    }
+
+    async fn with_channel_unmeasured<T, F, Fut>(&self, call: F) -> Result<T, LockboxError>
     where
         F: Fn(Channel<KmsResponse>) -> Fut,
         Fut: std::future::Future<Output = Result<T, CallError>>,
@@ -152,7 +247,7 @@ impl KmsLink {
         aad_context: &[u8],
         plaintext: &[u8],
     ) -> Result<(String, Vec<u8>), LockboxError> {
-        self.with_channel(|channel| async move {
+        self.with_channel("Encrypt", |channel| async move {
             let request = KmsRequest::Encrypt {
                 key_id: key_id.into(),
                 version_id: None,
@@ -181,7 +276,7 @@ impl KmsLink {
         aad_context: &[u8],
         ciphertext: &[u8],
     ) -> Result<ReEncrypted, LockboxError> {
-        self.with_channel(|channel| async move {
+        self.with_channel("ReEncrypt", |channel| async move {
             let request = KmsRequest::ReEncrypt {
                 key_id: key_id.into(),
                 version_id: None,
@@ -215,7 +310,7 @@ impl KmsLink {
         aad_context: &[u8],
         ciphertext: &[u8],
     ) -> Result<(String, SecretBytes), LockboxError> {
-        self.with_channel(|channel| async move {
+        self.with_channel("Decrypt", |channel| async move {
             let request = KmsRequest::Decrypt {
                 key_id: key_id.into(),
                 aad_context: aad_context.to_vec(),
@@ -242,7 +337,7 @@ impl KmsLink {
         aad_context: &[u8],
         ciphertext: &[u8],
     ) -> Result<DecryptedKey, LockboxError> {
-        self.with_channel(|channel| async move {
+        self.with_channel("Decrypt", |channel| async move {
             let request = DecryptRef {
                 key_id,
                 aad_context,
@@ -264,7 +359,7 @@ impl KmsLink {
         key_id: &str,
         held: &BTreeMap<String, u64>,
     ) -> Result<(), LockboxError> {
-        self.with_channel(|channel| async move {
+        self.with_channel("ReportHolds", |channel| async move {
             let request = KmsRequest::ReportHolds {
                 key_id: key_id.into(),
                 held: held
@@ -290,7 +385,7 @@ impl KmsLink {
         caller: &Principal,
         subject: &str,
     ) -> Result<(), LockboxError> {
-        self.with_channel(|channel| async move {
+        self.with_channel("CheckMayActAs", |channel| async move {
             let request = KmsRequest::CheckMayActAs {
                 subject: subject.into(),
             };
@@ -310,7 +405,7 @@ impl KmsLink {
         name: &str,
         rotation_period: Option<u64>,
     ) -> Result<String, LockboxError> {
-        self.with_channel(|channel| async move {
+        self.with_channel("CreateSymmetricKey", |channel| async move {
             let request = KmsRequest::CreateSymmetricKey(CreateSymmetricKey {
                 folder_id: folder_id.into(),
                 name: name.into(),
@@ -335,7 +430,7 @@ impl KmsLink {
         folder_id: &str,
         name: &str,
     ) -> Result<String, LockboxError> {
-        self.with_channel(|channel| async move {
+        self.with_channel("CreateAsymmetricSignatureKey", |channel| async move {
             let request = KmsRequest::CreateAsymmetricSignatureKey(CreateAsymmetricSignatureKey {
                 folder_id: folder_id.into(),
                 name: name.into(),
@@ -354,7 +449,7 @@ impl KmsLink {
 
     /// Signs `message` with `key_id`, as the daemon itself; a DER ECDSA signature.
     pub async fn sign(&self, key_id: &str, message: &[u8]) -> Result<Vec<u8>, LockboxError> {
-        self.with_channel(|channel| async move {
+        self.with_channel("Sign", |channel| async move {
             let request = KmsRequest::Sign {
                 key_id: key_id.into(),
                 message: message.to_vec(),

@@ -39,7 +39,15 @@ pub struct LockboxHandler {
 impl LockboxHandler {
     /// A handler for `lockbox`, keeping request series in `metrics` (if on).
     pub fn new(lockbox: Arc<Lockbox>, max_frame: u32, metrics: &Metrics) -> Self {
-        let meter = RequestMeter::new(metrics, "lockbox", variant::names::<LockboxRequest>());
+        let meter =
+            RequestMeter::new(metrics, "lockbox", variant::names::<LockboxRequest>()).map(|m| {
+                m.also_count(
+                    &["GetPayload", "GetPayloadEx"],
+                    "lockbox_payload_reads_total",
+                    "Payload reads (GetPayload and GetPayloadEx), by code: what Lockbox \
+                     shows as payload_operations_rate.",
+                )
+            });
         Self {
             lockbox,
             max_frame,

@@ -13,6 +13,7 @@ mod accounts;
 mod audit;
 mod backup;
 mod keyring;
+mod meters;
 mod operations;
 mod payload;
 mod quotas;
@@ -29,6 +30,7 @@ pub use accounts::{AccountSession, NewKey};
 pub use audit::AuditTrail;
 pub use backup::{BackupStarted, MAX_BACKUP_CHUNK};
 pub use keyring::KeyringRewrap;
+pub use meters::{DEFAULT_SECRET_SERIES, SecretSeries, collect_state};
 pub use payload::{PayloadRead, ReadMemo};
 pub use quotas::{CloudLimits, CloudQuotas, Limits, QuotaUsage};
 pub use rate::{Rate, RateKind, RateLimits, RateMemo, RateSet};
@@ -112,6 +114,8 @@ pub struct Lockbox {
     audit: Option<AuditTrail>,
     /// Per-subject rate limits, when any is configured.
     rate_limiter: Option<rate::Limiter>,
+    /// Counters the service updates (no-ops while metrics are off).
+    meters: meters::Meters,
 }
 
 impl std::fmt::Debug for Lockbox {
@@ -155,6 +159,7 @@ impl Lockbox {
             open_backup: std::sync::Mutex::new(None),
             audit: None,
             rate_limiter: None,
+            meters: meters::Meters::default(),
         })
     }
 

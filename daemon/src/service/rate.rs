@@ -24,7 +24,8 @@ pub enum RateKind {
 }
 
 impl RateKind {
-    fn name(self) -> &'static str {
+    /// The kind's name in configuration, messages and metrics.
+    pub(super) fn name(self) -> &'static str {
         match self {
             RateKind::PayloadRead => "payload_reads",
             RateKind::Mutation => "mutations",
@@ -272,6 +273,7 @@ impl Lockbox {
             return Ok(());
         };
         bucket.take(now_ms).map_err(|wait| {
+            self.meters.rate_limited(kind);
             LockboxError::ResourceExhausted(format!(
                 "rate limit {}: {} may make {} a second (burst {}); retry in {:.1} s",
                 kind.name(),

@@ -54,6 +54,16 @@ struct Shared {
     wanted: Mutex<Wanted>,
     wake: Condvar,
     progress: watch::Sender<Progress>,
+    /// The syncer's series, once metrics are on.
+    meters: std::sync::OnceLock<SyncMeters>,
+}
+
+/// What the syncer records of each sync.
+struct SyncMeters {
+    /// Batches made durable by one sync.
+    group: metrics::Histogram,
+    /// How long the sync took.
+    took: metrics::Histogram,
 }
 
 /// The syncer's instructions.
@@ -97,6 +107,7 @@ impl GroupCommit {
             wanted: Mutex::new(Wanted::default()),
             wake: Condvar::new(),
             progress: watch::Sender::new(Progress::default()),
+            meters: std::sync::OnceLock::new(),
         });
         let for_syncer = shared.clone();
         let syncer = std::thread::Builder::new()
@@ -111,6 +122,25 @@ impl GroupCommit {
             shared,
             syncer: Some(syncer),
         })
+    }
+
+    /// Keeps the syncer's series in `metrics`: the batches each sync makes durable and how
+    /// long it takes.
+    pub fn instrument(&self, metrics: &lockbox_rpc::metrics::Metrics) {
+        if metrics.is_on() {
+            let _ = self.shared.meters.set(SyncMeters {
+                group: metrics.histogram(
+                    "lockbox_store_sync_group_size",
+                    "Mutations made durable by one write-ahead log sync (group commit).",
+                    &[],
+                ),
+                took: metrics.histogram(
+                    "lockbox_store_sync_duration_seconds",
+                    "Time one write-ahead log sync (fsync) took.",
+                    &[],
+                ),
+            });
+        }
     }
 
     /// Applies `batch` atomically; it is visible now and durable once its ticket is.
@@ -244,7 +274,12 @@ fn sync_loop(shared: &Shared) {
         }
         // Everything applied by now is covered by this sync, waiting or not.
         let target = *lock(&shared.applied);
+        let started = Instant::now();
         let result = shared.kv.sync();
+        if let Some(meters) = shared.meters.get() {
+            meters.took.record(started.elapsed().as_secs_f64());
+            meters.group.record((target - done) as f64);
+        }
         busy = *lock(&shared.applied) > target;
         done = target;
         match result {

@@ -169,6 +169,11 @@ pub trait KvStore: Send + Sync + 'static {
     fn apply(&self, batch: Batch) -> Result<(), StoreError>;
     /// Makes every batch applied so far durable.
     fn sync(&self) -> Result<(), StoreError>;
+    /// The engine's own figures for metrics, as (series name, help, value); none unless the
+    /// engine has some.
+    fn figures(&self) -> Vec<(&'static str, &'static str, u64)> {
+        Vec::new()
+    }
     /// Writes a consistent copy of every table, as of now, into `dir`, which must not
     /// exist: a checkpoint to back up (files are hard-linked where the engine can).
     fn checkpoint(&self, dir: &std::path::Path) -> Result<(), StoreError> {

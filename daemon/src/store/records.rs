@@ -126,6 +126,16 @@ impl Records {
         Ok(Self { kv, group })
     }
 
+    /// Keeps the group commit's series in `metrics`.
+    pub fn instrument(&self, metrics: &lockbox_rpc::metrics::Metrics) {
+        self.group.instrument(metrics);
+    }
+
+    /// The engine's own figures, as (series name, help, value).
+    pub fn engine_figures(&self) -> Vec<(&'static str, &'static str, u64)> {
+        self.kv.figures()
+    }
+
     /// Writes a checkpoint of every table into the new directory `dir`.
     pub fn checkpoint(&self, dir: &std::path::Path) -> Result<(), StoreError> {
         self.kv.checkpoint(dir)

@@ -86,7 +86,40 @@ impl RocksStore {
     }
 }
 
+/// RocksDB properties summed over the tables for metrics: (property, series, help).
+const FIGURES: [(&str, &str, &str); 3] = [
+    (
+        "rocksdb.estimate-live-data-size",
+        "lockbox_store_live_data_bytes",
+        "RocksDB's estimate of the live data stored, in bytes.",
+    ),
+    (
+        "rocksdb.total-sst-files-size",
+        "lockbox_store_sst_files_bytes",
+        "Bytes in RocksDB's table files, obsolete data not yet compacted away included.",
+    ),
+    (
+        "rocksdb.estimate-pending-compaction-bytes",
+        "lockbox_store_pending_compaction_bytes",
+        "RocksDB's estimate of the bytes compaction has yet to rewrite.",
+    ),
+];
+
 impl KvStore for RocksStore {
+    fn figures(&self) -> Vec<(&'static str, &'static str, u64)> {
+        FIGURES
+            .iter()
+            .map(|(property, name, help)| {
+                let total = Table::ALL
+                    .iter()
+                    .filter_map(|t| self.cf(*t).ok())
+                    .filter_map(|cf| self.db.property_int_value_cf(cf, *property).ok().flatten())
+                    .sum();
+                (*name, *help, total)
+            })
+            .collect()
+    }
+
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         self.db.get_cf(self.cf(table)?, key).map_err(engine)
     }

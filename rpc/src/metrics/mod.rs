@@ -25,6 +25,7 @@ use metrics::{Counter, Gauge, Histogram, Key, KeyName, Label, Metadata, Recorder
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
+use metrics_util::MetricKindMask;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -90,9 +91,13 @@ pub const LATENCY_BUCKETS: &[f64] = &[
 /// Upper bounds of the buckets of a histogram of sizes (`…_size`): powers of two.
 pub const SIZE_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0];
 
-/// How long the collectors' figures stand for the next scrapes: a local user scraping in a
-/// loop costs one collection a second, not one per request.
+/// How long the costly collectors' figures stand for the next scrapes: a local user scraping
+/// in a loop costs one read of the store a second, not one per request.
 const RECOLLECT_AFTER: Duration = Duration::from_secs(1);
+
+/// How long a gauge that no collector sets any more stays in the scrapes. Collectors set
+/// every gauge they know at each scrape, so only gauges of things gone go stale.
+const FORGET_GAUGES_AFTER: Duration = Duration::from_secs(600);
 
 /// How often histograms hand their samples to the renderer, so that samples do not pile up
 /// when no one scrapes.
@@ -115,6 +120,8 @@ struct Registry {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
     collectors: Mutex<Vec<Collector>>,
+    /// Collectors run at most once per [`RECOLLECT_AFTER`].
+    costly: Mutex<Vec<Collector>>,
     /// When the collectors last ran.
     collected: Mutex<Option<Instant>>,
 }
@@ -136,13 +143,17 @@ impl Metrics {
             .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
             .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_size".into()), SIZE_BUCKETS));
         // Only an empty bucket list is refused, and neither is empty.
-        let builder = builder.unwrap_or_else(|_| PrometheusBuilder::new());
+        let builder = builder
+            .unwrap_or_else(|_| PrometheusBuilder::new())
+            // A gauge no collector sets any more (a folder deleted) leaves the scrape.
+            .idle_timeout(MetricKindMask::GAUGE, Some(FORGET_GAUGES_AFTER));
         let recorder = builder.build_recorder();
         let handle = recorder.handle();
         let metrics = Self(Some(Arc::new(Registry {
             recorder,
             handle,
             collectors: Mutex::new(Vec::new()),
+            costly: Mutex::new(Vec::new()),
             collected: Mutex::new(None),
         })));
         process::collect_with(&metrics);
@@ -219,16 +230,24 @@ impl Metrics {
     }
 
     /// Runs `collect` before each scrape is rendered, to set gauges from state that is
-    /// cheaper to read than to keep up to date. It runs on a blocking thread, at most once
-    /// a second.
+    /// cheaper to read than to keep up to date (an atomic, a file in `/proc`). It runs on a
+    /// blocking thread.
     pub fn on_scrape(&self, collect: impl Fn() + Send + Sync + 'static) {
         if let Some(registry) = &self.0 {
             lock(&registry.collectors).push(Box::new(collect));
         }
     }
 
-    /// The scrape: the collectors run (unless they ran less than a second ago), then every
-    /// series in the Prometheus text format. Blocking: the collectors may read the store.
+    /// As [`on_scrape`](Self::on_scrape), for a collector that reads much (the store): it
+    /// runs at most once a second, and a scrape sooner shows its last figures.
+    pub fn on_scrape_costly(&self, collect: impl Fn() + Send + Sync + 'static) {
+        if let Some(registry) = &self.0 {
+            lock(&registry.costly).push(Box::new(collect));
+        }
+    }
+
+    /// The scrape: the collectors run, then every series in the Prometheus text format.
+    /// Blocking: the collectors may read the store.
     pub fn render(&self) -> String {
         let Some(registry) = &self.0 else {
             return String::new();
@@ -236,11 +255,14 @@ impl Metrics {
         {
             let mut collected = lock(&registry.collected);
             if collected.is_none_or(|at| at.elapsed() >= RECOLLECT_AFTER) {
-                for collect in lock(&registry.collectors).iter() {
+                for collect in lock(&registry.costly).iter() {
                     collect();
                 }
                 *collected = Some(Instant::now());
             }
+        }
+        for collect in lock(&registry.collectors).iter() {
+            collect();
         }
         registry.handle.render()
     }

@@ -27,11 +27,12 @@ pub(super) fn collect_with(metrics: &Metrics) {
         "Start time of the process since the Unix epoch in seconds.",
         &[],
     );
-    if let Some(at) = start_time() {
-        start.set(at);
-    }
+    let started = start_time();
     let page = rustix::param::page_size() as f64;
     metrics.on_scrape(move || {
+        if let Some(at) = started {
+            start.set(at);
+        }
         if let Some(pages) = resident_pages() {
             rss.set(pages as f64 * page);
         }

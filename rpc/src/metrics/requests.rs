@@ -50,6 +50,17 @@ pub struct RequestMeter {
     latency: Box<[OnceLock<Histogram>]>,
     in_flight: Arc<AtomicI64>,
     connections: Arc<AtomicI64>,
+    /// A series that also counts some of the methods, by code.
+    also: Option<Also>,
+}
+
+/// A counter by code of the requests of some methods (see [`RequestMeter::also_count`]).
+struct Also {
+    name: &'static str,
+    help: &'static str,
+    /// Whether each method (by tag, `unknown` last) is counted.
+    counted: Box<[bool]>,
+    by_code: Box<[OnceLock<Counter>]>,
 }
 
 impl std::fmt::Debug for RequestMeter {
@@ -116,7 +127,23 @@ impl RequestMeter {
             latency: (0..methods_and_unknown).map(|_| OnceLock::new()).collect(),
             in_flight,
             connections,
+            also: None,
         })
+    }
+
+    /// Also counts the requests of `methods`, by code, as the counter `name`: a series of
+    /// its own for what a dashboard shows apart (payload reads).
+    pub fn also_count(mut self, methods: &[&str], name: &'static str, help: &'static str) -> Self {
+        let counted = (0..=self.methods.len())
+            .map(|m| methods.contains(&self.method_label(m)))
+            .collect();
+        self.also = Some(Also {
+            name,
+            help,
+            counted,
+            by_code: (0..CODES).map(|_| OnceLock::new()).collect(),
+        });
+        self
     }
 
     fn method_label(&self, method: usize) -> &'static str {
@@ -154,6 +181,16 @@ impl RequestMeter {
             None => CODES - 1,
         };
         let method = timing.method;
+        if let Some(also) = &self.also
+            && also.counted[method]
+        {
+            also.by_code[code]
+                .get_or_init(|| {
+                    self.metrics
+                        .counter(also.name, also.help, &[("code", code_label(code))])
+                })
+                .increment(1);
+        }
         self.requests[method * CODES + code]
             .get_or_init(|| {
                 self.metrics.counter(
