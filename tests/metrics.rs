@@ -223,6 +223,94 @@ async fn what_is_stored_is_read_at_the_scrape_and_refusals_are_counted() {
     );
 }
 
+#[tokio::test]
+async fn the_kms_counts_operations_by_key_relayed_decisions_and_what_it_holds() {
+    let (kms, daemon) = both_measured("", "");
+    let k = kms.client().await;
+    let key = kms_key_with(&k, &[("kms.keys.encrypterDecrypter", &my_subject())]).await;
+    let c = daemon.client().await;
+    let mut keyed = secret("keyed", vec![set("k", "v")]);
+    keyed.kms_key_id = key.clone();
+    let id = c.create_secret(keyed).await.unwrap().resource_id;
+    for _ in 0..2 {
+        c.get_payload(&id, None).await.unwrap();
+    }
+    // The caller loses its KMS role: lockboxd's read on its behalf is denied by the KMS.
+    change_kms_binding(&k, &key, "kms.keys.encrypterDecrypter", &my_subject()).await;
+    let denied = c.get_payload(&id, None).await.unwrap_err();
+    assert_eq!(error_code(&denied), ErrorCode::PermissionDenied);
+    // An id no key has counts as an unknown key, not as a series of its own.
+    let made_up = "abj00000000000000000";
+    k.decrypt(made_up, b"", b"x").await.unwrap_err();
+    k.rotate(&key).await.unwrap();
+
+    let text = scrape::metrics(&scrape::address(&kms.log()));
+    let ops = |op: &str, key: &str, code: &str| {
+        sample(
+            &text,
+            &format!(
+                "lockbox_kms_operations_total{{operation=\"{op}\",key=\"{key}\",code=\"{code}\"}}"
+            ),
+        )
+    };
+    assert_eq!(ops("Decrypt", &key, "OK"), Some(2.0), "{text}");
+    assert_eq!(
+        ops("Decrypt", &key, "PERMISSION_DENIED"),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(
+        ops("GenerateDataKey", &key, "OK").is_some() || ops("Encrypt", &key, "OK").is_some(),
+        "{text}"
+    );
+    assert_eq!(ops("Decrypt", "unknown", "NOT_FOUND"), Some(1.0), "{text}");
+    assert!(!text.contains(made_up), "{text}");
+    let decisions = |outcome: &str| {
+        sample(
+            &text,
+            &format!("lockbox_kms_relayed_decisions_total{{outcome=\"{outcome}\"}}"),
+        )
+    };
+    assert!(decisions("allowed").unwrap() >= 3.0, "{text}");
+    assert_eq!(decisions("denied"), Some(1.0), "{text}");
+    // lockboxd's own key and the test's: two active symmetric keys, three versions.
+    assert_eq!(
+        sample(
+            &text,
+            "lockbox_kms_keys{kind=\"symmetric\",state=\"ACTIVE\"}"
+        ),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "lockbox_kms_key_versions{state=\"ACTIVE\"}"),
+        Some(3.0),
+        "{text}"
+    );
+    assert!(
+        sample(&text, "lockbox_kms_keystore_save_duration_seconds_count").unwrap() >= 3.0,
+        "{text}"
+    );
+}
+
+/// Removes `subject`'s `role` on KMS key `key`.
+async fn change_kms_binding(k: &lockbox_client::KmsClient, key: &str, role: &str, subject: &str) {
+    use lockbox_client::proto::common::{AccessBinding, AccessBindingAction, AccessBindingDelta};
+    use lockbox_client::proto::kms::ResourceRef;
+    k.update_access_bindings(
+        ResourceRef::Key(key.into()),
+        vec![AccessBindingDelta {
+            action: AccessBindingAction::Remove,
+            binding: AccessBinding {
+                role_id: role.into(),
+                subject: subject.into(),
+            },
+        }],
+    )
+    .await
+    .unwrap();
+}
+
 #[test]
 fn metrics_are_off_unless_configured_and_never_on_an_open_address() {
     let (mut kms, mut daemon) = Daemon::with_kms("");

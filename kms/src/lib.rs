@@ -15,6 +15,7 @@ pub mod crypto;
 pub mod error;
 pub mod ids;
 pub mod keystore;
+mod meters;
 pub mod model;
 pub mod seal;
 pub mod server;

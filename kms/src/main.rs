@@ -315,7 +315,8 @@ fn run_serve(args: ServeArgs) -> Result<()> {
         tracing::warn!("DANGER: running on a manual test clock");
     }
     let time = TimeSource::for_tests_if(args.danger_test_clock);
-    let kms = Arc::new(Kms::new(state, keystore, time, file.quotas)?);
+    let kms = Arc::new(Kms::new(state, keystore, time, file.quotas)?.with_metrics(&metrics));
+    lockbox_kms::service::collect_state(&kms, &metrics);
 
     match file
         .audit

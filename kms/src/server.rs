@@ -3,6 +3,7 @@
 
 use crate::access::{Groups, Principal};
 use crate::error::KmsError;
+use crate::meters::{DECRYPT, OperationMeter};
 use crate::service::{BindingUpdate, Caller, KeyMetaSpec, KeySpec, Kms, Page};
 use crate::wire;
 use lockbox_proto::hello::Service;
@@ -26,6 +27,8 @@ pub struct KmsHandler {
     max_frame: u32,
     /// Request series, when metrics are on.
     meter: Option<RequestMeter>,
+    /// Operations by key and relayed decisions, when metrics are on.
+    operations: Option<OperationMeter>,
 }
 
 impl KmsHandler {
@@ -36,6 +39,7 @@ impl KmsHandler {
             kms,
             max_frame,
             meter,
+            operations: OperationMeter::new(metrics),
         }
     }
 }
@@ -109,6 +113,10 @@ impl Handler for KmsHandler {
                 Err(KmsError::Unavailable(e.to_string()))
             }
             Ok(caller) => {
+                let measured = self.operations.as_ref().and_then(|meter| {
+                    crate::meters::operation(&request.body)
+                        .map(|(op, key)| (meter, op, key.to_owned()))
+                });
                 let answered = match dispatch(&self.kms, &caller, request.body).await {
                     Ok(answer) if session.relay => {
                         self.hold(&session.identity.subject, answer).await
@@ -118,10 +126,21 @@ impl Handler for KmsHandler {
                 if let Some(resource) = &audited {
                     record_request(session, request_name(body), resource, &answered);
                 }
+                if let Some((meter, op, key)) = measured {
+                    meter.operation(
+                        &self.kms,
+                        op,
+                        &key,
+                        answered.as_ref().err().map(|e| e.code()),
+                    );
+                }
                 answered
             }
             Err(e) => Err(e),
         };
+        if let (Some(meter), Some(_)) = (&self.operations, &relayed) {
+            meter.decision(result.as_ref().err().map(|e| e.code()));
+        }
         respond(
             out,
             request.id,
@@ -210,6 +229,13 @@ impl KmsHandler {
         if direct {
             let resource = format!("key {}", d.key_id);
             record_request(session, "Decrypt", &resource, &answered);
+        }
+        if let Some(meter) = &self.operations {
+            let error = answered.as_ref().err().map(|e| e.code());
+            meter.operation(&self.kms, DECRYPT, d.key_id, error);
+            if !direct {
+                meter.decision(error);
+            }
         }
         if let Err(e) = answered {
             respond::<()>(out, call.id, Err(e.answer()), max);

@@ -12,6 +12,7 @@ mod crypto_ops;
 mod export;
 mod holds;
 mod maintenance;
+mod meters;
 mod quotas;
 mod signature;
 mod symmetric;
@@ -19,6 +20,7 @@ mod symmetric;
 pub use bindings::{BindingUpdate, MAX_DELTAS};
 pub use crypto_ops::{DataKey, Decrypted, Decryption, Encrypted};
 pub use export::{KeystoreChunk, MAX_KEYSTORE_CHUNK};
+pub use meters::collect_state;
 pub use quotas::{FolderQuotas, QuotaUsage, Quotas};
 pub use symmetric::{KeyMetaSpec, KeySpec, KeyUpdate};
 
@@ -138,6 +140,8 @@ pub struct Kms {
     manual_clock: Option<Arc<ManualClock>>,
     /// Limits.
     quotas: Quotas,
+    /// How long each keystore save takes (a no-op while metrics are off).
+    save_latency: metrics::Histogram,
 }
 
 impl std::fmt::Debug for Kms {
@@ -165,6 +169,7 @@ impl Kms {
             clock,
             manual_clock,
             quotas,
+            save_latency: metrics::Histogram::noop(),
         })
     }
 
@@ -197,8 +202,11 @@ impl Kms {
         let mut next = current.state.clone();
         let out = change(&current, &mut next, self.clock.now())?;
         let keystore = self.keystore.clone();
+        let save_latency = self.save_latency.clone();
         let (next, saved) = tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
             let saved = keystore.save(&next);
+            save_latency.record(started.elapsed().as_secs_f64());
             (next, saved)
         })
         .await

@@ -16,10 +16,15 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 /// Codes counted: `OK`, then every [`ErrorCode`] in its order.
-const CODES: usize = 1 + ErrorCode::Internal as usize + 1;
+pub const CODES: usize = 1 + ErrorCode::Internal as usize + 1;
+
+/// The index among [`CODES`] of an outcome: 0 for success, then the error codes.
+pub fn code_index(error: Option<ErrorCode>) -> usize {
+    error.map_or(0, |code| 1 + code as usize)
+}
 
 /// The label of code index `i`.
-fn code_label(i: usize) -> &'static str {
+pub fn code_label(i: usize) -> &'static str {
     const ALL: [ErrorCode; CODES - 1] = [
         ErrorCode::InvalidArgument,
         ErrorCode::NotFound,
@@ -175,8 +180,7 @@ impl RequestMeter {
         let elapsed = timing.started.elapsed();
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
         let code = match answer.get(LENGTH_PREFIX..).and_then(response_code) {
-            Some(None) => 0,
-            Some(Some(code)) => 1 + code as usize,
+            Some(outcome) => code_index(outcome),
             // Not a response: a bug, counted as one.
             None => CODES - 1,
         };
