@@ -3,8 +3,9 @@
 
 # System packages the build and the tests need: a C toolchain, libclang for RocksDB's
 # bindings, openssl to verify signatures in the tests, and setpriv (util-linux) and
-# groupadd/gpasswd (passwd) to run clients with chosen Unix groups.
-LOCKBOX_PACKAGES=(build-essential pkg-config clang libclang-dev openssl ca-certificates util-linux passwd)
+# groupadd/gpasswd (passwd) to run clients with chosen Unix groups, and curl to read the
+# metrics endpoints.
+LOCKBOX_PACKAGES=(build-essential pkg-config clang libclang-dev openssl ca-certificates util-linux passwd curl)
 
 ensure_packages() {
     local missing=()

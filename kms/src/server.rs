@@ -34,7 +34,7 @@ pub struct KmsHandler {
 impl KmsHandler {
     /// A handler for `kms`, keeping request series in `metrics` (if on).
     pub fn new(kms: Arc<Kms>, max_frame: u32, metrics: &Metrics) -> Self {
-        let meter = RequestMeter::new(metrics, "lockbox_kms", variant::names::<KmsRequest>());
+        let meter = RequestMeter::new(metrics, "lockbox_kms", variant::names::<KmsRequest>(), None);
         Self {
             kms,
             max_frame,

@@ -19,7 +19,7 @@ use crate::service::{AccountSession, Caller, Lockbox, RateKind, RateMemo, ReadMe
 use lockbox_proto::hello::Service;
 use lockbox_proto::lockbox::{GetPayloadBytes, LockboxRequest, LockboxResponse};
 use lockbox_proto::{Error, Principal, variant};
-use lockbox_rpc::metrics::{Metrics, RequestMeter};
+use lockbox_rpc::metrics::{AlsoCount, Metrics, RequestMeter};
 use lockbox_rpc::peer::{self, PeerCred};
 use lockbox_rpc::server::{AnswerError, Handler, Next, decode_request, request_id, respond};
 use payload::{get_payload_ex, respond_payload};
@@ -39,15 +39,18 @@ pub struct LockboxHandler {
 impl LockboxHandler {
     /// A handler for `lockbox`, keeping request series in `metrics` (if on).
     pub fn new(lockbox: Arc<Lockbox>, max_frame: u32, metrics: &Metrics) -> Self {
-        let meter =
-            RequestMeter::new(metrics, "lockbox", variant::names::<LockboxRequest>()).map(|m| {
-                m.also_count(
-                    &["GetPayload", "GetPayloadEx"],
-                    "lockbox_payload_reads_total",
-                    "Payload reads (GetPayload and GetPayloadEx), by code: what Lockbox \
-                     shows as payload_operations_rate.",
-                )
-            });
+        let payload_reads = AlsoCount {
+            methods: &["GetPayload", "GetPayloadEx"],
+            name: "lockbox_payload_reads_total",
+            help: "Payload reads (GetPayload and GetPayloadEx), by code: what Lockbox shows \
+                   as payload_operations_rate.",
+        };
+        let meter = RequestMeter::new(
+            metrics,
+            "lockbox",
+            variant::names::<LockboxRequest>(),
+            Some(payload_reads),
+        );
         Self {
             lockbox,
             max_frame,

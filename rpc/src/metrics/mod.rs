@@ -31,7 +31,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub use requests::RequestMeter;
+pub use requests::{AlsoCount, RequestMeter};
 
 /// The `[metrics]` section of a configuration file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -116,12 +116,17 @@ impl std::fmt::Debug for Metrics {
 /// A collector run before each scrape is rendered.
 type Collector = Box<dyn Fn() + Send + Sync>;
 
+/// Series that write themselves in the text format.
+type Text = Box<dyn Fn(&mut String) + Send + Sync>;
+
 struct Registry {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
     collectors: Mutex<Vec<Collector>>,
     /// Collectors run at most once per [`RECOLLECT_AFTER`].
     costly: Mutex<Vec<Collector>>,
+    /// Series kept outside the exporter, appended to its text.
+    texts: Mutex<Vec<Text>>,
     /// When the collectors last ran.
     collected: Mutex<Option<Instant>>,
 }
@@ -154,6 +159,7 @@ impl Metrics {
             handle,
             collectors: Mutex::new(Vec::new()),
             costly: Mutex::new(Vec::new()),
+            texts: Mutex::new(Vec::new()),
             collected: Mutex::new(None),
         })));
         process::collect_with(&metrics);
@@ -264,7 +270,24 @@ impl Metrics {
         for collect in lock(&registry.collectors).iter() {
             collect();
         }
-        registry.handle.render()
+        let mut text = registry.handle.render();
+        for render in lock(&registry.texts).iter() {
+            render(&mut text);
+        }
+        text
+    }
+
+    /// Appends what `render` writes, in the text format, to every scrape: for series kept
+    /// outside the exporter ([`RequestMeter`]). False, and `render` dropped, when metrics
+    /// are off.
+    pub fn render_also(&self, render: impl Fn(&mut String) + Send + Sync + 'static) -> bool {
+        match &self.0 {
+            Some(registry) => {
+                lock(&registry.texts).push(Box::new(render));
+                true
+            }
+            None => false,
+        }
     }
 
     /// Hands histogram samples to the renderer every few seconds, until the runtime ends.

@@ -3,17 +3,22 @@
 //!
 //! The server loop times each call and reads the method from the request frame and the code
 //! from the response frame the handler appended, so no handler counts anything itself and
-//! no answer goes uncounted. Each (method, code) counter is registered the first time it is
-//! seen and kept, so the request path adds to an atomic and never looks a series up.
+//! no answer goes uncounted.
+//!
+//! These are the one place that does not use `metrics` handles: they are updated on every
+//! request, and fixed tables of atomics (a counter per method and code, buckets per method)
+//! cost a third of a counter and a histogram of the exporter (whose histogram keeps every
+//! sample, with a timestamp, until it is rendered); `benches/metrics.rs` measures both. The
+//! clock is the CPU's time-stamp counter where it is reliable (`quanta`), read twice per
+//! request. The tables render themselves in the text format after the exporter's series.
 
-use super::Metrics;
+use super::{LATENCY_BUCKETS, Metrics};
 use lockbox_proto::ErrorCode;
 use lockbox_proto::frame::LENGTH_PREFIX;
 use lockbox_proto::message::{request_tag, response_code};
-use metrics::{Counter, Histogram};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
 
 /// Codes counted: `OK`, then every [`ErrorCode`] in its order.
 pub const CODES: usize = 1 + ErrorCode::Internal as usize + 1;
@@ -42,36 +47,49 @@ pub fn code_label(i: usize) -> &'static str {
     }
 }
 
+/// The clock calls are timed with, calibrated once per process.
+fn clock() -> &'static quanta::Clock {
+    static CLOCK: OnceLock<quanta::Clock> = OnceLock::new();
+    CLOCK.get_or_init(quanta::Clock::new)
+}
+
 /// A server's request series.
 pub struct RequestMeter {
-    metrics: Metrics,
+    tables: Arc<Tables>,
+}
+
+/// The counts, shared with the renderer.
+struct Tables {
     /// `lockbox` or `lockbox_kms`.
     prefix: &'static str,
     /// The request enum's variant names, by tag; a tag past them is `unknown`.
     methods: &'static [&'static str],
     /// By method then code.
-    requests: Box<[OnceLock<Counter>]>,
-    /// By method.
-    latency: Box<[OnceLock<Histogram>]>,
-    in_flight: Arc<AtomicI64>,
-    connections: Arc<AtomicI64>,
+    requests: Box<[AtomicU64]>,
+    /// By method then bucket ([`LATENCY_BUCKETS`] and +Inf, not cumulative).
+    buckets: Box<[AtomicU64]>,
+    /// By method: nanoseconds in all.
+    nanos: Box<[AtomicU64]>,
+    /// Calls started; those answered are the sum of `requests`.
+    started: AtomicU64,
+    connections: AtomicI64,
     /// A series that also counts some of the methods, by code.
     also: Option<Also>,
 }
 
-/// A counter by code of the requests of some methods (see [`RequestMeter::also_count`]).
+/// The tables of an [`AlsoCount`].
 struct Also {
     name: &'static str,
     help: &'static str,
     /// Whether each method (by tag, `unknown` last) is counted.
     counted: Box<[bool]>,
-    by_code: Box<[OnceLock<Counter>]>,
+    by_code: Box<[AtomicU64]>,
 }
 
 impl std::fmt::Debug for RequestMeter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RequestMeter")
-            .field("prefix", &self.prefix)
+            .field("prefix", &self.tables.prefix)
             .finish_non_exhaustive()
     }
 }
@@ -80,142 +98,201 @@ impl std::fmt::Debug for RequestMeter {
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {
     method: usize,
-    started: Instant,
+    started: u64,
 }
 
 /// One open connection, counted until dropped.
-#[derive(Debug)]
-pub struct OpenConnection(Arc<AtomicI64>);
+pub struct OpenConnection(Arc<Tables>);
+
+impl std::fmt::Debug for OpenConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OpenConnection")
+    }
+}
 
 impl Drop for OpenConnection {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.connections.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+fn zeros(n: usize) -> Box<[AtomicU64]> {
+    (0..n).map(|_| AtomicU64::new(0)).collect()
+}
+
+/// A counter, by code, of the requests of some methods: a series of its own for what a
+/// dashboard shows apart (payload reads).
+#[derive(Debug, Clone, Copy)]
+pub struct AlsoCount {
+    /// The methods counted.
+    pub methods: &'static [&'static str],
+    /// The counter's name.
+    pub name: &'static str,
+    /// Its help text.
+    pub help: &'static str,
 }
 
 impl RequestMeter {
     /// The request series of a server whose series start with `prefix` and whose requests
-    /// are the variants `methods` (see `lockbox_proto::variant::names`); `None` when
-    /// `metrics` is off, so the server does not even time its calls.
+    /// are the variants `methods` (see `lockbox_proto::variant::names`), with `also` if
+    /// given; `None` when `metrics` is off, so the server does not even time its calls. The
+    /// series render with `metrics`'s.
     pub fn new(
         metrics: &Metrics,
         prefix: &'static str,
         methods: &'static [&'static str],
+        also: Option<AlsoCount>,
     ) -> Option<Self> {
-        if !metrics.is_on() {
-            return None;
-        }
-        let in_flight = Arc::new(AtomicI64::new(0));
-        let connections = Arc::new(AtomicI64::new(0));
-        let gauge = |name: String, help, value: Arc<AtomicI64>| {
-            let gauge = metrics.gauge(&name, help, &[]);
-            metrics.on_scrape(move || gauge.set(value.load(Ordering::Relaxed) as f64));
-        };
-        gauge(
-            format!("{prefix}_requests_in_flight"),
-            "Requests being answered.",
-            in_flight.clone(),
-        );
-        gauge(
-            format!("{prefix}_connections"),
-            "Open client connections on the Unix socket.",
-            connections.clone(),
-        );
         let methods_and_unknown = methods.len() + 1;
-        Some(Self {
-            metrics: metrics.clone(),
+        let label = |m: usize| methods.get(m).copied().unwrap_or("unknown");
+        let tables = Arc::new(Tables {
             prefix,
             methods,
-            requests: (0..methods_and_unknown * CODES)
-                .map(|_| OnceLock::new())
-                .collect(),
-            latency: (0..methods_and_unknown).map(|_| OnceLock::new()).collect(),
-            in_flight,
-            connections,
-            also: None,
-        })
-    }
-
-    /// Also counts the requests of `methods`, by code, as the counter `name`: a series of
-    /// its own for what a dashboard shows apart (payload reads).
-    pub fn also_count(mut self, methods: &[&str], name: &'static str, help: &'static str) -> Self {
-        let counted = (0..=self.methods.len())
-            .map(|m| methods.contains(&self.method_label(m)))
-            .collect();
-        self.also = Some(Also {
-            name,
-            help,
-            counted,
-            by_code: (0..CODES).map(|_| OnceLock::new()).collect(),
+            requests: zeros(methods_and_unknown * CODES),
+            buckets: zeros(methods_and_unknown * (LATENCY_BUCKETS.len() + 1)),
+            nanos: zeros(methods_and_unknown),
+            started: AtomicU64::new(0),
+            connections: AtomicI64::new(0),
+            also: also.map(|a| Also {
+                name: a.name,
+                help: a.help,
+                counted: (0..methods_and_unknown)
+                    .map(|m| a.methods.contains(&label(m)))
+                    .collect(),
+                by_code: zeros(CODES),
+            }),
         });
-        self
-    }
-
-    fn method_label(&self, method: usize) -> &'static str {
-        self.methods.get(method).copied().unwrap_or("unknown")
+        let rendered = tables.clone();
+        metrics
+            .render_also(move |out| rendered.render(out))
+            .then_some(Self { tables })
     }
 
     /// Counts a connection open until the result is dropped.
     pub fn connection(&self) -> OpenConnection {
-        self.connections.fetch_add(1, Ordering::Relaxed);
-        OpenConnection(self.connections.clone())
+        self.tables.connections.fetch_add(1, Ordering::Relaxed);
+        OpenConnection(self.tables.clone())
     }
 
     /// Starts timing the request in frame `body`.
+    #[inline]
     pub fn start(&self, body: &[u8]) -> Timing {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let t = &self.tables;
+        t.started.fetch_add(1, Ordering::Relaxed);
         let method = request_tag(body)
-            .and_then(|t| usize::try_from(t).ok())
-            .filter(|t| *t < self.methods.len())
-            .unwrap_or(self.methods.len());
+            .and_then(|tag| usize::try_from(tag).ok())
+            .filter(|tag| *tag < t.methods.len())
+            .unwrap_or(t.methods.len());
         Timing {
             method,
-            started: Instant::now(),
+            started: clock().raw(),
         }
     }
 
     /// Counts the call `timing` started, answered by the response frame `answer` (prefix
     /// and body).
+    #[inline]
     pub fn finish(&self, timing: Timing, answer: &[u8]) {
-        let elapsed = timing.started.elapsed();
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let nanos = clock().delta_as_nanos(timing.started, clock().raw());
+        let t = &self.tables;
         let code = match answer.get(LENGTH_PREFIX..).and_then(response_code) {
             Some(outcome) => code_index(outcome),
             // Not a response: a bug, counted as one.
             None => CODES - 1,
         };
         let method = timing.method;
-        if let Some(also) = &self.also
+        t.requests[method * CODES + code].fetch_add(1, Ordering::Relaxed);
+        let seconds = nanos as f64 * 1e-9;
+        let bucket = LATENCY_BUCKETS.partition_point(|bound| *bound < seconds);
+        t.buckets[method * (LATENCY_BUCKETS.len() + 1) + bucket].fetch_add(1, Ordering::Relaxed);
+        t.nanos[method].fetch_add(nanos, Ordering::Relaxed);
+        if let Some(also) = &t.also
             && also.counted[method]
         {
-            also.by_code[code]
-                .get_or_init(|| {
-                    self.metrics
-                        .counter(also.name, also.help, &[("code", code_label(code))])
-                })
-                .increment(1);
+            also.by_code[code].fetch_add(1, Ordering::Relaxed);
         }
-        self.requests[method * CODES + code]
-            .get_or_init(|| {
-                self.metrics.counter(
-                    &format!("{}_requests_total", self.prefix),
-                    "Requests answered, by method and code.",
-                    &[
-                        ("method", self.method_label(method)),
-                        ("code", code_label(code)),
-                    ],
-                )
-            })
-            .increment(1);
-        self.latency[method]
-            .get_or_init(|| {
-                self.metrics.histogram(
-                    &format!("{}_request_duration_seconds", self.prefix),
-                    "Time from a request's frame read to its answer written, by method.",
-                    &[("method", self.method_label(method))],
-                )
-            })
-            .record(elapsed.as_secs_f64());
+    }
+}
+
+impl Tables {
+    fn method_label(&self, method: usize) -> &'static str {
+        self.methods.get(method).copied().unwrap_or("unknown")
+    }
+
+    /// The tables in the text format: counters and histograms of the methods seen.
+    fn render(&self, out: &mut String) {
+        let p = self.prefix;
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let answered: u64 = self.requests.iter().map(load).sum();
+        let _ = write!(
+            out,
+            "# HELP {p}_requests_in_flight Requests being answered.\n\
+             # TYPE {p}_requests_in_flight gauge\n\
+             {p}_requests_in_flight {}\n\
+             # HELP {p}_connections Open client connections on the Unix socket.\n\
+             # TYPE {p}_connections gauge\n\
+             {p}_connections {}\n\
+             # HELP {p}_requests_total Requests answered, by method and code.\n\
+             # TYPE {p}_requests_total counter\n",
+            load(&self.started).saturating_sub(answered),
+            self.connections.load(Ordering::Relaxed),
+        );
+        for method in 0..=self.methods.len() {
+            for code in 0..CODES {
+                let n = load(&self.requests[method * CODES + code]);
+                if n > 0 {
+                    let _ = writeln!(
+                        out,
+                        "{p}_requests_total{{method=\"{}\",code=\"{}\"}} {n}",
+                        self.method_label(method),
+                        code_label(code)
+                    );
+                }
+            }
+        }
+        let _ = write!(
+            out,
+            "# HELP {p}_request_duration_seconds Time from a request's frame read to its answer \
+             written, by method.\n# TYPE {p}_request_duration_seconds histogram\n"
+        );
+        let width = LATENCY_BUCKETS.len() + 1;
+        for method in 0..=self.methods.len() {
+            let buckets = &self.buckets[method * width..(method + 1) * width];
+            let count: u64 = buckets.iter().map(load).sum();
+            if count == 0 {
+                continue;
+            }
+            let name = self.method_label(method);
+            let mut below = 0;
+            for (bound, n) in LATENCY_BUCKETS.iter().zip(buckets) {
+                below += load(n);
+                let _ = writeln!(
+                    out,
+                    "{p}_request_duration_seconds_bucket{{method=\"{name}\",le=\"{bound}\"}} {below}"
+                );
+            }
+            let seconds = load(&self.nanos[method]) as f64 * 1e-9;
+            let _ = write!(
+                out,
+                "{p}_request_duration_seconds_bucket{{method=\"{name}\",le=\"+Inf\"}} {count}\n\
+                 {p}_request_duration_seconds_sum{{method=\"{name}\"}} {seconds}\n\
+                 {p}_request_duration_seconds_count{{method=\"{name}\"}} {count}\n"
+            );
+        }
+        if let Some(also) = &self.also {
+            let _ = write!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n",
+                name = also.name,
+                help = also.help
+            );
+            for (code, n) in also.by_code.iter().enumerate() {
+                let n = load(n);
+                if n > 0 {
+                    let _ = writeln!(out, "{}{{code=\"{}\"}} {n}", also.name, code_label(code));
+                }
+            }
+        }
     }
 }
 
@@ -235,8 +312,18 @@ mod tests {
     #[test]
     fn calls_are_counted_by_method_and_code() {
         let metrics = Metrics::on();
-        let meter =
-            RequestMeter::new(&metrics, "lockbox", variant::names::<LockboxRequest>()).unwrap();
+        let also = AlsoCount {
+            methods: &["GetSecret"],
+            name: "lockbox_gets_total",
+            help: "Gets.",
+        };
+        let meter = RequestMeter::new(
+            &metrics,
+            "lockbox",
+            variant::names::<LockboxRequest>(),
+            Some(also),
+        )
+        .unwrap();
         let request = postcard::to_allocvec(&Request {
             id: 9,
             on_behalf_of: None,
@@ -258,13 +345,16 @@ mod tests {
         let timing = meter.start(b"\xff");
         meter.finish(timing, b"");
         let _open = meter.connection();
+        let _running = meter.start(&request);
         let text = metrics.render();
         let has = |line: &str| assert!(text.lines().any(|l| l == line), "{line}\n{text}");
         has("lockbox_requests_total{method=\"GetSecret\",code=\"NOT_FOUND\"} 2");
         has("lockbox_requests_total{method=\"unknown\",code=\"INTERNAL\"} 1");
         has("lockbox_request_duration_seconds_count{method=\"GetSecret\"} 2");
-        has("lockbox_requests_in_flight 0");
+        has("lockbox_request_duration_seconds_bucket{method=\"GetSecret\",le=\"+Inf\"} 2");
+        has("lockbox_gets_total{code=\"NOT_FOUND\"} 2");
+        has("lockbox_requests_in_flight 1");
         has("lockbox_connections 1");
-        assert!(RequestMeter::new(&Metrics::off(), "lockbox", &[]).is_none());
+        assert!(RequestMeter::new(&Metrics::off(), "lockbox", &[], None).is_none());
     }
 }
