@@ -6,6 +6,7 @@
 
 use crate::service::Kms;
 use lockbox_proto::ErrorCode;
+use lockbox_proto::ids::IdHashing;
 use lockbox_proto::kms::KmsRequest;
 use lockbox_rpc::metrics::Metrics;
 use lockbox_rpc::metrics::requests::{CODES, code_index, code_label};
@@ -46,7 +47,9 @@ type KeyCounters = Box<[OnceLock<Counter>]>;
 /// The front-end's counters.
 pub(crate) struct OperationMeter {
     metrics: Metrics,
-    by_key: RwLock<HashMap<String, KeyCounters>>,
+    /// By key id. Only ids of keys that exist (which this process made) are inserted, so
+    /// the unkeyed id hasher is safe here; a lookup of any other id just misses.
+    by_key: RwLock<HashMap<String, KeyCounters, IdHashing>>,
     /// Relayed requests allowed, denied, and failed otherwise.
     decisions: [Counter; 3],
 }

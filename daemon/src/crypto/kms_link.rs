@@ -12,15 +12,16 @@ use lockbox_proto::kms::{
     KmsResponse, SignatureAlgorithm, SymmetricAlgorithm, decrypted_plaintext,
 };
 use lockbox_proto::{ErrorCode, Principal, SecretBytes, Wiping};
-use lockbox_rpc::metrics::Metrics;
+use lockbox_rpc::metrics::histograms::clock;
+use lockbox_rpc::metrics::requests::{CODES, code_index, code_label};
+use lockbox_rpc::metrics::{Histograms, Metrics};
 use lockbox_rpc::{CallError, Channel};
-use metrics::{Counter, Histogram};
+use metrics::Counter;
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 /// How lockboxd introduces itself in its hello to the KMS.
@@ -63,52 +64,54 @@ pub struct KmsLink {
     meters: Option<LinkMeters>,
 }
 
-/// The link's series: each call's round trip, by operation, and its outcome.
+/// The operations the link performs, as its series name them.
+const OPERATIONS: [&str; 8] = [
+    "Encrypt",
+    "ReEncrypt",
+    "Decrypt",
+    "ReportHolds",
+    "CheckMayActAs",
+    "CreateSymmetricKey",
+    "CreateAsymmetricSignatureKey",
+    "Sign",
+];
+
+/// The link's series: each call's round trip, by operation, and its outcome. On the path of
+/// every read of a secret under its own KMS key, so kept in fixed tables.
 #[derive(Debug)]
 struct LinkMeters {
     metrics: Metrics,
-    /// By operation.
-    latency: Mutex<BTreeMap<&'static str, Histogram>>,
-    /// By operation and code (`OK` included).
-    calls: Mutex<BTreeMap<(&'static str, &'static str), Counter>>,
+    latency: Arc<Histograms>,
+    /// By operation and code (`OK` included), registered when first seen.
+    calls: Box<[OnceLock<Counter>]>,
     /// Whether the last call reached the KMS (set as `lockbox_kms_client_up` at scrapes).
     up: Arc<AtomicBool>,
 }
 
 impl LinkMeters {
-    fn record(&self, operation: &'static str, took: Duration, error: Option<&LockboxError>) {
+    fn record(&self, operation: &'static str, nanos: u64, error: Option<&LockboxError>) {
         use lockbox_rpc::server::AnswerError;
-        let code = error.map_or("OK", |e| e.code().as_str());
+        let op = OPERATIONS
+            .iter()
+            .position(|o| *o == operation)
+            .unwrap_or(OPERATIONS.len());
+        let code = code_index(error.map(|e| e.code()));
         let reached = !matches!(error, Some(LockboxError::Unavailable(_)));
         self.up.store(reached, Ordering::Relaxed);
-        lock(&self.latency)
-            .entry(operation)
-            .or_insert_with(|| {
-                self.metrics.histogram(
-                    "lockbox_kms_client_duration_seconds",
-                    "Round trips from lockboxd to lockbox-kms, by operation (a retry after a \
-                     lost connection included).",
-                    &[("operation", operation)],
-                )
-            })
-            .record(took.as_secs_f64());
-        lock(&self.calls)
-            .entry((operation, code))
-            .or_insert_with(|| {
-                self.metrics.counter(
-                    "lockbox_kms_client_calls_total",
-                    "Calls from lockboxd to lockbox-kms, by operation and code (UNAVAILABLE: \
-                     the KMS could not be reached or did not answer in time).",
-                    &[("operation", operation), ("code", code)],
-                )
-            })
-            .increment(1);
+        self.latency.record(op, nanos);
+        if let Some(counter) = self.calls.get(op * CODES + code) {
+            counter
+                .get_or_init(|| {
+                    self.metrics.counter(
+                        "lockbox_kms_client_calls_total",
+                        "Calls from lockboxd to lockbox-kms, by operation and code (UNAVAILABLE: \
+                         the KMS could not be reached or did not answer in time).",
+                        &[("operation", operation), ("code", code_label(code))],
+                    )
+                })
+                .increment(1);
+        }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Maps of handles and an optional channel: consistent even if a holder panicked.
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl KmsLink {
@@ -136,10 +139,20 @@ impl KmsLink {
             let reached = up.clone();
             metrics
                 .on_scrape(move || gauge.set(f64::from(u8::from(reached.load(Ordering::Relaxed)))));
-            self.meters = Some(LinkMeters {
+            let latency = Histograms::new(
+                metrics,
+                "lockbox_kms_client_duration_seconds".into(),
+                "Round trips from lockboxd to lockbox-kms, by operation (a retry after a lost \
+                 connection included).",
+                "operation",
+                OPERATIONS.to_vec(),
+            );
+            self.meters = latency.map(|latency| LinkMeters {
                 metrics: metrics.clone(),
-                latency: Mutex::default(),
-                calls: Mutex::default(),
+                latency,
+                calls: (0..OPERATIONS.len() * CODES)
+                    .map(|_| OnceLock::new())
+                    .collect(),
                 up,
             });
         }
@@ -187,9 +200,10 @@ impl KmsLink {
         let Some(meters) = &self.meters else {
             return self.with_channel_unmeasured(call).await;
         };
-        let started = std::time::Instant::now();
+        let started = clock().raw();
         let result = self.with_channel_unmeasured(call).await;
-        meters.record(operation, started.elapsed(), result.as_ref().err());
+        let nanos = clock().delta_as_nanos(started, clock().raw());
+        meters.record(operation, nanos, result.as_ref().err());
         result
     }
 

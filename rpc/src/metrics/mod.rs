@@ -15,8 +15,10 @@
 //! - this module: the registry, its configuration and rendering;
 //! - [`http`]: the listener (`GET /metrics` only, bounded like the Unix servers);
 //! - [`requests`]: the request series every server keeps, by method and code;
+//! - [`histograms`]: latency histograms in fixed tables, for the request paths;
 //! - `process`: resident memory, descriptors, CPU time and start time from `/proc`.
 
+pub mod histograms;
 pub mod http;
 mod process;
 pub mod requests;
@@ -31,6 +33,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub use histograms::Histograms;
 pub use requests::{AlsoCount, RequestMeter};
 
 /// The `[metrics]` section of a configuration file.

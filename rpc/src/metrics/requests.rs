@@ -5,20 +5,21 @@
 //! from the response frame the handler appended, so no handler counts anything itself and
 //! no answer goes uncounted.
 //!
-//! These are the one place that does not use `metrics` handles: they are updated on every
-//! request, and fixed tables of atomics (a counter per method and code, buckets per method)
-//! cost a third of a counter and a histogram of the exporter (whose histogram keeps every
-//! sample, with a timestamp, until it is rendered); `benches/metrics.rs` measures both. The
-//! clock is the CPU's time-stamp counter where it is reliable (`quanta`), read twice per
-//! request. The tables render themselves in the text format after the exporter's series.
+//! They do not use `metrics` handles: they are updated on every request, and fixed tables
+//! of atomics (a counter per method and code, [`Histograms`] by method) cost a third of a
+//! counter and a histogram of the exporter (whose histogram keeps every sample, with a
+//! timestamp, until it is rendered); `benches/metrics.rs` measures both. The clock is the
+//! CPU's time-stamp counter where it is reliable, read twice per request. The tables render
+//! themselves in the text format after the exporter's series.
 
-use super::{LATENCY_BUCKETS, Metrics};
+use super::Metrics;
+use super::histograms::{Histograms, clock, zeros};
 use lockbox_proto::ErrorCode;
 use lockbox_proto::frame::LENGTH_PREFIX;
 use lockbox_proto::message::{request_tag, response_code};
 use std::fmt::Write;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
 
 /// Codes counted: `OK`, then every [`ErrorCode`] in its order.
 pub const CODES: usize = 1 + ErrorCode::Internal as usize + 1;
@@ -47,12 +48,6 @@ pub fn code_label(i: usize) -> &'static str {
     }
 }
 
-/// The clock calls are timed with, calibrated once per process.
-fn clock() -> &'static quanta::Clock {
-    static CLOCK: OnceLock<quanta::Clock> = OnceLock::new();
-    CLOCK.get_or_init(quanta::Clock::new)
-}
-
 /// A server's request series.
 pub struct RequestMeter {
     tables: Arc<Tables>,
@@ -66,10 +61,8 @@ struct Tables {
     methods: &'static [&'static str],
     /// By method then code.
     requests: Box<[AtomicU64]>,
-    /// By method then bucket ([`LATENCY_BUCKETS`] and +Inf, not cumulative).
-    buckets: Box<[AtomicU64]>,
-    /// By method: nanoseconds in all.
-    nanos: Box<[AtomicU64]>,
+    /// By method.
+    latency: Arc<Histograms>,
     /// Calls started; those answered are the sum of `requests`.
     started: AtomicU64,
     connections: AtomicI64,
@@ -116,10 +109,6 @@ impl Drop for OpenConnection {
     }
 }
 
-fn zeros(n: usize) -> Box<[AtomicU64]> {
-    (0..n).map(|_| AtomicU64::new(0)).collect()
-}
-
 /// A counter, by code, of the requests of some methods: a series of its own for what a
 /// dashboard shows apart (payload reads).
 #[derive(Debug, Clone, Copy)]
@@ -149,8 +138,13 @@ impl RequestMeter {
             prefix,
             methods,
             requests: zeros(methods_and_unknown * CODES),
-            buckets: zeros(methods_and_unknown * (LATENCY_BUCKETS.len() + 1)),
-            nanos: zeros(methods_and_unknown),
+            latency: Histograms::new(
+                metrics,
+                format!("{prefix}_request_duration_seconds"),
+                "Time from a request's frame read to its answer written, by method.",
+                "method",
+                (0..methods_and_unknown).map(label).collect(),
+            )?,
             started: AtomicU64::new(0),
             connections: AtomicI64::new(0),
             also: also.map(|a| Also {
@@ -202,10 +196,7 @@ impl RequestMeter {
         };
         let method = timing.method;
         t.requests[method * CODES + code].fetch_add(1, Ordering::Relaxed);
-        let seconds = nanos as f64 * 1e-9;
-        let bucket = LATENCY_BUCKETS.partition_point(|bound| *bound < seconds);
-        t.buckets[method * (LATENCY_BUCKETS.len() + 1) + bucket].fetch_add(1, Ordering::Relaxed);
-        t.nanos[method].fetch_add(nanos, Ordering::Relaxed);
+        t.latency.record(method, nanos);
         if let Some(also) = &t.also
             && also.counted[method]
         {
@@ -249,35 +240,6 @@ impl Tables {
                     );
                 }
             }
-        }
-        let _ = write!(
-            out,
-            "# HELP {p}_request_duration_seconds Time from a request's frame read to its answer \
-             written, by method.\n# TYPE {p}_request_duration_seconds histogram\n"
-        );
-        let width = LATENCY_BUCKETS.len() + 1;
-        for method in 0..=self.methods.len() {
-            let buckets = &self.buckets[method * width..(method + 1) * width];
-            let count: u64 = buckets.iter().map(load).sum();
-            if count == 0 {
-                continue;
-            }
-            let name = self.method_label(method);
-            let mut below = 0;
-            for (bound, n) in LATENCY_BUCKETS.iter().zip(buckets) {
-                below += load(n);
-                let _ = writeln!(
-                    out,
-                    "{p}_request_duration_seconds_bucket{{method=\"{name}\",le=\"{bound}\"}} {below}"
-                );
-            }
-            let seconds = load(&self.nanos[method]) as f64 * 1e-9;
-            let _ = write!(
-                out,
-                "{p}_request_duration_seconds_bucket{{method=\"{name}\",le=\"+Inf\"}} {count}\n\
-                 {p}_request_duration_seconds_sum{{method=\"{name}\"}} {seconds}\n\
-                 {p}_request_duration_seconds_count{{method=\"{name}\"}} {count}\n"
-            );
         }
         if let Some(also) = &self.also {
             let _ = write!(
