@@ -158,6 +158,7 @@ impl FileConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::service::DEFAULT_SECRET_SERIES;
 
     #[test]
     fn limits_default_and_override() {
@@ -176,6 +177,8 @@ mod tests {
             Some(std::path::Path::new("/var/log/lockboxd"))
         );
         assert!(c.audit.fail_closed);
+        // Metrics are opt-in there too.
+        assert!(c.metrics.listen.is_none());
     }
 
     #[test]
@@ -200,6 +203,14 @@ mod tests {
         c.rate_limits.validate().unwrap();
         assert_eq!(c.rate_limits.subjects.len(), 1);
         assert!(c.rate_limits.roles.contains_key("lockbox.payloadViewer"));
+        // And its metrics.
+        let c: FileConfig = toml::from_str(readme_toml("## Metrics")).unwrap();
+        assert_eq!(
+            c.metrics.endpoint().address(),
+            Ok(Some("127.0.0.1:9464".parse().unwrap()))
+        );
+        assert_eq!(c.metrics.secret_series().limit, DEFAULT_SECRET_SERIES);
+        assert!(!c.metrics.secret_series().names);
     }
 
     #[test]
