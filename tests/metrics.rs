@@ -273,6 +273,15 @@ async fn the_kms_counts_operations_by_key_relayed_decisions_and_what_it_holds() 
     };
     assert!(decisions("allowed").unwrap() >= 3.0, "{text}");
     assert_eq!(decisions("denied"), Some(1.0), "{text}");
+    // Relayed requests are counted under their own method, the principal skipped.
+    assert_eq!(
+        sample(
+            &text,
+            "lockbox_kms_requests_total{method=\"Decrypt\",code=\"OK\"}"
+        ),
+        Some(2.0),
+        "{text}"
+    );
     // lockboxd's own key and the test's: two active symmetric keys, three versions.
     assert_eq!(
         sample(

@@ -94,6 +94,8 @@ mod tests {
             assert_eq!(names[tag as usize], "GetSecret");
         }
         assert_eq!(request_tag(&[]), None);
+        // A principal that claims more groups than the frame holds is no request.
+        assert_eq!(request_tag(&[9, 1, 1, b'u', 200, 1]), None);
         assert_eq!(request_tag(&[5, 7]), None);
     }
 
