@@ -10,7 +10,7 @@ use lockbox_client::LockboxClient;
 use lockbox_client::proto::common::{AccessBinding, AccessBindingAction, AccessBindingDelta, Page};
 use lockbox_client::proto::lockbox::LockboxResource;
 use lockbox_tests::payload::{secret, set};
-use lockbox_tests::{Daemon, NOBODY, failure, is_root};
+use lockbox_tests::{Daemon, NOBODY, change_kms_binding, failure, is_root};
 use std::os::unix::process::CommandExt;
 
 /// The seed's actions, in the table's order.
@@ -473,23 +473,6 @@ async fn bad_bindings_are_refused_with_invalid_argument() {
     assert!(bindings.is_empty());
 }
 
-/// Grants `role` on `key_id` to `subject` in the KMS.
-async fn kms_grant(kms: &lockbox_client::KmsClient, key_id: &str, role: &str, subject: &str) {
-    use lockbox_client::proto::kms::ResourceRef;
-    kms.update_access_bindings(
-        ResourceRef::Key(key_id.into()),
-        vec![AccessBindingDelta {
-            action: AccessBindingAction::Add,
-            binding: AccessBinding {
-                role_id: role.into(),
-                subject: subject.into(),
-            },
-        }],
-    )
-    .await
-    .unwrap();
-}
-
 #[tokio::test]
 async fn reading_a_kms_keyed_secret_needs_both_authorities() {
     use lockbox_client::proto::kms::{CreateSymmetricKey, SymmetricAlgorithm};
@@ -509,7 +492,14 @@ async fn reading_a_kms_keyed_secret_needs_both_authorities() {
         .await
         .unwrap()
         .id;
-    kms_grant(&k, &key, "kms.keys.encrypterDecrypter", &admin.subject()).await;
+    change_kms_binding(
+        &k,
+        &key,
+        true,
+        "kms.keys.encrypterDecrypter",
+        &admin.subject(),
+    )
+    .await;
     let mut spec = secret("split", vec![set("k", "v")]);
     spec.kms_key_id = key.clone();
     let id = admin.create_secret(spec).await.unwrap().resource_id;
@@ -526,8 +516,8 @@ async fn reading_a_kms_keyed_secret_needs_both_authorities() {
     change(&admin, &on_secret, false, "lockbox.admin", "user:nobody").await;
 
     // kms.admin and even kms.keys.decrypter without a Lockbox role: lockboxd refuses.
-    kms_grant(&k, &key, "kms.admin", "user:nobody").await;
-    kms_grant(&k, &key, "kms.keys.decrypter", "user:nobody").await;
+    change_kms_binding(&k, &key, true, "kms.admin", "user:nobody").await;
+    change_kms_binding(&k, &key, true, "kms.keys.decrypter", "user:nobody").await;
     let err = read().unwrap_err();
     assert!(err.contains("lockbox.payloads.get"), "{err}");
 
@@ -559,7 +549,7 @@ async fn reading_a_kms_keyed_secret_needs_both_authorities() {
     };
     let err = write().unwrap_err();
     assert!(err.contains("kms.keys.encrypt"), "{err}");
-    kms_grant(&k, &key, "kms.keys.encrypter", "user:nobody").await;
+    change_kms_binding(&k, &key, true, "kms.keys.encrypter", "user:nobody").await;
     write().unwrap();
     assert!(
         kms.log().contains("user:nobody"),

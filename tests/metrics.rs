@@ -5,28 +5,12 @@
 use lockbox_client::error_code;
 use lockbox_client::proto::ErrorCode;
 use lockbox_tests::payload::{add, secret, set};
-use lockbox_tests::scrape::{self, sample, sum};
-use lockbox_tests::{Daemon, Kms, KmsOptions, json, kms_key_with, my_subject};
-
-const ON: &str = "[metrics]\nlisten = \"127.0.0.1:0\"\n";
-
-/// A KMS and a lockboxd, both with metrics on; lockboxd's configuration is `daemon_config`
-/// then its `[metrics]` section with `metrics_extra`.
-fn both_measured(daemon_config: &str, metrics_extra: &str) -> (Kms, Daemon) {
-    let mut kms = Kms::init(KmsOptions {
-        enrol_daemon: true,
-        config: ON.into(),
-        ..KmsOptions::default()
-    });
-    kms.start();
-    let mut daemon = Daemon::new(&kms, &format!("{daemon_config}{ON}{metrics_extra}"));
-    daemon.start();
-    (kms, daemon)
-}
+use lockbox_tests::scrape::{self, measured, sample, sum};
+use lockbox_tests::{Daemon, change_kms_binding, json, kms_key_with, my_subject};
 
 #[tokio::test]
 async fn requests_are_counted_by_method_and_code_in_both_processes() {
-    let (kms, daemon) = both_measured("", "");
+    let (kms, daemon) = measured("", "");
     let c = daemon.client().await;
     let id = c
         .create_secret(secret("db", vec![set("password", "p4ss")]))
@@ -94,7 +78,7 @@ async fn requests_are_counted_by_method_and_code_in_both_processes() {
 
 #[tokio::test]
 async fn what_is_stored_is_read_at_the_scrape_and_refusals_are_counted() {
-    let (mut kms, daemon) = both_measured(
+    let (mut kms, daemon) = measured(
         "[limits]\nsecrets_per_cloud = 10\n\
          [rate_limits]\npayload_reads = { per_second = 1, burst = 3 }\n",
         "secret_series = 1\nsecret_names = true\n",
@@ -225,7 +209,7 @@ async fn what_is_stored_is_read_at_the_scrape_and_refusals_are_counted() {
 
 #[tokio::test]
 async fn the_kms_counts_operations_by_key_relayed_decisions_and_what_it_holds() {
-    let (kms, daemon) = both_measured("", "");
+    let (kms, daemon) = measured("", "");
     let k = kms.client().await;
     let key = kms_key_with(&k, &[("kms.keys.encrypterDecrypter", &my_subject())]).await;
     let c = daemon.client().await;
@@ -236,7 +220,14 @@ async fn the_kms_counts_operations_by_key_relayed_decisions_and_what_it_holds() 
         c.get_payload(&id, None).await.unwrap();
     }
     // The caller loses its KMS role: lockboxd's read on its behalf is denied by the KMS.
-    change_kms_binding(&k, &key, "kms.keys.encrypterDecrypter", &my_subject()).await;
+    change_kms_binding(
+        &k,
+        &key,
+        false,
+        "kms.keys.encrypterDecrypter",
+        &my_subject(),
+    )
+    .await;
     let denied = c.get_payload(&id, None).await.unwrap_err();
     assert_eq!(error_code(&denied), ErrorCode::PermissionDenied);
     // An id no key has counts as an unknown key, not as a series of its own.
@@ -300,24 +291,6 @@ async fn the_kms_counts_operations_by_key_relayed_decisions_and_what_it_holds() 
         sample(&text, "lockbox_kms_keystore_save_duration_seconds_count").unwrap() >= 3.0,
         "{text}"
     );
-}
-
-/// Removes `subject`'s `role` on KMS key `key`.
-async fn change_kms_binding(k: &lockbox_client::KmsClient, key: &str, role: &str, subject: &str) {
-    use lockbox_client::proto::common::{AccessBinding, AccessBindingAction, AccessBindingDelta};
-    use lockbox_client::proto::kms::ResourceRef;
-    k.update_access_bindings(
-        ResourceRef::Key(key.into()),
-        vec![AccessBindingDelta {
-            action: AccessBindingAction::Remove,
-            binding: AccessBinding {
-                role_id: role.into(),
-                subject: subject.into(),
-            },
-        }],
-    )
-    .await
-    .unwrap();
 }
 
 #[test]

@@ -5,15 +5,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers abort the test on failure
 
 use lockbox_tests::payload::{secret, set};
-use lockbox_tests::scrape;
-use lockbox_tests::{Daemon, Kms, KmsOptions, json, kms_key_with, my_subject};
+use lockbox_tests::scrape::{self, measured};
+use lockbox_tests::{json, kms_key_with, my_subject};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
-
-const ON: &str = "[metrics]\nlisten = \"127.0.0.1:0\"\n";
 
 /// The repository's `deploy/`.
 fn deploy(path: &str) -> PathBuf {
@@ -151,14 +149,7 @@ async fn a_real_prometheus_scrapes_quotas_requests_and_the_kms() {
         c
     });
 
-    let mut kms = Kms::init(KmsOptions {
-        enrol_daemon: true,
-        config: ON.into(),
-        ..KmsOptions::default()
-    });
-    kms.start();
-    let mut daemon = Daemon::new(&kms, &format!("[limits]\nsecrets_per_cloud = 4\n{ON}"));
-    daemon.start();
+    let (kms, daemon) = measured("[limits]\nsecrets_per_cloud = 4\n", "");
     let c = daemon.client().await;
     let key = kms_key_with(
         &kms.client().await,
@@ -283,14 +274,7 @@ async fn every_series_the_dashboard_and_the_rules_query_is_in_a_real_scrape() {
         "{wanted:?}"
     );
 
-    let mut kms = Kms::init(KmsOptions {
-        enrol_daemon: true,
-        config: ON.into(),
-        ..KmsOptions::default()
-    });
-    kms.start();
-    let mut daemon = Daemon::new(&kms, ON);
-    daemon.start();
+    let (kms, daemon) = measured("", "");
     let c = daemon.client().await;
     let key = kms_key_with(
         &kms.client().await,

@@ -398,21 +398,43 @@ pub async fn change_binding(
     role: &str,
     subject: &str,
 ) {
+    c.update_access_bindings(resource.clone(), vec![binding_delta(add, role, subject)])
+        .await
+        .unwrap();
+}
+
+/// The change adding (`add`) or removing the binding of `role` to `subject`.
+fn binding_delta(
+    add: bool,
+    role: &str,
+    subject: &str,
+) -> lockbox_client::proto::common::AccessBindingDelta {
     use lockbox_client::proto::common::{AccessBinding, AccessBindingAction, AccessBindingDelta};
-    let action = if add {
-        AccessBindingAction::Add
-    } else {
-        AccessBindingAction::Remove
-    };
-    c.update_access_bindings(
-        resource.clone(),
-        vec![AccessBindingDelta {
-            action,
-            binding: AccessBinding {
-                role_id: role.into(),
-                subject: subject.into(),
-            },
-        }],
+    AccessBindingDelta {
+        action: if add {
+            AccessBindingAction::Add
+        } else {
+            AccessBindingAction::Remove
+        },
+        binding: AccessBinding {
+            role_id: role.into(),
+            subject: subject.into(),
+        },
+    }
+}
+
+/// Adds (`add`) or removes the binding of `role` to `subject` on KMS key `key_id`.
+pub async fn change_kms_binding(
+    kms: &KmsClient,
+    key_id: &str,
+    add: bool,
+    role: &str,
+    subject: &str,
+) {
+    use lockbox_client::proto::kms::ResourceRef;
+    kms.update_access_bindings(
+        ResourceRef::Key(key_id.into()),
+        vec![binding_delta(add, role, subject)],
     )
     .await
     .unwrap();

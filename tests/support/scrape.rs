@@ -1,8 +1,26 @@
 //! Reading a process's Prometheus endpoint as Prometheus does: the address it logged, one
 //! `GET /metrics`, and the samples of the text format.
 
+use crate::{Daemon, Kms, KmsOptions};
 use std::io::{Read, Write};
 use std::net::TcpStream;
+
+/// The `[metrics]` section that turns a process's endpoint on, on a port of its choosing.
+pub const ON: &str = "[metrics]\nlisten = \"127.0.0.1:0\"\n";
+
+/// A KMS and a lockboxd, both started with metrics on; lockboxd's configuration is
+/// `daemon_config` then its `[metrics]` section with `metrics_extra`.
+pub fn measured(daemon_config: &str, metrics_extra: &str) -> (Kms, Daemon) {
+    let mut kms = Kms::init(KmsOptions {
+        enrol_daemon: true,
+        config: ON.into(),
+        ..KmsOptions::default()
+    });
+    kms.start();
+    let mut daemon = Daemon::new(&kms, &format!("{daemon_config}{ON}{metrics_extra}"));
+    daemon.start();
+    (kms, daemon)
+}
 
 /// The `host:port` a process logged it serves metrics on.
 pub fn address(log: &str) -> String {
