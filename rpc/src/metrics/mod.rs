@@ -3,10 +3,12 @@
 //!
 //! Series are `metrics` handles from a `metrics-exporter-prometheus` recorder that this
 //! process owns (no global recorder: a handle comes from a [`Metrics`], so what a server
-//! records is what its caller gave it, and a test reads its own). The request path holds
-//! handles resolved once and only adds to atomics; whatever is cheaper to read than to keep
-//! up to date (gauges over the stored data, process figures) is read by collectors when
-//! Prometheus scrapes ([`Metrics::on_scrape`]).
+//! records is what its caller gave it, and a test reads its own). The series updated on
+//! every request are not handles but fixed tables of atomics that render themselves after
+//! the exporter's text ([`Metrics::render_also`]): measured several times cheaper
+//! (`benches/metrics.rs`). Whatever is cheaper to read than to keep up to date (gauges over
+//! the stored data, process figures) is read by collectors when Prometheus scrapes
+//! ([`Metrics::on_scrape`]).
 //!
 //! Metrics are off unless a listen address is configured: the endpoint is readable by every
 //! local user, and it names clouds, folders and keys. With them off every handle is a no-op
