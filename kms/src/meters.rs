@@ -89,14 +89,18 @@ impl OperationMeter {
             .then_some(meter)
     }
 
-    /// The counts of `key`, created on first use.
-    fn counts(&self, key: &str) -> KeyCounts {
-        let cached = LAST.with_borrow(|last| match last {
-            Some((id, k, counts)) if *id == self.id && k == key => Some(counts.clone()),
-            _ => None,
+    /// Adds one to count `slot` of `key`, whose counts are created on first use.
+    fn count(&self, key: &str, slot: usize) {
+        // The thread's last key, counted in place: no lock, no reference taken.
+        let counted = LAST.with_borrow(|last| match last {
+            Some((id, k, counts)) if *id == self.id && k == key => {
+                counts[slot].fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            _ => false,
         });
-        if let Some(counts) = cached {
-            return counts;
+        if counted {
+            return;
         }
         let known = self
             .by_key
@@ -116,8 +120,8 @@ impl OperationMeter {
                 })
                 .clone()
         });
-        LAST.set(Some((self.id, key.to_owned(), counts.clone())));
-        counts
+        counts[slot].fetch_add(1, Ordering::Relaxed);
+        LAST.set(Some((self.id, key.to_owned(), counts)));
     }
 
     /// Counts operation `op` on `key_id` that ended with `error` (none: success).
@@ -127,7 +131,7 @@ impl OperationMeter {
         } else {
             "unknown"
         };
-        self.counts(key)[op * CODES + code_index(error)].fetch_add(1, Ordering::Relaxed);
+        self.count(key, op * CODES + code_index(error));
     }
 
     /// Counts the decision on a relayed request that ended with `error` (none: allowed).
